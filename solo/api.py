@@ -1,0 +1,77 @@
+"""What tenant code imports: the `Service` base class and its context.
+
+A service is a plain Python class in one file. Subclassing `solo.Service` is optional but gives
+you the hooks' defaults and `self.context`:
+
+    import solo
+
+    class Counter(solo.Service):
+        def __init__(self):
+            self.value = 0
+
+        def incr(self, by: int = 1) -> int:      # callable: public method
+            self.value += by
+            return self.value
+
+        async def slow_get(self) -> int:         # async methods run on the host's event loop
+            return self.value
+
+        def count_to(self, n: int):              # generators stream their items
+            yield from range(1, n + 1)
+
+        def snapshot(self):                      # state handed to the next version on hot swap
+            return {"value": self.value}
+
+        def restore(self, state):
+            self.value = state["value"]
+
+Every public method (no leading underscore) that is not a hook is callable. Arguments and results
+are JSON values or raw bytes. Sync methods run in a thread, `max_concurrency` at a time
+(default 1, like a Ray actor); async methods run concurrently on the host's event loop.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+HOOKS = frozenset({"start", "stop", "health", "snapshot", "restore"})
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the running service, available as `self.context`."""
+
+    tenant: str = ""
+    name: str = ""
+    version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Service:
+    """Optional base class for Solo services. Hooks may be sync or `async def`."""
+
+    context: Context = Context()
+
+    def start(self) -> None:
+        """Called once after the constructor, before the service receives any call."""
+
+    def stop(self) -> None:
+        """Called when the service is stopped or replaced, after in-flight calls drain."""
+
+    def health(self) -> bool:
+        """Return False (or raise) when the service cannot serve; True otherwise."""
+        return True
+
+    def snapshot(self) -> Any:
+        """Return JSON-compatible state for the next version (hot swap). None = stateless."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take over the state returned by the previous version's snapshot()."""
+
+
+def context_from(tenant: str, name: str, version: str, config_json: str, labels: dict[str, str]) -> Context:
+    return Context(tenant=tenant, name=name, version=version,
+                   config=json.loads(config_json) if config_json else {}, labels=dict(labels))

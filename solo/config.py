@@ -1,0 +1,93 @@
+"""Solo's configuration: pydantic models loaded once from a TOML file and passed down.
+
+Precedence: defaults < the TOML file (`--config`, else `<data-dir>/solo.toml` if present)
+< command-line flags. Unknown keys are an error, so a typo never silently does nothing.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from solo.errors import InvalidRequest
+
+DEFAULT_DATA_DIR = Path(os.environ.get("SOLO_DATA_DIR", Path.home() / ".solo"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=7070, ge=0, le=65535)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+
+
+class LimitsConfig(_Section):
+    max_source_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_cpus: float = Field(default=256, gt=0, description="largest num_cpus one service may ask for")
+    max_gpus: float = Field(default=64, ge=0)
+    max_memory_bytes: int = Field(default=1 << 40, gt=0)
+    max_custom_resource: float = Field(default=1_000_000, gt=0)
+    max_concurrency: int = Field(default=1000, ge=1)
+    max_services_per_tenant: int = Field(default=1000, ge=1)
+
+
+class RuntimeConfig(_Section):
+    default_num_cpus: float = Field(default=0.0, ge=0, description="num_cpus when a deploy asks for none")
+    warm_pool_size: int = Field(default=2, ge=0, le=64, description="pre-started hosts of the default shape")
+    max_restarts: int = Field(default=3, ge=0)
+    restart_backoff_seconds: float = Field(default=0.5, ge=0)
+    restart_backoff_max_seconds: float = Field(default=10.0, ge=0)
+    schedule_timeout_seconds: float = Field(default=30.0, gt=0, description="how long a host may wait for resources")
+    start_timeout_seconds: float = Field(default=60.0, gt=0, description="how long constructor + start() may take")
+    stop_grace_seconds: float = Field(default=5.0, ge=0)
+
+
+class EventsConfig(_Section):
+    flush_interval_seconds: float = Field(default=0.2, gt=0)
+
+
+class SoloConfig(_Section):
+    data_dir: Path = DEFAULT_DATA_DIR
+    namespace: str = "solo"
+    gateway: GatewayConfig = GatewayConfig()
+    limits: LimitsConfig = LimitsConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    events: EventsConfig = EventsConfig()
+
+
+def load_config(path: Path | None = None, **overrides) -> SoloConfig:
+    """Load the TOML file at `path` (or `<data_dir>/solo.toml` if it exists) and apply overrides.
+
+    Overrides use dotted keys with `__`, e.g. `gateway__port=7071`, `data_dir=...`; None is ignored.
+    """
+    data: dict = {}
+    data_dir = Path(overrides.get("data_dir") or DEFAULT_DATA_DIR).expanduser()
+    candidate = path or (data_dir / "solo.toml")
+    if path is not None and not path.exists():
+        raise InvalidRequest(f"config file {path} does not exist; pass an existing TOML file or drop --config")
+    if candidate.exists():
+        try:
+            data = tomllib.loads(candidate.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(f"config file {candidate} is not valid TOML: {exc}") from None
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section = data
+        *parents, leaf = key.split("__")
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[leaf] = value
+    data.setdefault("data_dir", str(data_dir))
+    try:
+        config = SoloConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid configuration ({candidate}): {exc}") from None
+    config.data_dir = config.data_dir.expanduser().resolve()
+    return config

@@ -1,0 +1,1 @@
+"""Pure Python pieces of Solo (no Ray imports): specs, payloads, routes, dispatch."""

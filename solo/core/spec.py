@@ -1,0 +1,135 @@
+"""Service specs: what a tenant asked for, validated and normalised before anything starts."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+from solo.config import LimitsConfig
+from solo.errors import InvalidRequest
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+RESOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+RESERVED_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_cpus: float = 0.0
+    num_gpus: float = 0.0
+    memory_bytes: int = 0
+    custom: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = [f"num_cpus={self.num_cpus:g}"]
+        if self.num_gpus:
+            parts.append(f"num_gpus={self.num_gpus:g}")
+        if self.memory_bytes:
+            parts.append(f"memory={self.memory_bytes} bytes")
+        parts += [f"{k}={v:g}" for k, v in sorted(self.custom.items())]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    source: str
+    filename: str = "service.py"
+    version: str = ""
+    class_name: str = ""
+    resources: Resources = Resources()
+    env: dict[str, str] = field(default_factory=dict)
+    config_json: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    max_concurrency: int = 1
+    max_restarts: int = -1
+
+    def fingerprint(self) -> str:
+        """Identity of the spec for idempotent deploys (the generated version is not part of it)."""
+        body = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def with_version(self, version: str) -> "ServiceSpec":
+        return replace(self, version=version)
+
+
+def validate_name(name: str, what: str = "service name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidRequest(f"invalid {what} {name!r}: use 1-63 lowercase letters, digits and '-', "
+                             "starting with a letter (e.g. 'counter' or 'kv-store')")
+    return name
+
+
+def _check_amount(what: str, value: float, limit: float) -> float:
+    if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value < 0:
+        raise InvalidRequest(f"{what} must be a finite number >= 0, got {value!r}")
+    if value > limit:
+        raise InvalidRequest(f"{what}={value:g} is more than one service may ask for (limit {limit:g}); "
+                             "ask for less or raise [limits] in the config")
+    return float(value)
+
+
+def validate_resources(res: Resources, limits: LimitsConfig, default_num_cpus: float) -> Resources:
+    num_cpus = _check_amount("num_cpus", res.num_cpus, limits.max_cpus) if res.num_cpus else default_num_cpus
+    num_gpus = _check_amount("num_gpus", res.num_gpus, limits.max_gpus)
+    memory = int(_check_amount("memory_bytes", res.memory_bytes, limits.max_memory_bytes))
+    custom = {}
+    for key, value in res.custom.items():
+        if key in RESERVED_RESOURCES or not RESOURCE_NAME_RE.match(key):
+            raise InvalidRequest(f"invalid custom resource name {key!r}: use letters, digits, '_', '.', ':', '-' "
+                                 f"(CPU, GPU and memory have their own fields)")
+        custom[key] = _check_amount(f"custom resource {key}", value, limits.max_custom_resource)
+    return Resources(num_cpus=num_cpus, num_gpus=num_gpus, memory_bytes=memory, custom=custom)
+
+
+def check_source(source: str, filename: str, limit: int) -> None:
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InvalidRequest(f"source of {filename} is {size} bytes, over the limit of {limit} bytes; "
+                             "split the service or raise [limits] max_source_bytes")
+    if not source.strip():
+        raise InvalidRequest(f"source of {filename} is empty; send the Python file that defines the service class")
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"{exc.filename}, line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        text = f": {exc.text.strip()}" if exc.text else ""
+        raise InvalidRequest(f"syntax error in {where}: {exc.msg}{text}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. NUL bytes, absurd nesting
+        raise InvalidRequest(f"{filename} cannot be compiled: {exc}") from None
+
+
+def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: float = 0.0) -> ServiceSpec:
+    validate_name(spec.name)
+    if spec.version and not VERSION_RE.match(spec.version):
+        raise InvalidRequest(f"invalid version {spec.version!r}: use up to 64 letters, digits, '.', '_', '+', '-'")
+    if spec.class_name and not spec.class_name.isidentifier():
+        raise InvalidRequest(f"invalid class name {spec.class_name!r}: it must be a Python identifier")
+    filename = (spec.filename or f"{spec.name}.py").replace("\\", "/").rsplit("/", 1)[-1]
+    check_source(spec.source, filename, limits.max_source_bytes)
+    for key in spec.env:
+        if not ENV_KEY_RE.match(key):
+            raise InvalidRequest(f"invalid environment variable name {key!r}")
+    for key, value in spec.labels.items():
+        if not LABEL_KEY_RE.match(key) or len(value) > 256:
+            raise InvalidRequest(f"invalid label {key!r}={value!r}: keys are up to 63 of [A-Za-z0-9._/-], "
+                                 "values up to 256 characters")
+    if spec.config_json:
+        try:
+            config = json.loads(spec.config_json)
+        except ValueError as exc:
+            raise InvalidRequest(f"config is not valid JSON ({exc}); pass a JSON object") from None
+        if not isinstance(config, dict):
+            raise InvalidRequest("config must be a JSON object, e.g. '{\"greeting\": \"hi\"}'")
+    concurrency = spec.max_concurrency or 1
+    if not 1 <= concurrency <= limits.max_concurrency:
+        raise InvalidRequest(f"max_concurrency must be between 1 and {limits.max_concurrency}, got {concurrency}")
+    if spec.max_restarts < -1 or spec.max_restarts > 1000:
+        raise InvalidRequest(f"max_restarts must be between 0 and 1000 (-1 for the default), got {spec.max_restarts}")
+    return replace(spec, filename=filename, max_concurrency=concurrency,
+                   resources=validate_resources(spec.resources, limits, default_num_cpus))

@@ -1,0 +1,1 @@
+"""The gRPC gateway: thin servicers over the dispatcher and the registry handle."""

@@ -1,0 +1,55 @@
+"""The gateway's copy of the route table, kept current by long-polling the registry."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from solo import metrics
+from solo.core.dispatch import Dispatcher
+from solo.core.routes import Route, RouteTable
+
+log = logging.getLogger("solo.gateway")
+
+
+class RouteFollower:
+    def __init__(self, registry, table: RouteTable, dispatcher: Dispatcher, poll_seconds: float = 20.0):
+        self.registry = registry
+        self.table = table
+        self.dispatcher = dispatcher
+        self.poll_seconds = poll_seconds
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._refresh(0, 0.0)
+        self._task = asyncio.create_task(self._follow())
+
+    async def _refresh(self, known: int, timeout: float) -> None:
+        version, routes = await self.registry.wait_routes(known, timeout)
+        self.table.replace(version, [Route(**r) for r in routes])
+        metrics.ROUTE_VERSION.set(self.table.version)
+        async with self._changed:
+            self._changed.notify_all()
+        await self.dispatcher.prune()
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._refresh(self.table.version, self.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the registry may be restarting; keep serving
+                log.warning("route update failed (%s); serving the last known routes", exc)
+                await asyncio.sleep(0.5)
+
+    async def synced(self, version: int, timeout: float = 5.0) -> None:
+        """Wait until this gateway routes with at least `version` (so a deploy's reply means callable)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.table.version >= version), timeout)
+            except asyncio.TimeoutError:
+                log.warning("route version %s not reached within %ss", version, timeout)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()

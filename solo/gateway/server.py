@@ -1,0 +1,61 @@
+"""Composition root of the gateway: the gRPC server with the Solo, health and reflection services."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from solo._proto import solo_pb2, solo_pb2_grpc
+from solo.config import SoloConfig
+from solo.core.dispatch import Dispatcher
+from solo.core.routes import RouteTable
+from solo.gateway.routes import RouteFollower
+from solo.gateway.servicer import GatewayServicer
+from solo.security.tokens import Authenticator
+
+SERVICE_NAME = solo_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+
+
+@dataclass
+class Gateway:
+    server: grpc.aio.Server
+    port: int
+    follower: RouteFollower
+    dispatcher: Dispatcher
+    health: HealthServicer
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.follower.stop()
+        await self.server.stop(grace)
+        await self.dispatcher.close()
+
+
+async def start_gateway(config: SoloConfig, registry, authenticator: Authenticator) -> Gateway:
+    table = RouteTable()
+    dispatcher = Dispatcher(table)
+    follower = RouteFollower(registry, table, dispatcher)
+    await follower.start()
+    size = config.gateway.max_message_bytes
+    server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
+                                      ("grpc.max_receive_message_length", size),
+                                      ("grpc.so_reuseport", 0)])
+    solo_pb2_grpc.add_GatewayServicer_to_server(
+        GatewayServicer(config, registry, authenticator, follower, dispatcher), server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.gateway.host}:{config.gateway.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {config.gateway.host}:{config.gateway.port} (port in use?)")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Gateway(server, port, follower, dispatcher, health_servicer)

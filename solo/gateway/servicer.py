@@ -1,0 +1,137 @@
+"""The Gateway servicer: convert the request, make one core call, convert the result."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+from solo import metrics
+from solo._proto import solo_pb2 as pb
+from solo._proto import solo_pb2_grpc
+from solo.config import SoloConfig
+from solo.core.dispatch import Dispatcher
+from solo.core.spec import validate_name, validate_spec
+from solo.errors import InvalidRequest, SoloError
+from solo.gateway.convert import info_to_proto, spec_from_proto
+from solo.gateway.routes import RouteFollower
+from solo.gateway.status import rpc
+from solo.security.tokens import Authenticator, Principal
+
+
+def _input(request: pb.InvokeRequest) -> tuple[str | None, bytes | None]:
+    which = request.WhichOneof("input")
+    return (request.json, None) if which == "json" else (None, request.raw) if which == "raw" else (None, None)
+
+
+def _output(result) -> pb.InvokeResponse:
+    return pb.InvokeResponse(raw=result.raw) if result.HasField("raw") else pb.InvokeResponse(json=result.json)
+
+
+def _check_call(request: pb.InvokeRequest) -> None:
+    validate_name(request.service)
+    if not request.method.isidentifier() or request.method.startswith("_"):
+        raise InvalidRequest(f"invalid method name {request.method!r}: call a public method of the service")
+
+
+class GatewayServicer(solo_pb2_grpc.GatewayServicer):
+    def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
+                 dispatcher: Dispatcher):
+        self.config = config
+        self.registry = registry
+        self.authenticator = authenticator
+        self.routes = routes
+        self.dispatcher = dispatcher
+
+    @staticmethod
+    def _who(principal: Principal, rid: str) -> dict:
+        return {"principal": principal.label, "request_id": rid}
+
+    @rpc
+    async def DeployService(self, request, context, principal, rid):
+        spec = validate_spec(spec_from_proto(request.spec), self.config.limits, self.config.runtime.default_num_cpus)
+        result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, rid))
+        await self.routes.synced(result["route_version"])
+        return pb.DeployServiceResponse(service=info_to_proto(result["service"]), changed=result["changed"])
+
+    @rpc
+    async def GetService(self, request, context, principal, rid):
+        validate_name(request.name)
+        return info_to_proto(await self.registry.get(principal.tenant, request.name))
+
+    @rpc
+    async def ListServices(self, request, context, principal, rid):
+        for info in await self.registry.list(principal.tenant):
+            yield info_to_proto(info)
+
+    @rpc
+    async def StopService(self, request, context, principal, rid):
+        validate_name(request.name)
+        result = await self.registry.stop(principal.tenant, request.name, request.remove, self._who(principal, rid))
+        await self.routes.synced(result["route_version"])
+        return pb.StopServiceResponse(service=info_to_proto(result["service"]))
+
+    @rpc
+    async def Invoke(self, request, context, principal, rid):
+        _check_call(request)
+        json_text, raw = _input(request)
+        tenant, service = principal.tenant, request.service
+        labelled = self.dispatcher.routes.get(tenant, service) is not None
+        start = time.perf_counter()
+        code = "OK"
+        if labelled:
+            metrics.IN_FLIGHT.labels(tenant, service).inc()
+        try:
+            result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
+                                                  context.time_remaining())
+            return _output(result)
+        except SoloError as exc:
+            code = exc.code
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            if labelled:
+                metrics.IN_FLIGHT.labels(tenant, service).dec()
+                metrics.CALLS.labels(tenant, service, code).inc()
+                metrics.CALL_SECONDS.labels(tenant, service).observe(time.perf_counter() - start)
+
+    @rpc
+    async def InvokeStream(self, request, context, principal, rid):
+        _check_call(request)
+        json_text, raw = _input(request)
+        code = "OK"
+        labelled = self.dispatcher.routes.get(principal.tenant, request.service) is not None
+        try:
+            stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
+                                            context.time_remaining())
+            async for result in stream:
+                yield _output(result)
+        except SoloError as exc:
+            code = exc.code
+            raise
+        finally:
+            if labelled:
+                metrics.CALLS.labels(principal.tenant, request.service, code).inc()
+
+    @rpc
+    async def GetMetrics(self, request, context, principal, rid):
+        summary = metrics.tenant_summary(principal.tenant)
+        services = [pb.ServiceMetrics(service=name, calls=int(v["calls"]), errors=int(v["errors"]),
+                                      in_flight=max(0, int(v["in_flight"])),
+                                      latency_seconds_sum=v["latency_seconds_sum"])
+                    for name, v in sorted(summary.items())]
+        return pb.GetMetricsResponse(tenant=principal.tenant, services=services,
+                                     calls=sum(s.calls for s in services), errors=sum(s.errors for s in services))
+
+    @rpc
+    async def MintToken(self, request, context, principal, rid):
+        token = self.authenticator.mint(principal, request.tenant, request.description)
+        return pb.MintTokenResponse(token=token, tenant=request.tenant)
+
+    @rpc
+    async def WhoAmI(self, request, context, principal, rid):
+        return pb.WhoAmIResponse(tenant=principal.tenant, operator=principal.operator)
+
+
+__all__ = ["GatewayServicer"]

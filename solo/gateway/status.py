@@ -1,0 +1,87 @@
+"""The one table from Solo error codes to gRPC status codes, and the wrapper that applies it.
+
+Every RPC handler is wrapped by `rpc`: it authenticates the caller (one Authenticator), gives the
+handler the Principal, and turns SoloError into the mapped status with the error's message.
+Anything unexpected becomes INTERNAL with a request id and never leaks platform internals.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import uuid
+
+import grpc
+
+from solo.errors import SoloError
+
+log = logging.getLogger("solo.gateway")
+
+STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
+    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "SERVICE_FAILED": grpc.StatusCode.UNKNOWN,   # the tenant's code raised: type and message only
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+    "UNKNOWN": grpc.StatusCode.UNKNOWN,
+}
+ERROR_HEADER = "solo-error"
+EXCEPTION_HEADER = "solo-exception-type"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def request_id(metadata) -> str:
+    for key, value in metadata:
+        if key == REQUEST_ID_HEADER and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex[:16]
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
+    trailers = [(ERROR_HEADER, exc.code)]
+    if exc.exception_type:
+        trailers.append((EXCEPTION_HEADER, exc.exception_type))
+    await context.abort(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message, tuple(trailers))
+
+
+def rpc(handler):
+    """Wrap a servicer method `(self, request, context, principal, request_id)` (unary or streaming)."""
+
+    def _unexpected(exc: BaseException, rid: str) -> SoloError:
+        log.exception("unexpected error in %s (request %s)", handler.__name__, rid)
+        return SoloError(f"internal error in the gateway (request id {rid}); the operator can find it in "
+                         "the gateway log")
+
+    if inspect.isasyncgenfunction(handler):
+        @functools.wraps(handler)
+        async def stream_wrapper(self, request, context):
+            metadata = context.invocation_metadata() or ()
+            rid = request_id(metadata)
+            try:
+                principal = self.authenticator.authenticate(metadata)
+                async for item in handler(self, request, context, principal, rid):
+                    yield item
+            except SoloError as exc:
+                await abort_with(context, exc)
+            except Exception as exc:  # noqa: BLE001
+                await abort_with(context, _unexpected(exc, rid))
+        return stream_wrapper
+
+    @functools.wraps(handler)
+    async def unary_wrapper(self, request, context):
+        metadata = context.invocation_metadata() or ()
+        rid = request_id(metadata)
+        try:
+            principal = self.authenticator.authenticate(metadata)
+            return await handler(self, request, context, principal, rid)
+        except SoloError as exc:
+            await abort_with(context, exc)
+        except Exception as exc:  # noqa: BLE001
+            await abort_with(context, _unexpected(exc, rid))
+    return unary_wrapper

@@ -1,0 +1,38 @@
+"""Every Prometheus metric Solo exports, defined once. Label values are bounded:
+tenant and service come from deployed services only, code from the status table."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CALLS = Counter("solo_gateway_calls_total", "Invoke calls finished by the gateway",
+                ["tenant", "service", "code"], registry=REGISTRY)
+CALL_SECONDS = Histogram("solo_gateway_call_seconds", "Invoke latency seen by the gateway",
+                         ["tenant", "service"], registry=REGISTRY,
+                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+IN_FLIGHT = Gauge("solo_gateway_in_flight", "Invoke calls in flight", ["tenant", "service"], registry=REGISTRY)
+ROUTE_VERSION = Gauge("solo_gateway_route_version", "Route table version the gateway follows", registry=REGISTRY)
+
+
+def tenant_summary(tenant: str) -> dict[str, dict[str, float]]:
+    """Per-service calls, errors, in-flight and latency sum for one tenant, read from the metrics."""
+    services: dict[str, dict[str, float]] = {}
+
+    def entry(name: str) -> dict[str, float]:
+        return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
+
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.labels.get("tenant") != tenant:
+                continue
+            service = sample.labels["service"]
+            if sample.name == "solo_gateway_calls_total":
+                entry(service)["calls"] += sample.value
+                if sample.labels["code"] != "OK":
+                    entry(service)["errors"] += sample.value
+            elif sample.name == "solo_gateway_in_flight":
+                entry(service)["in_flight"] += sample.value
+            elif sample.name == "solo_gateway_call_seconds_sum":
+                entry(service)["latency_seconds_sum"] += sample.value
+    return services

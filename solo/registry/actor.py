@@ -1,0 +1,215 @@
+"""The registry actor: a thin Ray shell around RegistryState.
+
+It owns the hosts (warm pool included), watches them for crashes, applies the restart policy,
+writes events, and publishes route versions that gateways long-poll (`wait_routes`).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from solo.config import SoloConfig
+from solo.core.spec import Resources, ServiceSpec
+from solo.errors import SoloError
+from solo.events.writer import EventWriter
+from solo.registry.convert import record_info
+from solo.registry.state import Placement, RegistryState, ServiceRecord
+from solo.runtime.launcher import Launcher, call_host, died_message
+
+REGISTRY_NAME = "solo-registry"
+
+
+class RegistryActor:
+    def __init__(self, config: dict, bind_host: str = ""):
+        self.config = SoloConfig.model_validate(config)
+        rt = self.config.runtime
+        self.state = RegistryState(self.config.limits.max_services_per_tenant)
+        self.launcher = Launcher(self.config.namespace, bind_host)
+        self.events = EventWriter(self.config.data_dir / "events")
+        self.default_shape = Resources(num_cpus=rt.default_num_cpus)
+        self.hosts: dict[tuple[str, str], object] = {}
+        self.pool: list[tuple[object, dict]] = []
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._routes_changed = asyncio.Event()
+        self._published = self.state.route_version
+        self._tasks: set[asyncio.Task] = set()
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> int:
+        if not self._started:
+            self._started = True
+            self._spawn(self._flush_loop())
+            self._spawn(self._fill_pool())
+        return self.state.route_version
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.events.flush_interval_seconds)
+            if self.events.pending:
+                await asyncio.to_thread(self.events.flush)
+
+    async def _fill_pool(self) -> None:
+        while len(self.pool) < self.config.runtime.warm_pool_size:
+            try:
+                handle, placement = await self.launcher.start(self.default_shape, self.config.runtime.schedule_timeout_seconds)
+            except SoloError:
+                await asyncio.sleep(5)  # the cluster is full; try again later
+                continue
+            self.pool.append((handle, placement))
+
+    async def _acquire_host(self, resources: Resources):
+        if resources == self.default_shape and self.pool:
+            handle, placement = self.pool.pop(0)
+            self._spawn(self._fill_pool())
+            return handle, placement
+        return await self.launcher.start(resources, self.config.runtime.schedule_timeout_seconds)
+
+    def _commit(self, who: dict | None = None) -> None:
+        """Write the state's queued events and publish routes if they changed."""
+        who = who or {}
+        for event in self.state.take_events():
+            self.events.append(event.tenant, event.type, event.subject, event.payload,
+                               principal=who.get("principal", "solo"), correlation_id=who.get("request_id", ""))
+        if self.state.route_version != self._published:
+            self._published = self.state.route_version
+            self._routes_changed.set()
+            self._routes_changed = asyncio.Event()
+
+    def _lock(self, key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # -- RPCs ----------------------------------------------------------------------------------
+    async def deploy(self, tenant: str, spec: ServiceSpec, replace: bool, who: dict | None = None) -> dict:
+        await self.start()  # also after Ray restarted this actor
+        async with self._lock((tenant, spec.name)):
+            action, record = self.state.plan_deploy(tenant, spec, replace)
+            self._commit(who)
+            if action == "noop":
+                return {"service": record_info(record, time.time()), "changed": False,
+                        "route_version": self.state.route_version}
+            previous = self.hosts.get(record.key) if action == "replace" else None
+            try:
+                record = await self._start(record)
+            except SoloError as exc:
+                self.state.start_failed(record, exc.message, replacing=action == "replace")
+                self._commit(who)
+                raise
+            self._commit(who)
+            if previous is not None:
+                self._spawn(self._stop_host(previous))
+            return {"service": record_info(record, time.time()), "changed": True,
+                    "route_version": self.state.route_version}
+
+    async def _start(self, record: ServiceRecord, restarted: bool = False) -> ServiceRecord:
+        spec = record.spec
+        handle, placement = await self._acquire_host(spec.resources)
+        try:
+            loaded = await call_host(
+                handle.load.remote(record.tenant, spec.name, record.version, spec.source, spec.filename,
+                                   spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency),
+                self.config.runtime.start_timeout_seconds, f"starting service {spec.name!r}")
+        except BaseException:
+            self.launcher.kill(handle)
+            raise
+        record = self.state.started(record, Placement(
+            address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
+            node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
+            class_name=loaded["class_name"]), restarted=restarted)
+        self.hosts[record.key] = handle
+        self._spawn(self._watch(record.tenant, record.name, record.generation, loaded["pid"], handle))
+        return record
+
+    async def _watch(self, tenant: str, name: str, generation: int, pid: int, handle) -> None:
+        try:
+            await handle.wait_closed.remote()
+            return  # stopped on purpose
+        except Exception as exc:  # noqa: BLE001 - RayActorError and friends: the process is gone
+            message = died_message(exc)
+        record = self.state.services.get((tenant, name))
+        max_restarts = self.config.runtime.max_restarts
+        if record is not None and record.spec.max_restarts >= 0:
+            max_restarts = record.spec.max_restarts
+        to_restart = self.state.crashed(tenant, name, generation, pid, message, max_restarts)
+        self._commit()
+        if to_restart is not None:
+            self._spawn(self._restart(to_restart))
+
+    async def _restart(self, record: ServiceRecord) -> None:
+        rt = self.config.runtime
+        delay = min(rt.restart_backoff_seconds * (2 ** (record.restarts - 1)), rt.restart_backoff_max_seconds)
+        await asyncio.sleep(delay)
+        async with self._lock(record.key):
+            if self.state.services.get(record.key) is not record or record.state != "RESTARTING":
+                return
+            try:
+                await self._start(record, restarted=True)
+            except SoloError as exc:
+                self.state.start_failed(record, f"restart failed: {exc.message}", replacing=False)
+            self._commit()
+
+    async def _stop_host(self, handle) -> str:
+        try:
+            return await call_host(handle.stop.remote(self.config.runtime.stop_grace_seconds),
+                                   self.config.runtime.stop_grace_seconds + 5, "stopping")
+        except SoloError as exc:
+            return exc.message
+        finally:
+            self.launcher.kill(handle)
+
+    async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
+        async with self._lock((tenant, name)):
+            record = self.state.stopping(tenant, name)
+            self._commit(who)  # route away first so no new call reaches a draining host
+            handle = self.hosts.pop(record.key, None)
+            message = await self._stop_host(handle) if handle is not None else ""
+            record = self.state.stopped(tenant, name, remove, message)
+            self._commit(who)
+            return {"service": record_info(record, time.time()), "route_version": self.state.route_version}
+
+    async def get(self, tenant: str, name: str) -> dict:
+        record = self.state.get(tenant, name)
+        stats = await self._stats(record)
+        return record_info(record, time.time(), stats)
+
+    async def list(self, tenant: str) -> list[dict]:
+        now = time.time()
+        return [record_info(r, now) for r in self.state.list(tenant)]
+
+    async def _stats(self, record: ServiceRecord) -> dict:
+        handle = self.hosts.get(record.key)
+        if handle is None or record.state != "RUNNING":
+            return {}
+        try:
+            return await call_host(handle.stats.remote(), 2.0, "stats")
+        except SoloError:
+            return {}
+
+    async def wait_routes(self, known_version: int, timeout: float = 30.0) -> tuple[int, list[dict]]:
+        await self.start()
+        if known_version == self.state.route_version:
+            try:
+                await asyncio.wait_for(self._routes_changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.state.route_version, [dataclasses.asdict(r) for r in self.state.routes()]
+
+    async def shutdown(self) -> int:
+        """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""
+        handles = list(self.hosts.values()) + [h for h, _ in self.pool]
+        self.pool.clear()
+        self.state.stop_all("solo down")
+        self.hosts.clear()
+        await asyncio.gather(*(self._stop_host(h) for h in handles))
+        self._commit()
+        await asyncio.to_thread(self.events.flush)
+        return len(handles)
+
+    async def ping(self) -> bool:
+        return True

@@ -1,0 +1,202 @@
+"""The registry's state machine: pure Python, no Ray, no I/O.
+
+Every mutation returns the record it changed, queues the events it implies in `outbox`, and bumps
+`route_version` when what gateways route to has changed. Generations guard against stale
+completions: a start that finishes after the service was stopped or replaced changes nothing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from solo.core.routes import Route
+from solo.core.spec import ServiceSpec
+from solo.errors import AlreadyExists, NotFound, Overloaded
+
+ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
+STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
+
+
+@dataclass(frozen=True)
+class Placement:
+    address: str
+    key: str
+    pid: int
+    node_id: str
+    node_ip: str
+    started_at: float
+    methods: tuple[str, ...] = ()
+    class_name: str = ""
+
+
+@dataclass
+class ServiceRecord:
+    tenant: str
+    name: str
+    spec: ServiceSpec
+    version: str
+    generation: int
+    state: str
+    created_at: float
+    restarts: int = 0
+    placement: Placement | None = None
+    message: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant, self.name)
+
+
+@dataclass
+class Event:
+    type: str
+    tenant: str
+    subject: str
+    payload: dict = field(default_factory=dict)
+    principal: str = ""
+    correlation_id: str = ""
+    cause: str = ""
+
+
+class RegistryState:
+    def __init__(self, max_services_per_tenant: int = 1000, clock: Callable[[], float] = time.time):
+        self.services: dict[tuple[str, str], ServiceRecord] = {}
+        self.route_version = 1
+        self.outbox: list[Event] = []
+        self.max_services = max_services_per_tenant
+        self.clock = clock
+        self._generations: dict[tuple[str, str], int] = {}
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, tenant: str, name: str) -> ServiceRecord:
+        record = self.services.get((tenant, name))
+        if record is None:
+            raise NotFound(f"service {name!r} not found; deploy it first or check the name with `solo ls`")
+        return record
+
+    def list(self, tenant: str) -> list[ServiceRecord]:
+        return sorted((r for r in self.services.values() if r.tenant == tenant), key=lambda r: r.name)
+
+    def routes(self) -> list[Route]:
+        return [Route(r.tenant, r.name, r.version, r.state,
+                      r.placement.address if r.placement and r.state == "RUNNING" else "",
+                      r.placement.key if r.placement and r.state == "RUNNING" else "", r.message)
+                for r in self.services.values()]
+
+    # -- deploy --------------------------------------------------------------------------------
+    def plan_deploy(self, tenant: str, spec: ServiceSpec, replace_existing: bool) -> tuple[str, ServiceRecord]:
+        """Decide what a deploy means: ("noop" | "create" | "replace", record to start)."""
+        key = (tenant, spec.name)
+        current = self.services.get(key)
+        if current is not None and current.state in ACTIVE:
+            if current.spec.fingerprint() == spec.fingerprint():
+                return "noop", current
+            if not replace_existing:
+                raise AlreadyExists(f"service {spec.name!r} already runs version {current.version} with a "
+                                    "different spec; pass --replace (replace=true) to replace it, or pick another name")
+        elif current is None:
+            active = sum(1 for r in self.services.values() if r.tenant == tenant)
+            if active >= self.max_services:
+                raise Overloaded(f"tenant has {active} services, the limit is {self.max_services}; "
+                                 "remove some (solo stop --remove) first")
+        generation = self._generations.get(key, 0) + 1
+        record = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation,
+                               "STARTING", self.clock())
+        if current is not None and current.state in ACTIVE:
+            return "replace", record
+        self._generations[key] = generation
+        self.services[key] = record
+        self._emit(record, "service.deploying", version=record.version, filename=spec.filename,
+                   resources=spec.resources.describe(), env_keys=sorted(spec.env), labels=spec.labels)
+        self._bump()
+        return "create", record
+
+    def started(self, record: ServiceRecord, placement: Placement, restarted: bool = False) -> ServiceRecord:
+        key = record.key
+        current = self.services.get(key)
+        if current is not None and current.generation > record.generation:
+            return current  # a newer deploy already won
+        if current is not None and current is not record and current.generation == record.generation:
+            record = current
+        replaced = current if current is not None and current is not record else None
+        self._generations[key] = max(self._generations.get(key, 0), record.generation)
+        record.state, record.placement, record.message = "RUNNING", placement, ""
+        self.services[key] = record
+        if replaced is not None:
+            self._emit(record, "service.replaced", version=record.version, previous_version=replaced.version)
+        self._emit(record, "service.restarted" if restarted else "service.started", version=record.version,
+                   node_id=placement.node_id, pid=placement.pid, restarts=record.restarts)
+        self._bump()
+        return record
+
+    def start_failed(self, record: ServiceRecord, message: str, replacing: bool) -> None:
+        if replacing:
+            self._emit(record, "service.replace_failed", version=record.version, reason=message)
+            return
+        if self.services.get(record.key) is not record:
+            return
+        record.state, record.message, record.placement = "FAILED", message, None
+        self._emit(record, "service.failed", version=record.version, reason=message)
+        self._bump()
+
+    # -- crashes -------------------------------------------------------------------------------
+    def crashed(self, tenant: str, name: str, generation: int, pid: int, message: str,
+                max_restarts: int) -> ServiceRecord | None:
+        """The host died. Returns the record to restart, or None (stale, or out of restarts)."""
+        record = self.services.get((tenant, name))
+        if record is None or record.generation != generation or record.state not in ("RUNNING", "RESTARTING"):
+            return None
+        if record.placement is not None and record.placement.pid != pid:
+            return None  # an older process of this generation; the current one is fine
+        self._emit(record, "service.crashed", version=record.version, pid=pid, reason=message,
+                   restarts=record.restarts)
+        record.placement = None
+        if record.restarts >= max_restarts:
+            record.state = "FAILED"
+            record.message = f"crashed {record.restarts + 1} time(s), restart limit {max_restarts} reached: {message}"
+            self._emit(record, "service.failed", version=record.version, reason=record.message)
+            self._bump()
+            return None
+        record.restarts += 1
+        record.state = "RESTARTING"
+        record.message = f"restart {record.restarts} of {max_restarts} after: {message}"
+        self._emit(record, "service.restarting", version=record.version, attempt=record.restarts)
+        self._bump()
+        return record
+
+    # -- stop ----------------------------------------------------------------------------------
+    def stopping(self, tenant: str, name: str) -> ServiceRecord:
+        record = self.get(tenant, name)
+        if record.state in ACTIVE:
+            record.state = "STOPPING"
+            self._bump()
+        return record
+
+    def stop_all(self, reason: str) -> None:
+        for record in self.services.values():
+            if record.state in ACTIVE or record.state == "STOPPING":
+                record.state, record.placement, record.message = "STOPPED", None, reason
+                self._emit(record, "service.stopped", version=record.version, reason=reason)
+        self._bump()
+
+    def stopped(self, tenant: str, name: str, remove: bool, message: str = "") -> ServiceRecord:
+        record = self.get(tenant, name)
+        record.state, record.placement, record.message = "STOPPED", None, message
+        self._emit(record, "service.removed" if remove else "service.stopped", version=record.version)
+        if remove:
+            del self.services[record.key]
+        self._bump()
+        return record
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _emit(self, record: ServiceRecord, type_: str, **payload) -> None:
+        self.outbox.append(Event(type_, record.tenant, record.name, payload))
+
+    def _bump(self) -> None:
+        self.route_version += 1
+
+    def take_events(self) -> list[Event]:
+        events, self.outbox = self.outbox, []
+        return events
+

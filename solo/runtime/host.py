@@ -1,0 +1,94 @@
+"""ServiceHost: the Ray actor that hosts one service version (the Ray shell around it).
+
+It starts empty (so a warm pool of hosts can wait for work), then `load()` puts a tenant's
+source into it. Calls arrive over the host's own gRPC server (host_server.py); Ray is used for
+placement, lifecycle and control calls only.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import secrets
+import time
+
+from solo.api import context_from
+from solo.errors import FailedPrecondition, SoloError
+from solo.runtime.host_server import HostServicer, start_host_server
+from solo.runtime.instance import ServiceInstance
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class ServiceHost:
+    def __init__(self, bind_host: str = ""):
+        import ray  # the host is a Ray actor; Ray is already imported in this process
+
+        self._bind_host = bind_host or ray.util.get_node_ip_address()
+        self._node_id = ray.get_runtime_context().get_node_id()
+        self._key = secrets.token_urlsafe(24)
+        self._servicer = HostServicer(self._key)
+        self._server = None
+        self._port = 0
+        self._closed = asyncio.Event()
+        self._load_lock = asyncio.Lock()
+        self.instance: ServiceInstance | None = None
+
+    async def ready(self) -> dict:
+        if self._server is None:
+            self._server, self._port = await start_host_server(self._servicer, self._bind_host)
+        return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
+                "node_id": self._node_id, "node_ip": self._bind_host}
+
+    async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
+                   env: dict, config_json: str, labels: dict, max_concurrency: int) -> dict:
+        async with self._load_lock:
+            if self.instance is not None:
+                raise FailedPrecondition("this host already runs a service")
+            placement = await self.ready()
+            os.environ.update(env)
+            context = context_from(tenant, name, version, config_json, labels)
+            self.instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
+            self._servicer.instance = self.instance
+            return {**placement, "methods": sorted(self.instance.methods), "class_name": self.instance.class_name,
+                    "started_at": self.instance.started_at}
+
+    async def stats(self) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        inst = self.instance
+        return {"calls": inst.calls if inst else 0, "errors": inst.errors if inst else 0,
+                "in_flight": inst.in_flight if inst else 0, "rss_bytes": _rss_bytes(),
+                "cpu_seconds": usage.ru_utime + usage.ru_stime, "pid": os.getpid()}
+
+    async def health(self) -> tuple[bool, str]:
+        if self.instance is None:
+            return True, "idle"
+        return await self.instance.healthy()
+
+    async def stop(self, grace_seconds: float = 5.0) -> str:
+        """Drain in-flight calls (up to the grace period), run the stop hook, close the server."""
+        message = ""
+        if self.instance is not None:
+            deadline = time.monotonic() + grace_seconds
+            while self.instance.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            try:
+                await asyncio.wait_for(self.instance.close(), max(0.1, deadline - time.monotonic()))
+            except SoloError as exc:
+                message = exc.message
+            except asyncio.TimeoutError:
+                message = "stop() did not return within the grace period"
+        if self._server is not None:
+            await self._server.stop(0.1)
+        self._closed.set()
+        return message
+
+    async def wait_closed(self) -> None:
+        """Returns when the host is stopped; raises (via Ray) when the process dies."""
+        await self._closed.wait()

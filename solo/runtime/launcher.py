@@ -1,0 +1,132 @@
+"""The only place that creates, finds and kills Ray actors for Solo.
+
+Hosts are detached (they outlive the gateway and the CLI), named in Solo's namespace so `solo down`
+can find every one, and never restarted by Ray: the registry owns the restart policy.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from solo.core.spec import Resources
+from solo.errors import FailedPrecondition, ServiceFailed, SoloError, Unavailable
+from solo.runtime.host import ServiceHost
+
+HOST_PREFIX = "solo-host-"
+_counter = itertools.count()
+
+
+def host_options(resources: Resources) -> dict:
+    options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "max_restarts": 0,
+               "max_concurrency": 10_000, "lifetime": "detached"}
+    if resources.memory_bytes:
+        options["memory"] = resources.memory_bytes
+    if resources.custom:
+        options["resources"] = dict(resources.custom)
+    return options
+
+
+def _totals(nodes: list[dict], key: str) -> list[float]:
+    return [float(n.get("Resources", {}).get(key, 0.0)) for n in nodes if n.get("Alive")]
+
+
+def check_schedulable(resources: Resources) -> None:
+    """Fail at once when no node of the cluster could ever hold the request."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, "memory": float(resources.memory_bytes),
+              **resources.custom}
+    wanted = {k: v for k, v in wanted.items() if v}
+    if not wanted:
+        return
+    for node in nodes:
+        have = node.get("Resources", {})
+        if all(have.get(k, 0.0) >= v for k, v in wanted.items()):
+            return
+    largest = {k: max(_totals(nodes, k), default=0.0) for k in wanted}
+    have_text = ", ".join(f"{k}={v:g}" for k, v in largest.items())
+    raise FailedPrecondition(
+        f"no node in the cluster can ever hold this service: asked for {resources.describe()}; "
+        f"the largest node has {have_text} ({len(nodes)} node(s)). Ask for less, or add a node that has it")
+
+
+def cluster_available() -> str:
+    avail = ray.available_resources()
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(avail.items())
+                     if k in ("CPU", "GPU", "memory") or not k.startswith(("node:", "object_store")))
+
+
+class Launcher:
+    def __init__(self, namespace: str, bind_host: str = ""):
+        self.namespace = namespace
+        self.bind_host = bind_host  # where hosts listen for gateways; "" = the node's IP
+
+    def create(self, resources: Resources):
+        name = f"{HOST_PREFIX}{os.getpid()}-{int(time.time() * 1000)}-{next(_counter)}"
+        actor_cls = ray.remote(ServiceHost)
+        return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host)
+
+    async def start(self, resources: Resources, timeout: float):
+        """A new, empty host with the requested resources, its server up. Bounded wait for placement."""
+        check_schedulable(resources)
+        handle = self.create(resources)
+        try:
+            placement = await asyncio.wait_for(_await(handle.ready.remote()), timeout)
+        except asyncio.TimeoutError:
+            self.kill(handle)
+            raise FailedPrecondition(
+                f"Ray could not place the service within {timeout:g}s: asked for {resources.describe()}; "
+                f"available now: {cluster_available()}. Stop other services or ask for less") from None
+        except RayActorError as exc:
+            raise Unavailable(f"the host process died while starting: {exc}") from None
+        return handle, placement
+
+    @staticmethod
+    def kill(handle) -> None:
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead is fine
+            pass
+
+    def kill_all(self) -> int:
+        """Kill every host in the namespace (used by `solo down`)."""
+        killed = 0
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["namespace"] == self.namespace and entry["name"].startswith(HOST_PREFIX):
+                try:
+                    self.kill(ray.get_actor(entry["name"], namespace=self.namespace))
+                    killed += 1
+                except ValueError:
+                    pass
+        return killed
+
+
+async def _await(ref):
+    return await ref
+
+
+def died_message(exc: BaseException) -> str:
+    text = str(exc)
+    if "exit" in text.lower() or "died" in text.lower():
+        return "the service process exited (os._exit, a signal, or a crash in native code)"
+    return f"the service process is gone: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+async def call_host(ref, timeout: float, what: str):
+    """Await a control call on a host, turning Ray's errors into Solo's."""
+    try:
+        return await asyncio.wait_for(_await(ref), timeout)
+    except asyncio.TimeoutError:
+        raise ServiceFailed(f"{what} did not finish within {timeout:g}s") from None
+    except RayTaskError as exc:
+        if isinstance(exc.cause, SoloError):
+            raise exc.cause from None
+        raise ServiceFailed(f"{what} failed: {exc.cause!r}") from None
+    except RayActorError as exc:
+        raise ServiceFailed(f"{what} failed: {died_message(exc)}", exception_type="ProcessExited") from None
+    except GetTimeoutError:
+        raise ServiceFailed(f"{what} timed out") from None

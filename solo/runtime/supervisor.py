@@ -1,0 +1,133 @@
+"""A running Solo: Ray (embedded or joined), the registry actor, and a gateway in this process.
+
+`solo up` runs this in a background process; tests run it in a thread. It is the composition
+root that wires config, Ray, the registry handle, the authenticator and the gateway together.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from solo.config import SoloConfig
+from solo.gateway.server import Gateway, start_gateway
+from solo.registry.actor import REGISTRY_NAME
+from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
+from solo.runtime.launcher import Launcher
+from solo.security.tokens import BearerAuthenticator, TokenStore, ensure_operator_token
+
+log = logging.getLogger("solo")
+STATE_FILE = "solo.json"
+OPERATOR_TOKEN_FILE = "operator.token"
+
+
+def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to `address` or start an embedded local Ray. Returns True when Solo started Ray."""
+    if ray.is_initialized():
+        return False
+    common = {"namespace": config.namespace, "include_dashboard": False, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **common)
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **common)
+    return True
+
+
+class Supervisor:
+    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None):
+        self.config = config
+        self.ray_address = ray_address
+        self.num_cpus = num_cpus
+        self.embedded = False
+        self.gateway: Gateway | None = None
+        self.registry_actor = None
+        self.operator_token_path = config.data_dir / OPERATOR_TOKEN_FILE
+
+    def prepare(self) -> None:
+        """Blocking part of start-up: data dir, Ray, the registry actor, the operator token."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.config.data_dir, 0o700)
+        self.embedded = start_ray(self.config, self.ray_address, self.num_cpus)
+        bind_host = "127.0.0.1" if self.embedded else ""
+        self.registry_actor = get_or_create_registry(self.config, bind_host, NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False))
+        self.store = TokenStore(self.config.data_dir / "tokens.json")
+        ensure_operator_token(self.store, self.operator_token_path)
+
+    async def serve(self) -> Gateway:
+        self.gateway = await start_gateway(self.config, RegistryHandle(self.registry_actor),
+                                           BearerAuthenticator(self.store))
+        return self.gateway
+
+    def write_state(self) -> Path:
+        path = self.config.data_dir / STATE_FILE
+        path.write_text(json.dumps({
+            "address": f"{self.config.gateway.host}:{self.gateway.port}", "pid": os.getpid(),
+            "embedded": self.embedded, "ray_address": ray.get_runtime_context().gcs_address,
+            "operator_token_file": str(self.operator_token_path), "started_at": time.time(),
+        }, indent=1))
+        return path
+
+    async def shutdown(self, stop_services: bool = True) -> None:
+        """Stop the gateway; with `stop_services`, stop every service and the registry too."""
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if stop_services:
+            await asyncio.to_thread(shutdown_cluster_side, self.config)
+        (self.config.data_dir / STATE_FILE).unlink(missing_ok=True)
+        if self.embedded:
+            ray.shutdown()
+
+
+def shutdown_cluster_side(config: SoloConfig) -> None:
+    """Stop all services (stop hooks run, events flushed), then kill the registry and stray hosts."""
+    actor = find_registry(config.namespace)
+    if actor is not None:
+        try:
+            ray.get(actor.shutdown.remote(), timeout=config.runtime.stop_grace_seconds + 30)
+        except Exception as exc:  # noqa: BLE001 - best effort, kill it anyway
+            log.warning("registry shutdown failed: %s", exc)
+        ray.kill(actor, no_restart=True)
+    Launcher(config.namespace).kill_all()
+
+
+class ThreadedSolo:
+    """Solo in a background thread of this process (tests, notebooks, benchmarks)."""
+
+    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None):
+        self.supervisor = Supervisor(config, ray_address, num_cpus)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="solo-gateway", daemon=True)
+
+    def start(self) -> "ThreadedSolo":
+        self.supervisor.prepare()
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.supervisor.serve(), self.loop).result(60)
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.supervisor.gateway.address
+
+    @property
+    def operator_token(self) -> str:
+        return self.supervisor.operator_token_path.read_text().strip()
+
+    def run(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, stop_services: bool = True) -> None:
+        self.run(self.supervisor.shutdown(stop_services), timeout=120)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+__all__ = ["REGISTRY_NAME", "Supervisor", "ThreadedSolo", "start_ray"]
