@@ -67,6 +67,18 @@ class Supervisor:
                                            BearerAuthenticator(self.store))
         return self.gateway
 
+    async def deploy_example(self, path: Path) -> str:
+        """Deploy the example echo service for the operator's tenant (idempotent)."""
+        from solo.core.spec import ServiceSpec, validate_spec
+        from solo.security.tokens import OPERATOR_TENANT
+
+        spec = validate_spec(ServiceSpec(name=path.stem, source=path.read_text(), filename=path.name),
+                             self.config.limits, self.config.runtime.default_num_cpus)
+        result = await RegistryHandle(self.registry_actor).deploy(OPERATOR_TENANT, spec, False,
+                                                                  {"principal": "solo up"})
+        await self.gateway.follower.synced(result["route_version"])
+        return spec.name
+
     def write_state(self) -> Path:
         path = self.config.data_dir / STATE_FILE
         path.write_text(json.dumps({

@@ -1,0 +1,222 @@
+"""The `solo` command: start and stop Solo, deploy, call and inspect services.
+
+Human tables by default, `--json` for scripts; on error, a non-zero exit and the server's message.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from solo.cli_output import Progress, format_bytes, parse_bytes, parse_pairs, print_service, print_table
+from solo.errors import InvalidRequest, SoloError
+
+EXIT_CODES = {"INVALID_ARGUMENT": 2, "NOT_FOUND": 3, "UNAUTHENTICATED": 4, "PERMISSION_DENIED": 4,
+              "UNAVAILABLE": 5, "DEADLINE_EXCEEDED": 6}
+
+
+def _client(args):
+    from solo.client import SoloClient
+    return SoloClient(args.address, args.token, data_dir=args.data_dir)
+
+
+def _emit(args, value, human) -> None:
+    if args.json:
+        print(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        human(value)
+
+
+def cmd_up(args) -> int:
+    from solo.cli_up import up
+    return up(args)
+
+
+def cmd_down(args) -> int:
+    from solo.cli_up import down
+    return down(args)
+
+
+def cmd_deploy(args) -> int:
+    config = json.loads(args.config) if args.config else None
+    if config is not None and not isinstance(config, dict):
+        raise InvalidRequest("--config must be a JSON object, e.g. '{\"greeting\": \"hi\"}'")
+    spec = dict(version=args.version or "", class_name=args.class_name or "", num_cpus=args.cpus or 0.0,
+                num_gpus=args.gpus or 0.0, memory=parse_bytes(args.memory) if args.memory else 0,
+                resources={k: float(v) for k, v in parse_pairs(args.resource, "--resource").items()},
+                env=parse_pairs(args.env, "--env"), config=config, labels=parse_pairs(args.label, "--label"),
+                max_concurrency=args.concurrency or 0, max_restarts=args.max_restarts)
+    with _client(args) as client, Progress(f"deploying {args.file}", enabled=not args.json):
+        info = client.deploy(args.file, args.name, replace=args.replace, **spec)
+    _emit(args, info, print_service)
+    return 0
+
+
+def cmd_call(args) -> int:
+    from solo._proto import solo_pb2 as pb
+    from solo.client import result_value
+    if args.args is not None:
+        try:
+            json.loads(args.args)
+        except ValueError as exc:
+            raise InvalidRequest(f"arguments are not valid JSON ({exc}); e.g. '{{\"by\": 2}}' or '[1, 2]' or '\"text\"'")
+    request = pb.InvokeRequest(service=args.service, method=args.method, json=args.args or "")
+    with _client(args) as client:
+        if args.stream:
+            for response in _stream(client, request, args.timeout):
+                value = result_value(response)
+                print(value.decode(errors="replace") if isinstance(value, bytes) else json.dumps(value), flush=True)
+            return 0
+        value = result_value(client._rpc("Invoke", request, args.timeout))
+    if isinstance(value, bytes):
+        sys.stdout.buffer.write(value)
+    else:
+        print(json.dumps(value, indent=2 if args.json else None))
+    return 0
+
+
+def _stream(client, request, timeout):
+    import grpc
+    from solo.client import translate
+    responses = client.stub.InvokeStream(request, metadata=client.metadata, timeout=timeout)
+    try:
+        yield from responses
+    except grpc.RpcError as exc:
+        raise translate(exc) from None
+
+
+def cmd_ls(args) -> int:
+    with _client(args) as client:
+        services = client.list()
+    _emit(args, services, lambda rows: print_table(
+        rows, [("NAME", "name"), ("VERSION", "version"), ("STATE", "state"), ("PID", "pid"),
+               ("RESTARTS", "restarts"), ("MESSAGE", "message")], empty="no services; deploy one with `solo deploy FILE`"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    with _client(args) as client:
+        info = client.get(args.name)
+    _emit(args, info, print_service)
+    return 0
+
+
+def cmd_stop(args) -> int:
+    with _client(args) as client, Progress(f"stopping {args.name}", enabled=not args.json):
+        info = client.stop(args.name, remove=args.remove)
+    _emit(args, info, lambda i: print(f"{i['name']}: {'removed' if args.remove else i['state']}"))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    with _client(args) as client:
+        data = client.metrics()
+    _emit(args, data, lambda d: print_table(
+        d["services"], [("SERVICE", "service"), ("CALLS", "calls"), ("ERRORS", "errors"), ("IN FLIGHT", "in_flight")],
+        empty="no calls yet"))
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    with _client(args) as client:
+        token = client.mint_token(args.tenant, args.description or "")
+    _emit(args, {"tenant": args.tenant, "token": token},
+          lambda d: print(f"{d['token']}\n(token for tenant {d['tenant']}; pass it as --token or SOLO_TOKEN)"))
+    return 0
+
+
+def cmd_whoami(args) -> int:
+    with _client(args) as client:
+        data = client.whoami()
+    _emit(args, data, lambda d: print(f"tenant {d['tenant']}{' (operator)' if d['operator'] else ''} at {client.address}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument("--data-dir", default=os.environ.get("SOLO_DATA_DIR"),
+                       help="Solo's data directory (default: SOLO_DATA_DIR or ~/.solo)")
+    local.add_argument("--json", action="store_true", help="machine-readable output")
+    common = argparse.ArgumentParser(add_help=False, parents=[local])
+    common.add_argument("--address", help="gateway host:port (default: from `solo up`, or SOLO_ADDRESS)")
+    common.add_argument("--token", help="bearer token (default: the operator token, or SOLO_TOKEN)")
+
+    parser = argparse.ArgumentParser(prog="solo", description="Solo: a multi-tenant service runtime on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[local], help="start Solo (a local Ray, the registry and the gateway)")
+    up.add_argument("--port", type=int, help="gateway port (default 7070; 0 = any free port)")
+    up.add_argument("--host", help="gateway listen address (default 127.0.0.1)")
+    up.add_argument("--config", type=Path, help="TOML config file (default <data-dir>/solo.toml if present)")
+    up.add_argument("--address", dest="ray_address",
+                    help="join this Ray cluster instead of starting a local one (e.g. 10.0.0.5:6379 or auto)")
+    up.add_argument("--num-cpus", type=int, help="logical CPUs of the embedded Ray (default: all)")
+    up.add_argument("--no-example", action="store_true", help="do not deploy the example echo service")
+    up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", parents=[local], help="stop Solo and every service (events stay on disk)")
+    down.set_defaults(func=cmd_down)
+
+    deploy = sub.add_parser("deploy", parents=[common], help="deploy a service from a Python file")
+    deploy.add_argument("file", help="the service's Python file")
+    deploy.add_argument("--name", help="service name (default: the file name, e.g. counter)")
+    deploy.add_argument("--version", help="version label (default: 1, 2, ... per deploy)")
+    deploy.add_argument("--class", dest="class_name", help="the class to serve when the file defines several")
+    deploy.add_argument("--cpus", type=float, help="logical CPUs for Ray's scheduler (default 0)")
+    deploy.add_argument("--gpus", type=float, help="GPUs")
+    deploy.add_argument("--memory", help="memory reservation, e.g. 512MiB or 2GB")
+    deploy.add_argument("--resource", action="append", metavar="NAME=AMOUNT", help="custom Ray resource")
+    deploy.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable")
+    deploy.add_argument("--config", help="JSON object handed to the service as self.context.config")
+    deploy.add_argument("--label", action="append", metavar="KEY=VALUE", help="label")
+    deploy.add_argument("--concurrency", type=int, help="concurrent calls of sync methods (default 1)")
+    deploy.add_argument("--max-restarts", type=int, help="restarts after crashes before FAILED")
+    deploy.add_argument("--replace", action="store_true", help="replace a running service with a different spec")
+    deploy.set_defaults(func=cmd_deploy)
+
+    call = sub.add_parser("call", parents=[common], help="call a method: solo call counter incr '{\"by\": 2}'")
+    call.add_argument("service")
+    call.add_argument("method")
+    call.add_argument("args", nargs="?", help="JSON: an object (keyword args), an array (positional) or a value")
+    call.add_argument("--stream", action="store_true", help="print each streamed item on its own line")
+    call.add_argument("--timeout", type=float, help="deadline in seconds")
+    call.set_defaults(func=cmd_call)
+
+    ls = sub.add_parser("ls", parents=[common], help="list your services")
+    ls.set_defaults(func=cmd_ls)
+    status = sub.add_parser("status", parents=[common], help="show one service in detail")
+    status.add_argument("name")
+    status.set_defaults(func=cmd_status)
+    stop = sub.add_parser("stop", parents=[common], help="stop a service (its stop hook runs)")
+    stop.add_argument("name")
+    stop.add_argument("--remove", action="store_true", help="forget the service instead of keeping it STOPPED")
+    stop.set_defaults(func=cmd_stop)
+    metrics = sub.add_parser("metrics", parents=[common], help="call counters of your services")
+    metrics.set_defaults(func=cmd_metrics)
+    tokens = sub.add_parser("tokens", parents=[common], help="manage tokens (operator)")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    mint = tokens_sub.add_parser("mint", parents=[common], help="mint a token for a tenant")
+    mint.add_argument("tenant")
+    mint.add_argument("--description")
+    mint.set_defaults(func=cmd_tokens)
+    whoami = sub.add_parser("whoami", parents=[common], help="show the tenant your token acts for")
+    whoami.set_defaults(func=cmd_whoami)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SoloError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_CODES.get(exc.code, 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

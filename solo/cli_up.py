@@ -1,0 +1,132 @@
+"""`solo up` and `solo down`: start Solo in a background process, stop it again."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from solo.config import load_config
+from solo.errors import FailedPrecondition, Unavailable
+
+EXAMPLE = Path(__file__).parent / "examples" / "echo.py"
+
+
+def _state(data_dir: Path) -> dict | None:
+    path = data_dir / "solo.json"
+    try:
+        state = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(state["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)  # left behind by a Solo that died
+        return None
+    return state
+
+
+def _config(args):
+    return load_config(args.config, data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host)
+
+
+def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**state, "data_dir": str(data_dir)}, indent=2))
+        return
+    print(f"Solo is up.\n"
+          f"  gateway:         {state['address']}\n"
+          f"  operator token:  {state['operator_token_file']}\n"
+          f"  data directory:  {data_dir}\n"
+          f"  ray:             {'embedded (started by Solo)' if state['embedded'] else state['ray_address']}")
+    if state.get("example"):
+        print(f"  example service: {state['example']}   try: solo call echo echo '\"hello\"'")
+    print("Stop it with: solo down")
+
+
+def up(args) -> int:
+    config = _config(args)
+    running = _state(config.data_dir)
+    if running is not None:
+        print(f"Solo already runs here (pid {running['pid']}).", file=sys.stderr)
+        _print_ready(running, config.data_dir, args.json)
+        return 0
+    if args.foreground:
+        return run_foreground(args, config)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.data_dir / "solo.log"
+    argv = [sys.executable, "-m", "solo.cli", "up", "--foreground", "--data-dir", str(config.data_dir)]
+    for flag, value in (("--port", args.port), ("--host", args.host), ("--config", args.config),
+                        ("--address", args.ray_address), ("--num-cpus", args.num_cpus)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.no_example:
+        argv.append("--no-example")
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+    print(f"starting Solo (log: {log_path})...", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = _state(config.data_dir)
+        if state is not None and state["pid"] == child.pid:
+            _print_ready(state, config.data_dir, args.json)
+            return 0
+        if child.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise FailedPrecondition("Solo failed to start:\n  " + "\n  ".join(tail))
+        time.sleep(0.2)
+    child.terminate()
+    raise Unavailable(f"Solo did not come up within 180s; see {log_path}")
+
+
+def run_foreground(args, config) -> int:
+    from solo.runtime.supervisor import Supervisor
+
+    supervisor = Supervisor(config, args.ray_address, args.num_cpus)
+    supervisor.prepare()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await supervisor.serve()
+        example = ""
+        if not args.no_example:
+            example = await supervisor.deploy_example(EXAMPLE)
+        path = supervisor.write_state()
+        state = {**json.loads(path.read_text()), "example": example}
+        path.write_text(json.dumps(state, indent=1))
+        _print_ready(state, config.data_dir, False)
+        sys.stdout.flush()
+        await stop.wait()
+        print("stopping Solo...", flush=True)
+        await supervisor.shutdown(stop_services=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def down(args) -> int:
+    config = load_config(None, data_dir=args.data_dir)
+    state = _state(config.data_dir)
+    if state is None:
+        print(f"Solo is not running (no live {config.data_dir / 'solo.json'}).", file=sys.stderr)
+        return 0
+    os.kill(state["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            os.kill(state["pid"], 0)
+        except ProcessLookupError:
+            print(f"Solo stopped. Events are kept in {config.data_dir / 'events'}.")
+            return 0
+        time.sleep(0.2)
+    os.kill(state["pid"], signal.SIGKILL)
+    print("Solo did not stop within 90s and was killed.", file=sys.stderr)
+    return 1

@@ -1,0 +1,232 @@
+"""SoloClient (sync) and AsyncSoloClient (asyncio): typed clients over the gateway's gRPC stubs.
+
+    from solo import SoloClient
+    with SoloClient() as solo:                      # address and token from `solo up`'s data dir
+        solo.deploy("examples/counter.py")
+        solo.call("counter", "incr", by=2)          # -> 2
+        for item in solo.stream("ticker", "ticks", n=3): ...
+
+Address and token come from the arguments, else SOLO_ADDRESS / SOLO_TOKEN, else the data dir
+written by `solo up` (SOLO_DATA_DIR or ~/.solo). Errors are raised as `solo.SoloError` subclasses.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator, Mapping
+
+import grpc
+from google.protobuf import json_format
+
+from solo._proto import solo_pb2 as pb
+from solo._proto import solo_pb2_grpc
+from solo.config import DEFAULT_DATA_DIR
+from solo.core.payload import decode_result, encode_args
+from solo.errors import InvalidRequest, SoloError, Unavailable, from_code
+from solo.gateway.status import ERROR_HEADER, EXCEPTION_HEADER, STATUS_BY_CODE
+
+_CODE_BY_STATUS = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
+_CODE_BY_STATUS[grpc.StatusCode.UNKNOWN] = "SERVICE_FAILED"
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+
+
+def resolve_target(address: str | None, token: str | None, data_dir: str | Path | None) -> tuple[str, str]:
+    directory = Path(data_dir or os.environ.get("SOLO_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    state = directory / "solo.json"
+    address = address or os.environ.get("SOLO_ADDRESS")
+    token = token or os.environ.get("SOLO_TOKEN")
+    if (not address or not token) and state.exists():
+        info = json.loads(state.read_text())
+        address = address or info["address"]
+        if not token and Path(info["operator_token_file"]).exists():
+            token = Path(info["operator_token_file"]).read_text().strip()
+    if not address:
+        raise Unavailable(f"no Solo to talk to: run `solo up`, or pass --address / set SOLO_ADDRESS "
+                          f"(looked for {state})")
+    return address, token or ""
+
+
+def translate(exc: grpc.RpcError) -> SoloError:
+    trailers = dict(exc.trailing_metadata() or ())
+    code = trailers.get(ERROR_HEADER) or _CODE_BY_STATUS.get(exc.code(), "UNKNOWN")
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and ERROR_HEADER not in trailers:
+        return Unavailable(f"cannot reach the Solo gateway: {exc.details()}")
+    return from_code(code, exc.details() or exc.code().name, trailers.get(EXCEPTION_HEADER, ""))
+
+
+def spec_message(source: str | Path, name: str | None = None, *, filename: str | None = None, version: str = "",
+                 class_name: str = "", num_cpus: float = 0.0, num_gpus: float = 0.0, memory: int = 0,
+                 resources: Mapping[str, float] | None = None, env: Mapping[str, str] | None = None,
+                 config: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None,
+                 max_concurrency: int = 0, max_restarts: int | None = None) -> pb.ServiceSpec:
+    """A ServiceSpec from a path (or source text with `name`): the name defaults to the file's stem."""
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".py")):
+        path = Path(source)
+        if not path.exists():
+            raise InvalidRequest(f"{path} does not exist; pass the path of the service's Python file")
+        filename, source, name = filename or path.name, path.read_text(), name or path.stem.replace("_", "-")
+    if not name:
+        raise InvalidRequest("name the service (name=...) when deploying source text")
+    spec = pb.ServiceSpec(
+        name=name, source=source, filename=filename or f"{name}.py", version=version, class_name=class_name,
+        resources=pb.Resources(num_cpus=num_cpus, num_gpus=num_gpus, memory_bytes=memory, custom=dict(resources or {})),
+        env=dict(env or {}), config_json=json.dumps(dict(config)) if config else "", labels=dict(labels or {}),
+        max_concurrency=max_concurrency)
+    if max_restarts is not None:
+        spec.max_restarts = max_restarts
+    return spec
+
+
+def invoke_request(service: str, method: str, args: tuple, kwargs: dict) -> pb.InvokeRequest:
+    json_text, raw = encode_args(*args, **kwargs)
+    if raw is not None:
+        return pb.InvokeRequest(service=service, method=method, raw=raw)
+    return pb.InvokeRequest(service=service, method=method, json=json_text or "")
+
+
+def result_value(response: pb.InvokeResponse) -> Any:
+    which = response.WhichOneof("output")
+    return decode_result(response.json if which == "json" else None, response.raw if which == "raw" else None)
+
+
+def to_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+class _Base:
+    def __init__(self, address: str | None = None, token: str | None = None, *, data_dir: str | Path | None = None,
+                 timeout: float | None = 60.0):
+        self.address, self.token = resolve_target(address, token, data_dir)
+        self.timeout = timeout
+        self.metadata = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+class SoloClient(_Base):
+    """Blocking client. Every method raises a `solo.SoloError` subclass on failure."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.stub = solo_pb2_grpc.GatewayStub(self.channel)
+
+    def _rpc(self, method, request, timeout: float | None = None):
+        try:
+            return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    def deploy(self, source: str | Path, name: str | None = None, *, replace: bool = False, **spec) -> dict:
+        request = pb.DeployServiceRequest(spec=spec_message(source, name, **spec), replace=replace)
+        return to_dict(self._rpc("DeployService", request, timeout=max(self.timeout or 0, 300)).service)
+
+    def call(self, service: str, method: str, *args: Any, _timeout: float | None = None, **kwargs: Any) -> Any:
+        return result_value(self._rpc("Invoke", invoke_request(service, method, args, kwargs), _timeout))
+
+    def stream(self, service: str, method: str, *args: Any, _timeout: float | None = None, **kwargs: Any) -> Iterator:
+        responses = self.stub.InvokeStream(invoke_request(service, method, args, kwargs), metadata=self.metadata,
+                                           timeout=_timeout)
+        try:
+            for response in responses:
+                yield result_value(response)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+        finally:
+            responses.cancel()
+
+    def get(self, name: str) -> dict:
+        return to_dict(self._rpc("GetService", pb.GetServiceRequest(name=name)))
+
+    def list(self) -> list[dict]:
+        try:
+            return [to_dict(m) for m in self.stub.ListServices(pb.ListServicesRequest(), metadata=self.metadata,
+                                                                 timeout=self.timeout)]
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    def stop(self, name: str, remove: bool = False) -> dict:
+        return to_dict(self._rpc("StopService", pb.StopServiceRequest(name=name, remove=remove)).service)
+
+    def metrics(self) -> dict:
+        return to_dict(self._rpc("GetMetrics", pb.GetMetricsRequest()))
+
+    def mint_token(self, tenant: str, description: str = "") -> str:
+        return self._rpc("MintToken", pb.MintTokenRequest(tenant=tenant, description=description)).token
+
+    def whoami(self) -> dict:
+        return to_dict(self._rpc("WhoAmI", pb.WhoAmIRequest()))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "SoloClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncSoloClient(_Base):
+    """The same API for asyncio: `await client.call(...)`, `async for x in client.stream(...)`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.stub = solo_pb2_grpc.GatewayStub(self.channel)
+
+    async def _rpc(self, method, request, timeout: float | None = None):
+        try:
+            return await getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    async def deploy(self, source: str | Path, name: str | None = None, *, replace: bool = False, **spec) -> dict:
+        request = pb.DeployServiceRequest(spec=spec_message(source, name, **spec), replace=replace)
+        return to_dict((await self._rpc("DeployService", request, timeout=max(self.timeout or 0, 300))).service)
+
+    async def call(self, service: str, method: str, *args: Any, _timeout: float | None = None, **kwargs: Any) -> Any:
+        return result_value(await self._rpc("Invoke", invoke_request(service, method, args, kwargs), _timeout))
+
+    async def stream(self, service: str, method: str, *args: Any, _timeout: float | None = None,
+                     **kwargs: Any) -> AsyncIterator:
+        call = self.stub.InvokeStream(invoke_request(service, method, args, kwargs), metadata=self.metadata,
+                                      timeout=_timeout)
+        try:
+            async for response in call:
+                yield result_value(response)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+        finally:
+            call.cancel()
+
+    async def get(self, name: str) -> dict:
+        return to_dict(await self._rpc("GetService", pb.GetServiceRequest(name=name)))
+
+    async def list(self) -> list[dict]:
+        try:
+            return [to_dict(m) async for m in self.stub.ListServices(pb.ListServicesRequest(), metadata=self.metadata,
+                                                                       timeout=self.timeout)]
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    async def stop(self, name: str, remove: bool = False) -> dict:
+        return to_dict((await self._rpc("StopService", pb.StopServiceRequest(name=name, remove=remove))).service)
+
+    async def metrics(self) -> dict:
+        return to_dict(await self._rpc("GetMetrics", pb.GetMetricsRequest()))
+
+    async def mint_token(self, tenant: str, description: str = "") -> str:
+        return (await self._rpc("MintToken", pb.MintTokenRequest(tenant=tenant, description=description))).token
+
+    async def whoami(self) -> dict:
+        return to_dict(await self._rpc("WhoAmI", pb.WhoAmIRequest()))
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncSoloClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
