@@ -42,6 +42,7 @@ class HostLink:
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future | asyncio.Queue] = {}
         self.closed: str | None = None
+        self._retiring = False
         self._tasks = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._read_loop())]
 
     def _lost(self, why: str) -> Unavailable:
@@ -86,6 +87,14 @@ class HostLink:
             self._waiters.pop(result.id, None)
             if not waiter.done():
                 waiter.set_result(result)
+        if self._retiring and not self._waiters:
+            self._close("the service was stopped or replaced")
+
+    def retire(self) -> None:
+        """No new calls will come (the route moved away); close once the in-flight ones finish."""
+        self._retiring = True
+        if not self._waiters:
+            self._close("the service was stopped or replaced")
 
     def _close(self, why: str) -> None:
         if self.closed:
@@ -114,6 +123,8 @@ class HostLink:
         self._waiters.pop(call_id, None)
         if not self.closed:
             self._send(host_pb2.Call(id=call_id, cancel=True))
+            if self._retiring and not self._waiters:
+                self._close("the service was stopped or replaced")
 
     async def call(self, method: str, json_text: str | None, raw: bytes | None, timeout: float | None):
         call_id = next(self._ids)
@@ -211,11 +222,11 @@ class Dispatcher:
         route = self.route(tenant, service)
         return self.link(route).stream(method, json_text, raw, timeout)
 
-    async def prune(self) -> None:
-        """Close links to hosts no route points at any more (after stops, restarts, replaces)."""
+    def prune(self) -> None:
+        """Retire links to hosts no route points at any more (after stops, restarts, replaces)."""
         live = self.routes.addresses()
         for address in [a for a in self._links if a not in live]:
-            await self._links.pop(address).aclose()
+            self._links.pop(address).retire()
 
     async def close(self) -> None:
         for link in self._links.values():

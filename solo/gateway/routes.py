@@ -30,7 +30,7 @@ class RouteFollower:
         metrics.ROUTE_VERSION.set(self.table.version)
         async with self._changed:
             self._changed.notify_all()
-        await self.dispatcher.prune()
+        self.dispatcher.prune()
 
     async def _follow(self) -> None:
         while True:

@@ -28,7 +28,8 @@ STATE_FILE = "solo.json"
 OPERATOR_TOKEN_FILE = "operator.token"
 
 
-def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = None) -> bool:
+def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = None,
+              resources: dict[str, float] | None = None) -> bool:
     """Connect to `address` or start an embedded local Ray. Returns True when Solo started Ray."""
     if ray.is_initialized():
         return False
@@ -37,15 +38,25 @@ def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = No
         ray.init(address=address, **common)
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **common)
+    ray.init(num_cpus=num_cpus, resources=resources, _node_ip_address="127.0.0.1", **common)
     return True
 
 
+def host_bind_address() -> str:
+    """Loopback when every node of the cluster is on this machine's loopback, else each node's IP."""
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if alive and all(n.get("NodeManagerAddress") in ("127.0.0.1", "localhost") for n in alive):
+        return "127.0.0.1"
+    return ""
+
+
 class Supervisor:
-    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
+                 resources: dict[str, float] | None = None):
         self.config = config
         self.ray_address = ray_address
         self.num_cpus = num_cpus
+        self.resources = resources
         self.embedded = False
         self.gateway: Gateway | None = None
         self.registry_actor = None
@@ -55,9 +66,8 @@ class Supervisor:
         """Blocking part of start-up: data dir, Ray, the registry actor, the operator token."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
-        self.embedded = start_ray(self.config, self.ray_address, self.num_cpus)
-        bind_host = "127.0.0.1" if self.embedded else ""
-        self.registry_actor = get_or_create_registry(self.config, bind_host, NodeAffinitySchedulingStrategy(
+        self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
+        self.registry_actor = get_or_create_registry(self.config, host_bind_address(), NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=False))
         self.store = TokenStore(self.config.data_dir / "tokens.json")
         ensure_operator_token(self.store, self.operator_token_path)
@@ -114,8 +124,9 @@ def shutdown_cluster_side(config: SoloConfig) -> None:
 class ThreadedSolo:
     """Solo in a background thread of this process (tests, notebooks, benchmarks)."""
 
-    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None):
-        self.supervisor = Supervisor(config, ray_address, num_cpus)
+    def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
+                 resources: dict[str, float] | None = None):
+        self.supervisor = Supervisor(config, ray_address, num_cpus, resources)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="solo-gateway", daemon=True)
 

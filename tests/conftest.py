@@ -1,0 +1,64 @@
+"""Shared fixtures: one real Solo (real local Ray, real gRPC gateway on 127.0.0.1) per test session.
+
+Tests that need Ray use the `solo` fixture; tests/unit needs neither Ray nor the network.
+"""
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "solo" / "examples"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def solo(tmp_path_factory):
+    from solo.config import load_config
+    from solo.runtime.supervisor import ThreadedSolo
+
+    data_dir = tmp_path_factory.mktemp("solo-data")
+    config = load_config(None, data_dir=str(data_dir), gateway__port=0, runtime__schedule_timeout_seconds=4.0,
+                         runtime__restart_backoff_seconds=0.2, runtime__start_timeout_seconds=30.0,
+                         runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024)
+    instance = ThreadedSolo(config, num_cpus=2, resources={"slot": 1}).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(solo):
+    from solo import SoloClient
+    with SoloClient(solo.address, solo.operator_token) as client:
+        yield client
+
+
+def _tenant_client(solo, operator, tenant):
+    from solo import SoloClient
+    return SoloClient(solo.address, operator.mint_token(tenant))
+
+
+@pytest.fixture(scope="session")
+def alice(solo, operator):
+    with _tenant_client(solo, operator, "alice") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def bob(solo, operator):
+    with _tenant_client(solo, operator, "bob") as client:
+        yield client
+
+
+@pytest.fixture
+def name():
+    """A fresh service name per test, so tests sharing one Solo never collide."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def source(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
