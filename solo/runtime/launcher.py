@@ -54,6 +54,16 @@ def check_schedulable(resources: Resources) -> None:
         f"the largest node has {have_text} ({len(nodes)} node(s)). Ask for less, or add a node that has it")
 
 
+def fits_now(resources: Resources) -> bool:
+    """Whether the cluster has the request free right now (summed over nodes; a slow start is not a
+    placement wait)."""
+    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, "memory": float(resources.memory_bytes),
+              **resources.custom}
+    wanted = {k: v for k, v in wanted.items() if v}
+    available = ray.available_resources()
+    return all(available.get(k, 0.0) >= v for k, v in wanted.items())
+
+
 def cluster_available() -> str:
     avail = ray.available_resources()
     return ", ".join(f"{k}={v:g}" for k, v in sorted(avail.items())
@@ -70,20 +80,30 @@ class Launcher:
         actor_cls = ray.remote(ServiceHost)
         return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host)
 
-    async def start(self, resources: Resources, timeout: float):
-        """A new, empty host with the requested resources, its server up. Bounded wait for placement."""
+    async def start(self, resources: Resources, timeout: float, startup_grace: float = 60.0):
+        """A new, empty host with the requested resources, its server up.
+
+        Waits at most `timeout` for resources: if by then the cluster still lacks what was asked
+        for, the host is cancelled and the error names the request and what is available. If the
+        resources are there and the process is merely slow to start (many starting at once),
+        it gets up to `startup_grace` more seconds.
+        """
         check_schedulable(resources)
         handle = self.create(resources)
+        ready = asyncio.ensure_future(_await(handle.ready.remote()))
         try:
-            placement = await asyncio.wait_for(_await(handle.ready.remote()), timeout)
-        except asyncio.TimeoutError:
-            self.kill(handle)
-            raise FailedPrecondition(
-                f"Ray could not place the service within {timeout:g}s: asked for {resources.describe()}; "
-                f"available now: {cluster_available()}. Stop other services or ask for less") from None
+            done, _ = await asyncio.wait({ready}, timeout=timeout)
+            if not done and fits_now(resources):
+                done, _ = await asyncio.wait({ready}, timeout=startup_grace)
+            if not done:
+                ready.cancel()
+                self.kill(handle)
+                raise FailedPrecondition(
+                    f"Ray could not place the service within {timeout:g}s: asked for {resources.describe()}; "
+                    f"available now: {cluster_available()}. Stop other services or ask for less")
+            return handle, ready.result()
         except RayActorError as exc:
             raise Unavailable(f"the host process died while starting: {exc}") from None
-        return handle, placement
 
     @staticmethod
     def kill(handle) -> None:

@@ -1,0 +1,371 @@
+#!/usr/bin/env python
+"""Invoke throughput and latency: Solo's gateway against four anchors, one system at a time.
+
+    python bench/invoke.py                     # ~3 min; writes the "invoke" section of bench/RESULTS.md
+    python bench/invoke.py --only solo naive   # a subset (does not write RESULTS.md unless --write)
+
+For each system and each concurrency (1 and 64), a grpc.aio load generator in this process keeps
+`c` calls in flight on one channel for a warm-up second and then a measured window (5 s), and
+reports completed requests/s, p50 and p99 latency. Systems (all echo a short JSON string):
+
+  solo   Solo gateway Invoke of the example echo service (`solo up --foreground` subprocess)
+  bare   a bare grpc.aio echo server (subprocess): the floor for Python gRPC on this box
+  ray    a direct Ray actor call: this process is the driver and awaits actor.echo.remote(x)
+  naive  the naive gateway: grpc.aio server (subprocess, a Ray driver) awaiting one actor call per request
+  serve  Ray Serve with a gRPC ingress (proxy -> replica), same wire contract
+
+Only one system runs at a time: each is started, measured and torn down before the next.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc  # noqa: E402
+
+import _common as C  # noqa: E402
+from solo._proto import solo_pb2 as pb  # noqa: E402
+from solo._proto import solo_pb2_grpc  # noqa: E402
+
+ECHO = Path(__import__("solo").__file__).resolve().parent / "examples" / "echo.py"
+MESSAGE = "hello, solo"
+PAYLOAD = json.dumps(MESSAGE)  # a JSON string: the single argument of echo(message)
+CONCURRENCY = (1, 64)
+SYSTEMS = ("solo", "bare", "ray", "naive", "serve")
+TITLES = {"solo": "Solo gateway -> service host", "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
+          "naive": "naive gateway (gRPC + 1 actor call/request)", "serve": "Ray Serve gRPC ingress"}
+SERVE_SERVICER = "solo._proto.solo_pb2_grpc.add_GatewayServicer_to_server"
+TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5}
+
+
+# -- load generator --------------------------------------------------------------------------------
+
+async def run_point(make_call, concurrency: int, warmup: float, duration: float) -> dict:
+    """Keep `concurrency` calls in flight; count calls that complete inside the measured window."""
+    call = await make_call()
+    await call()  # fail fast if the system does not answer
+    latencies: list[float] = []
+    errors: list[str] = []
+    meter = C.CpuMeter()
+    start = time.perf_counter()
+    window_start, window_end = start + warmup, start + warmup + duration
+    metered = asyncio.get_running_loop().create_future()
+
+    async def meter_window():  # /proc is read in a thread so the loop is not stalled at the window edges
+        await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
+        await asyncio.to_thread(meter.start)
+        await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+        metered.set_result(await asyncio.to_thread(meter.stop))
+
+    async def worker():
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= window_end:
+                return
+            try:
+                await call()
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+                if len(errors) < 1000:
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                continue
+            t1 = time.perf_counter()
+            if window_start <= t1 <= window_end:
+                latencies.append(t1 - t0)
+
+    meter_task = asyncio.create_task(meter_window())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), warmup + duration + 30)
+        await meter_task
+    finally:
+        await close_call(call)
+    latencies.sort()
+    return {"c": concurrency, "rps": len(latencies) / duration, "p50_ms": C.percentile(latencies, 50) * 1e3,
+            "p99_ms": C.percentile(latencies, 99) * 1e3, "n": len(latencies), "errors": len(errors),
+            "first_error": errors[0] if errors else "", **metered.result()}
+
+
+def grpc_caller(address: str, metadata: tuple):
+    """A factory for an Invoke call on a fresh grpc.aio channel (created inside the running loop)."""
+    async def make():
+        channel = grpc.aio.insecure_channel(address)
+        stub = solo_pb2_grpc.GatewayStub(channel)
+        request = pb.InvokeRequest(service="echo", method="echo", json=PAYLOAD)
+
+        async def call():
+            response = await stub.Invoke(request, metadata=metadata, timeout=30)
+            if response.json != PAYLOAD:
+                raise AssertionError(f"wrong echo: {response!r}")
+        call.channel = channel
+        return call
+    return make
+
+
+async def close_call(call) -> None:
+    channel = getattr(call, "channel", None)
+    if channel is not None:
+        await channel.close()
+
+
+async def wait_serving(make_call, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    call = await make_call()
+    try:
+        while True:
+            try:
+                await call()
+                return
+            except Exception:  # noqa: BLE001
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await close_call(call)
+
+
+def measure(system: str, make_call, args) -> list[dict]:
+    asyncio.run(wait_serving(make_call))
+    rows = []
+    for c in CONCURRENCY:
+        row = asyncio.run(run_point(make_call, c, args.warmup, args.duration))
+        row["system"] = system
+        rows.append(row)
+        print(f"  {system:6s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
+              f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  client {row['client_cpu']:.2f} cores  "
+              f"box {row['box_cpu']:.2f}  others {row['others_cpu']:.2f}", flush=True)
+        if row["first_error"]:
+            print(f"    first error: {row['first_error']}", flush=True)
+    return rows
+
+
+# -- systems ---------------------------------------------------------------------------------------
+
+def bench_solo(args, work: Path) -> list[dict]:
+    from solo.client import SoloClient
+    solo = C.SoloProcess(work)
+    try:
+        solo.start()
+        print(f"  Solo up at {solo.address} (pid {solo.pid})", flush=True)
+        with SoloClient(solo.address, solo.token) as client:
+            client.deploy(str(ECHO), name="echo")
+            assert client.call("echo", "echo", MESSAGE) == MESSAGE
+        make = grpc_caller(solo.address, (("authorization", f"Bearer {solo.token}"),))
+        return measure("solo", make, args)
+    finally:
+        solo.stop()
+
+
+def profile_gateway(pid: int, make_call, args) -> str:
+    """py-spy the gateway process while c=64 load runs; returns a summary of where its time goes."""
+    import subprocess
+    out = Path(args.profile_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "solo-gateway-c64.collapsed"
+    print(f"  profiling the gateway (pid {pid}) under c=64 load -> {raw}", flush=True)
+    spy = subprocess.Popen(["py-spy", "record", "-o", str(raw), "--pid", str(pid), "--duration", "5",
+                            "--rate", "100", "--format", "raw"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        row = asyncio.run(run_point(make_call, 64, 0.5, 6.0))
+        print(f"  (under the profiler: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms)", flush=True)
+    finally:
+        try:
+            _, err = spy.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            err = b"py-spy timed out"
+    if not raw.exists():
+        return f"py-spy produced no profile: {err.decode(errors='replace')[-500:]}"
+    summary = summarize_collapsed(raw.read_text())
+    print(summary, flush=True)
+    return summary
+
+
+def summarize_collapsed(text: str, top: int = 18) -> str:
+    """Inclusive and self sample shares per function from py-spy's collapsed stacks."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [re.sub(r" \((.*/)?([^/]+)\)$", r" (\2)", f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    if not total:
+        return "py-spy recorded no samples"
+
+    def lines(table):
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+        return "\n".join(f"    {100 * n / total:5.1f}%  {name}" for name, n in ranked)
+    return (f"  gateway profile: {total} samples (active threads, all threads summed)\n"
+            f"  self time (top {top}):\n{lines(own)}\n  inclusive (top {top}):\n{lines(inclusive)}")
+
+
+def bench_subprocess_server(kind: str, args, work: Path) -> list[dict]:
+    port = C.free_port()
+    log = work / f"{kind}.log"
+    proc = C.start_group([sys.executable, str(C.BENCH_DIR / "_anchor_servers.py"), kind, "--port", str(port)], log)
+    try:
+        C.wait_for_line(log, r"READY (\d+)", proc, 120)
+        return measure(kind, grpc_caller(f"127.0.0.1:{port}", ()), args)
+    finally:
+        C.stop_group(proc, grace=20)
+
+
+class Echo:
+    async def echo(self, message):
+        return message
+
+
+def bench_ray(args, work: Path) -> list[dict]:
+    with C.local_ray() as ray:
+        actor = ray.remote(Echo).options(num_cpus=0).remote()
+        assert ray.get(actor.echo.remote("warm")) == "warm"
+
+        async def make():
+            async def call():
+                if await actor.echo.remote(MESSAGE) != MESSAGE:
+                    raise AssertionError("wrong echo")
+            return call
+        return measure("ray", make, args)
+
+
+class ServeEcho:
+    """Ray Serve replica answering solo.v1.Gateway/Invoke (the proxy routes by gRPC method name)."""
+
+    async def Invoke(self, request):
+        from solo._proto import solo_pb2
+        return solo_pb2.InvokeResponse(json=json.dumps(json.loads(request.json)))
+
+
+def bench_serve(args, work: Path) -> list[dict]:
+    with C.local_ray() as ray:
+        from ray import serve
+        from ray.serve.config import HTTPOptions, gRPCOptions
+        grpc_port = C.free_port()
+        try:
+            serve.start(http_options=HTTPOptions(host="127.0.0.1", port=C.free_port()),
+                        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=[SERVE_SERVICER]))
+            # Serve at its best: access log off and no per-replica cap below the load (default is 5).
+            deployment = serve.deployment(ServeEcho, name="echo", num_replicas=1, max_ongoing_requests=256,
+                                          logging_config={"enable_access_log": False})
+            serve.run(deployment.bind(), name="echo", route_prefix="/echo")
+            return measure("serve", grpc_caller(f"127.0.0.1:{grpc_port}", (("application", "echo"),)), args)
+        finally:
+            serve.shutdown()
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def ratios(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
+    by = {(r["system"], r["c"]): r for r in rows}
+    out = []
+
+    def rps(system, c):
+        row = by.get((system, c))
+        return row["rps"] if row else None
+
+    solo64 = rps("solo", 64)
+    for anchor, target in (("naive", TARGETS["naive"]), ("serve", TARGETS["serve"])):
+        other = rps(anchor, 64)
+        if solo64 and other:
+            value = solo64 / other
+            out.append((f"Solo c=64 req/s vs {TITLES[anchor]} c=64", f"{value:.2f}x", f">= {target:g}x",
+                        value >= target))
+    if ("solo", 1) in by:
+        p50 = by[("solo", 1)]["p50_ms"]
+        out.append(("Solo c=1 p50 latency", f"{p50:.2f} ms", f"<= {TARGETS['p50_ms']:g} ms",
+                    p50 <= TARGETS["p50_ms"]))
+    for anchor in ("bare", "ray"):
+        other = rps(anchor, 64)
+        if solo64 and other:
+            out.append((f"Solo c=64 req/s vs {TITLES[anchor]} c=64 (context)", f"{solo64 / other:.2f}x", "-", None))
+    return out
+
+
+def report(rows: list[dict], info: dict, args) -> str:
+    table = C.markdown_table(
+        ["system", "c", "req/s", "p50 ms", "p99 ms", "errors", "client CPU", "box CPU", "others' CPU"],
+        [[TITLES[r["system"]], r["c"], f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"],
+          f"{r['client_cpu']:.2f}", f"{r['box_cpu']:.2f}", f"{r['others_cpu']:.2f}"] for r in rows])
+    checks = C.markdown_table(["figure", "measured", "target", "verdict"],
+                              [[name, value, target, "-" if ok is None else ("met" if ok else "**MISSED**")]
+                               for name, value, target, ok in ratios(rows)])
+    return (f"## Invoke throughput and latency (bench/invoke.py)\n\n"
+            f"Command: `{C.command_line()}`  \n"
+            f"Machine: {info['machine']}  \n"
+            f"Load: one grpc.aio channel from the bench process (the `ray` row: the driver awaiting "
+            f"`actor.echo.remote`), {args.warmup:g} s warm-up then {args.duration:g} s measured per point, payload "
+            f"`{PAYLOAD}`; one system running at a time. Total run time {info['elapsed']:.0f} s.\n\n"
+            f"{table}\n\n"
+            f"CPU columns are cores used during the measured window: *client* is the load generator (this "
+            f"process alone), *box* all CPUs from /proc/stat, *others'* whatever ran outside this benchmark's "
+            f"process tree (a non-zero value means the figures were disturbed).\n\n"
+            f"{checks}\n" + (f"\nProfile of the Solo gateway process under c=64 load (py-spy, 5 s, 100 Hz; "
+                              f"Python frames only, native gRPC threads not sampled):\n\n```\n{info['profile']}\n```\n"
+                              if info.get("profile") else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=SYSTEMS, help="run only these systems")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per point (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per point (default 1)")
+    parser.add_argument("--write", action="store_true", help="write RESULTS.md even for a subset")
+    parser.add_argument("--no-write", action="store_true", help="never write RESULTS.md")
+    parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
+                        help="py-spy the Solo gateway under c=64 load: auto = only when a target is missed")
+    parser.add_argument("--profile-dir", default="/tmp/solo-bench-profile")
+    args = parser.parse_args()
+    systems = args.only or list(SYSTEMS)
+    info = {"machine": C.machine_line(C.machine())}
+    started = time.monotonic()
+    rows: list[dict] = []
+    with C.hard_deadline(290, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
+        for system in systems:
+            print(f"[{time.monotonic() - started:5.1f}s] {TITLES[system]}", flush=True)
+            if system == "solo":
+                rows += bench_solo(args, work)
+            elif system in ("bare", "naive"):
+                rows += bench_subprocess_server(system, args, work)
+            elif system == "ray":
+                rows += bench_ray(args, work)
+            elif system == "serve":
+                rows += bench_serve(args, work)
+        missed = [name for name, _, _, ok in ratios(rows) if ok is False]
+        if "solo" in systems and (args.profile == "always" or (missed and args.profile == "auto")):
+            why = f"missed: {', '.join(missed)}" if missed else "--profile always"
+            print(f"[{time.monotonic() - started:5.1f}s] {why}; profiling Solo's gateway", flush=True)
+            solo = C.SoloProcess(work)
+            try:
+                solo.start()
+                from solo.client import SoloClient
+                with SoloClient(solo.address, solo.token) as client:
+                    client.deploy(str(ECHO), name="echo")
+                make = grpc_caller(solo.address, (("authorization", f"Bearer {solo.token}"),))
+                asyncio.run(wait_serving(make))
+                info["profile"] = profile_gateway(solo.pid, make, args)
+            finally:
+                solo.stop()
+    info["elapsed"] = time.monotonic() - started
+    text = report(rows, info, args)
+    print("\n" + text)
+    if not args.no_write and (args.write or not args.only):
+        C.write_section("invoke", text)
+        print(f"wrote {C.RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A crashing service: callers get UNAVAILABLE at once, Solo restarts it with backoff, then gives up."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from solo import Unavailable
+from solo.events import read_events
+from tests.conftest import source
+
+CRASHER = source("""
+    import os, threading, time
+
+    class Crasher:
+        def __init__(self):
+            self.pid = os.getpid()
+
+        def ping(self):
+            return self.pid
+
+        def crash(self):
+            os._exit(1)
+
+        def crash_soon(self):
+            threading.Timer(0.2, os._exit, args=(1,)).start()
+            return "bye"
+""")
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def test_crash_is_unavailable_then_restarted(alice, name, solo):
+    alice.deploy(CRASHER, name)
+    first_pid = alice.call(name, "ping")
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        alice.call(name, "crash", _timeout=20)
+    assert time.monotonic() - started < 5  # an error, not a hang
+
+    def restarted():
+        info = alice.get(name)
+        return info if info["state"] == "RUNNING" and info["restarts"] == 1 else None
+
+    info = wait_for(restarted)
+    assert info["pid"] != first_pid
+    assert alice.call(name, "ping") == info["pid"]
+    wait_for(lambda: "service.restarted" in [e["type"] for e in read_events(
+        solo.supervisor.config.data_dir, subject=name).to_pylist()])
+    types = [e["type"] for e in read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()]
+    assert types[:5] == ["service.deploying", "service.started", "service.crashed", "service.restarting",
+                         "service.restarted"]
+    alice.stop(name, remove=True)
+
+
+def test_calls_while_crashed_fail_fast(alice, name):
+    alice.deploy(CRASHER, name, max_restarts=0)
+    assert alice.call(name, "crash_soon") == "bye"
+    info = wait_for(lambda: (i := alice.get(name))["state"] == "FAILED" and i)
+    assert "restart limit 0 reached" in info["message"]
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="has failed"):
+        alice.call(name, "ping", _timeout=20)
+    assert time.monotonic() - started < 2
+
+
+def test_restart_limit_reached_marks_failed(alice, name):
+    alice.deploy(CRASHER, name, max_restarts=1)
+    with pytest.raises(Unavailable):
+        alice.call(name, "crash")
+    wait_for(lambda: alice.get(name)["state"] == "RUNNING" and alice.get(name)["restarts"] == 1)
+    with pytest.raises(Unavailable):
+        alice.call(name, "crash")
+    info = wait_for(lambda: (i := alice.get(name))["state"] == "FAILED" and i)
+    assert info["restarts"] == 1 and "restart limit 1 reached" in info["message"]
+
+
+def test_a_crash_does_not_touch_other_services(alice, bob, name):
+    alice.deploy(CRASHER, name)
+    bob.deploy(CRASHER, name)
+    bob_pid = bob.call(name, "ping")
+    with pytest.raises(Unavailable):
+        alice.call(name, "crash")
+    assert bob.call(name, "ping") == bob_pid
+    assert bob.get(name)["restarts"] == 0
+    alice.stop(name, remove=True)
+    bob.stop(name, remove=True)
