@@ -84,7 +84,12 @@ def up(args) -> int:
     raise Unavailable(f"Solo did not come up within 180s; see {log_path}")
 
 
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray reads it at import: "0" keeps Ray on 127.0.0.1
+
+
 def run_foreground(args, config) -> int:
+    if not args.ray_address:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")  # embedded: nothing of Ray's listens beyond loopback
     from solo.runtime.supervisor import Supervisor
 
     supervisor = Supervisor(config, args.ray_address, args.num_cpus)

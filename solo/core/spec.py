@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass, field, replace
 from solo.config import LimitsConfig
 from solo.errors import InvalidRequest
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-RESOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+RESOURCE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 RESERVED_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 
 
@@ -59,7 +59,7 @@ class ServiceSpec:
 
 
 def validate_name(name: str, what: str = "service name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidRequest(f"invalid {what} {name!r}: use 1-63 lowercase letters, digits and '-', "
                              "starting with a letter (e.g. 'counter' or 'kv-store')")
     return name
@@ -80,7 +80,7 @@ def validate_resources(res: Resources, limits: LimitsConfig, default_num_cpus: f
     memory = int(_check_amount("memory_bytes", res.memory_bytes, limits.max_memory_bytes))
     custom = {}
     for key, value in res.custom.items():
-        if key in RESERVED_RESOURCES or not RESOURCE_NAME_RE.match(key):
+        if key in RESERVED_RESOURCES or not RESOURCE_NAME_RE.fullmatch(key):
             raise InvalidRequest(f"invalid custom resource name {key!r}: use letters, digits, '_', '.', ':', '-' "
                                  f"(CPU, GPU and memory have their own fields)")
         custom[key] = _check_amount(f"custom resource {key}", value, limits.max_custom_resource)
@@ -97,7 +97,8 @@ def check_source(source: str, filename: str, limit: int) -> None:
     try:
         compile(source, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        where = f"{exc.filename}, line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        where = filename if exc.lineno is None else f"{filename}, line {exc.lineno}"
+        where += f", column {exc.offset}" if exc.offset and exc.lineno is not None else ""
         text = f": {exc.text.strip()}" if exc.text else ""
         raise InvalidRequest(f"syntax error in {where}: {exc.msg}{text}") from None
     except (ValueError, RecursionError) as exc:  # e.g. NUL bytes, absurd nesting
@@ -106,17 +107,19 @@ def check_source(source: str, filename: str, limit: int) -> None:
 
 def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: float = 0.0) -> ServiceSpec:
     validate_name(spec.name)
-    if spec.version and not VERSION_RE.match(spec.version):
+    if spec.version and not VERSION_RE.fullmatch(spec.version):
         raise InvalidRequest(f"invalid version {spec.version!r}: use up to 64 letters, digits, '.', '_', '+', '-'")
     if spec.class_name and not spec.class_name.isidentifier():
         raise InvalidRequest(f"invalid class name {spec.class_name!r}: it must be a Python identifier")
     filename = (spec.filename or f"{spec.name}.py").replace("\\", "/").rsplit("/", 1)[-1]
     check_source(spec.source, filename, limits.max_source_bytes)
-    for key in spec.env:
-        if not ENV_KEY_RE.match(key):
-            raise InvalidRequest(f"invalid environment variable name {key!r}")
+    for key, value in spec.env.items():
+        if not ENV_KEY_RE.fullmatch(key):
+            raise InvalidRequest(f"invalid environment variable name {key!r}: use letters, digits and '_'")
+        if "\0" in value or len(value) > 32 * 1024:
+            raise InvalidRequest(f"invalid value for environment variable {key}: no NUL bytes, at most 32 KiB")
     for key, value in spec.labels.items():
-        if not LABEL_KEY_RE.match(key) or len(value) > 256:
+        if not LABEL_KEY_RE.fullmatch(key) or len(value) > 256:
             raise InvalidRequest(f"invalid label {key!r}={value!r}: keys are up to 63 of [A-Za-z0-9._/-], "
                                  "values up to 256 characters")
     if spec.config_json:

@@ -11,7 +11,7 @@ import time
 
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec
-from solo.errors import SoloError
+from solo.errors import SoloError, Unavailable
 from solo.events.writer import EventWriter
 from solo.registry.convert import record_info
 from solo.registry.state import Placement, RegistryState, ServiceRecord
@@ -118,10 +118,14 @@ class RegistryActor:
         except BaseException:
             self.launcher.kill(handle)
             raise
-        record = self.state.started(record, Placement(
+        started = self.state.started(record, Placement(
             address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
             node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
             class_name=loaded["class_name"]), restarted=restarted)
+        if started is None:
+            self.launcher.kill(handle)
+            raise Unavailable(f"service {record.name!r} was stopped or replaced while it was starting")
+        record = started
         self.hosts[record.key] = handle
         self._spawn(self._watch(record.tenant, record.name, record.generation, loaded["pid"], handle))
         return record

@@ -112,11 +112,16 @@ class RegistryState:
         self._bump()
         return "create", record
 
-    def started(self, record: ServiceRecord, placement: Placement, restarted: bool = False) -> ServiceRecord:
+    def started(self, record: ServiceRecord, placement: Placement, restarted: bool = False) -> ServiceRecord | None:
+        """Record a host that finished starting. None when the start is stale (the caller drops the host)."""
         key = record.key
         current = self.services.get(key)
         if current is not None and current.generation > record.generation:
-            return current  # a newer deploy already won
+            return None  # a newer deploy already won
+        if current is None and self._generations.get(key, 0) >= record.generation:
+            return None  # removed while it was starting
+        if current is not None and current.state in ("STOPPING", "STOPPED"):
+            return None  # stopped while it was starting
         if current is not None and current is not record and current.generation == record.generation:
             record = current
         replaced = current if current is not None and current is not record else None
@@ -134,7 +139,7 @@ class RegistryState:
         if replacing:
             self._emit(record, "service.replace_failed", version=record.version, reason=message)
             return
-        if self.services.get(record.key) is not record:
+        if self.services.get(record.key) is not record or record.state in ("STOPPING", "STOPPED"):
             return
         record.state, record.message, record.placement = "FAILED", message, None
         self._emit(record, "service.failed", version=record.version, reason=message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import linecache
+import sys
 import time
 import traceback
 import types
@@ -60,13 +61,15 @@ def find_service_class(module: types.ModuleType, class_name: str, filename: str)
 
 
 def _method_table(obj: Any) -> dict[str, Method]:
+    """Public methods only: properties and other attributes are never evaluated here."""
     table = {}
     for name in dir(type(obj)):
         if name.startswith("_") or name in HOOKS or name == "context":
             continue
-        func = getattr(obj, name, None)
-        if not callable(func) or isinstance(func, type):
+        static = inspect.getattr_static(obj, name)
+        if not isinstance(static, (types.FunctionType, staticmethod, classmethod)):
             continue
+        func = getattr(obj, name)
         if inspect.isasyncgenfunction(func):
             kind = "agen"
         elif inspect.isgeneratorfunction(func):
@@ -99,6 +102,7 @@ class ServiceInstance:
                    max_concurrency: int = 1) -> "ServiceInstance":
         module = types.ModuleType(f"solo_service_{context.name.replace('-', '_')}")
         module.__file__ = filename
+        sys.modules[module.__name__] = module  # dataclasses, pickle and typing look the module up
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"solo-{context.name}")
         loop = asyncio.get_running_loop()
@@ -186,13 +190,15 @@ class ServiceInstance:
     async def _run(self, coro, timeout: float | None) -> Any:
         self.calls += 1
         self.in_flight += 1
+        deadline = asyncio.timeout(timeout)  # expired() tells our deadline from the tenant's TimeoutError
         try:
-            if timeout:
-                return await asyncio.wait_for(coro, timeout)
-            return await coro
-        except asyncio.TimeoutError:
+            async with deadline:
+                return await coro
+        except TimeoutError as exc:
             self.errors += 1
-            raise DeadlineExceeded(f"the call did not finish within its deadline ({timeout:.3g}s)") from None
+            if deadline.expired():
+                raise DeadlineExceeded(f"the call did not finish within its deadline ({timeout:.3g}s)") from None
+            raise tenant_failure(exc, self.filename) from None
         except SoloError:
             self.errors += 1
             raise

@@ -38,7 +38,8 @@ def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = No
         ray.init(address=address, **common)
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=num_cpus, resources=resources, _node_ip_address="127.0.0.1", **common)
+    # address="local": always a new Ray of our own, never one that RAY_ADDRESS or another session points at
+    ray.init(address="local", num_cpus=num_cpus, resources=resources, _node_ip_address="127.0.0.1", **common)
     return True
 
 

@@ -57,18 +57,20 @@ class TokenStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._mtime = -1.0
+        self._signature: tuple = ()
         self._entries: dict[str, dict] = {}
         self._load()
 
     def _load(self) -> None:
         try:
-            mtime = self.path.stat().st_mtime
+            st = self.path.stat()
         except FileNotFoundError:
             return
-        if mtime != self._mtime:
+        # every write replaces the file (new inode), so this notices changes even within one mtime tick
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature != self._signature:
             self._entries = json.loads(self.path.read_text() or "{}")
-            self._mtime = mtime
+            self._signature = signature
 
     def lookup(self, token: str) -> Principal | None:
         digest = _hash(token)
@@ -89,7 +91,8 @@ class TokenStore:
                                            "created_at": time.time()}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _write_private(self.path, json.dumps(self._entries, indent=1, sort_keys=True))
-            self._mtime = self.path.stat().st_mtime
+            st = self.path.stat()
+            self._signature = (st.st_ino, st.st_mtime_ns, st.st_size)
         return token
 
 

@@ -36,17 +36,17 @@ def test_parse_pairs_rejects_items_without_a_key_naming_the_flag(item):
 
 def test_print_table_aligns_columns_under_their_titles(capsys):
     rows = [{"name": "counter", "state": "RUNNING", "version": "1"},
-            {"name": "kv", "state": "FAILED", "version": "12"}]
+            {"name": "kv", "state": "FAILED", "version": "1.0.0-beta"}]
     print_table(rows, [("NAME", "name"), ("STATE", "state"), ("VERSION", "version")])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert lines[0].split() == ["NAME", "STATE", "VERSION"]
-    assert lines[1].split() == ["counter", "RUNNING", "1"] and lines[2].split() == ["kv", "FAILED", "12"]
+    assert lines[1].split() == ["counter", "RUNNING", "1"] and lines[2].split() == ["kv", "FAILED", "1.0.0-beta"]
     state_col, version_col = lines[0].index("STATE"), lines[0].index("VERSION")
     assert lines[1].index("RUNNING") == lines[2].index("FAILED") == state_col
-    assert lines[2].index("12") == version_col
+    assert lines[2].index("1.0.0-beta") == version_col
     assert state_col == len("counter") + 2  # widest cell plus two spaces
-    assert all(line == line.rstrip() for line in lines)
+    assert all(line == line.rstrip() for line in lines)  # no padding after the last column, header included
 
 
 def test_print_table_shows_missing_keys_as_blank(capsys):

@@ -167,24 +167,32 @@ def test_started_for_a_stale_generation_changes_nothing(state):
     state.started(gen2, placement(200))
     state.take_events()
     version = state.route_version
-    assert state.started(gen1, placement(100)) is gen2
+    assert state.started(gen1, placement(100)) is None  # the caller drops the stale host
     assert state.get("acme", "echo") is gen2 and gen2.placement.pid == 200
     assert state.route_version == version and state.take_events() == []
 
 
-@pytest.mark.xfail(reason="BUG: started() revives a record that was stopped or removed while it was starting "
-                          "(the module docstring promises 'a start that finishes after the service was stopped "
-                          "... changes nothing'); reachable via RegistryActor.shutdown()/stop_all, which does "
-                          "not take the per-service lock", strict=True)
 @pytest.mark.parametrize("remove", [False, True])
 def test_started_after_the_service_was_stopped_changes_nothing(state, remove):
+    """A start that lands after a stop or remove (stop_all takes no per-service lock) must not revive it."""
     _, record = state.plan_deploy("acme", spec(), False)
     state.stopping("acme", "echo")
     state.stopped("acme", "echo", remove=remove)
-    state.started(record, placement())
-    routes = state.routes()
-    assert all(r.state != "RUNNING" for r in routes)
-    assert record.state != "RUNNING"
+    state.take_events()
+    version = state.route_version
+    assert state.started(record, placement()) is None  # the caller drops the host
+    assert record.state == "STOPPED" and all(r.state != "RUNNING" and not r.address for r in state.routes())
+    assert len(state.routes()) == (0 if remove else 1)
+    assert state.route_version == version and state.take_events() == []
+
+
+def test_start_failure_after_the_service_was_stopped_keeps_it_stopped(state):
+    _, record = state.plan_deploy("acme", spec(), False)
+    state.stopping("acme", "echo")
+    state.stopped("acme", "echo", remove=False)
+    state.take_events()
+    state.start_failed(record, "boom", replacing=False)
+    assert record.state == "STOPPED" and state.take_events() == []
 
 
 # -- start failures -------------------------------------------------------------------------------

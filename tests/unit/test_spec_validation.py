@@ -68,12 +68,19 @@ def test_invalid_name_message_names_what_was_checked():
         validate_name("Acme", "tenant name")
 
 
-@pytest.mark.xfail(reason="BUG: NAME_RE uses '$', which also matches before a trailing newline, so "
-                          "'counter\\n' passes validate_name (same for the label/env/version/resource regexes)",
-                   strict=True)
+# Guards: '$' also matches before a trailing newline; names must match in full.
 def test_name_with_trailing_newline_is_rejected():
     with pytest.raises(InvalidRequest):
         validate_name("counter\n")
+
+
+@pytest.mark.parametrize("changes", [
+    {"version": "1.0\n"}, {"env": {"MY_VAR\n": "x"}}, {"labels": {"team\n": "x"}},
+    {"resources": Resources(custom={"tpu\n": 1})},
+])
+def test_other_keys_with_a_trailing_newline_are_rejected(changes):
+    with pytest.raises(InvalidRequest, match="invalid"):
+        validate_spec(spec(**changes), LIMITS)
 
 
 def test_invalid_name_in_spec_is_rejected():
@@ -128,9 +135,7 @@ def test_nul_bytes_are_rejected():
         validate_spec(spec(source="x = 1\0\n"), LIMITS)
 
 
-@pytest.mark.xfail(reason="BUG: on Python 3.11.4+ NUL bytes raise SyntaxError with filename=None and "
-                          "lineno=None, so the message reads 'syntax error in None, line None: ...'",
-                   strict=True)
+# Guards: for NUL bytes compile() raises SyntaxError without filename/lineno ('syntax error in None, line None').
 def test_nul_byte_message_names_the_file():
     with pytest.raises(InvalidRequest) as err:
         check_source("x = 1\0\n", "echo.py", 10_000)
@@ -185,12 +190,16 @@ def test_bad_env_keys_are_rejected(key):
         validate_spec(spec(env={key: "x"}), LIMITS)
 
 
-@pytest.mark.xfail(reason="BUG: env values are not validated; a NUL byte passes validate_spec and then "
-                          "os.environ.update() in the host raises a raw ValueError('embedded null byte')",
-                   strict=True)
+# Guards: the host applies env with os.environ.update(), which rejects NUL bytes; catch them at deploy time.
 def test_env_value_with_nul_byte_is_rejected():
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match="invalid value for environment variable MY_VAR"):
         validate_spec(spec(env={"MY_VAR": "a\0b"}), LIMITS)
+
+
+def test_env_value_size_is_bounded():
+    validate_spec(spec(env={"MY_VAR": "x" * 32 * 1024}), LIMITS)
+    with pytest.raises(InvalidRequest, match="at most 32 KiB"):
+        validate_spec(spec(env={"MY_VAR": "x" * (32 * 1024 + 1)}), LIMITS)
 
 
 @pytest.mark.parametrize("labels", [{"-team": "x"}, {"my team": "x"}, {"": "x"}, {"k" * 64: "x"},

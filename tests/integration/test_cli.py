@@ -1,0 +1,110 @@
+"""The README's path through the `solo` command: up, deploy, call, ls, status, stop, down.
+
+Starts its own Solo (its own embedded Ray) in the background, exactly as a user would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("cli-data")
+    env = {**os.environ, "SOLO_DATA_DIR": str(data_dir)}
+    env.pop("SOLO_ADDRESS", None)
+    env.pop("SOLO_TOKEN", None)
+
+    def run(*args, check=True, timeout=240):
+        result = subprocess.run([sys.executable, "-m", "solo.cli", *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"solo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    port = free_port()
+    up = run("up", "--port", str(port), "--num-cpus", "2")
+    run.up = up
+    run.data_dir = data_dir
+    run.port = port
+    yield run
+    run("down", check=False)
+
+
+def test_up_prints_address_and_credential(cli):
+    out = cli.up.stdout
+    assert f"127.0.0.1:{cli.port}" in out
+    token_file = cli.data_dir / "operator.token"
+    assert str(token_file) in out
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert "example service: echo" in out
+    again = cli("up", "--port", str(cli.port))
+    assert "already runs" in again.stderr
+
+
+def test_example_is_callable(cli):
+    assert json.loads(cli("call", "echo", "echo", '"hello"').stdout) == "hello"
+
+
+def test_deploy_call_ls_status_stop(cli):
+    deployed = cli("deploy", str(EXAMPLES / "counter.py"), "--label", "team=core", "--config", '{"start": 10}',
+                   "--env", "MODE=test", "--memory", "64MiB")
+    assert "state:" in deployed.stdout and "RUNNING" in deployed.stdout
+    assert json.loads(cli("call", "counter", "incr", '{"by": 2}').stdout) == 12
+    listing = json.loads(cli("ls", "--json").stdout)
+    assert {s["name"] for s in listing} == {"echo", "counter"}
+    status = json.loads(cli("status", "counter", "--json").stdout)
+    assert status["state"] == "RUNNING" and status["labels"] == {"team": "core"}
+    assert int(status["resources"]["memory_bytes"]) == 64 * 1024 * 1024
+    human = cli("status", "counter").stdout
+    for field in ("state:", "version:", "node:", "pid:", "restarts:", "resources:", "calls:", "errors:", "uptime:"):
+        assert field in human
+    streamed = cli("deploy", str(EXAMPLES / "ticker.py"))
+    assert streamed.returncode == 0
+    assert cli("call", "ticker", "countdown", "[2]", "--stream").stdout.split() == ["2", "1", '"liftoff"']
+    stopped = cli("stop", "counter")
+    assert "STOPPED" in stopped.stdout
+
+
+def test_errors_exit_non_zero_with_the_servers_message(cli, tmp_path):
+    missing = cli("call", "nope", "echo", check=False)
+    assert missing.returncode != 0 and "service 'nope' not found" in missing.stderr
+    bad = tmp_path / "bad.py"
+    bad.write_text("class A:\n    def f(self)\n        return 1\n")
+    syntax = cli("deploy", str(bad), check=False)
+    assert syntax.returncode != 0 and "syntax error in bad.py, line 2" in syntax.stderr
+    not_json = cli("call", "echo", "echo", "{oops", check=False)
+    assert not_json.returncode != 0 and "not valid JSON" in not_json.stderr
+
+
+def test_tokens_for_tenants(cli):
+    token = json.loads(cli("tokens", "mint", "carol", "--json").stdout)["token"]
+    who = json.loads(cli("whoami", "--json", "--token", token).stdout)
+    assert who == {"tenant": "carol", "operator": False}
+    # carol does not see the operator's services
+    assert json.loads(cli("ls", "--json", "--token", token).stdout) == []
+
+
+def test_down_keeps_the_events(cli):
+    cli("down")
+    assert not (cli.data_dir / "solo.json").exists()
+    from solo.events import read_events
+    types = set(read_events(cli.data_dir).column("type").to_pylist())
+    assert {"service.deploying", "service.started", "service.stopped"} <= types
+    assert "not running" in cli("down").stderr
