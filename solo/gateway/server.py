@@ -8,10 +8,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from prometheus_client import start_http_server
+
+from solo import metrics
 from solo._proto import solo_pb2, solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
+from solo.errors import FailedPrecondition
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
 from solo.security.tokens import Authenticator
@@ -52,10 +56,17 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.gateway.host}:{config.gateway.port}")
+    where = f"{config.gateway.host}:{config.gateway.port}"
+    try:
+        port = server.add_insecure_port(where)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {config.gateway.host}:{config.gateway.port} (port in use?)")
+        raise FailedPrecondition(f"the gateway cannot listen on {where}: the port is in use or the address is not "
+                                 "this machine's; pick another with --port (0 = any free port) or --host")
     await server.start()
+    if config.gateway.metrics_port:
+        start_http_server(config.gateway.metrics_port, addr=config.gateway.host, registry=metrics.REGISTRY)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(server, port, follower, dispatcher, health_servicer)

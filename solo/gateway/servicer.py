@@ -110,6 +110,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         except SoloError as exc:
             code = exc.code
             raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"
+            raise
         finally:
             if labelled:
                 metrics.CALLS.labels(principal.tenant, request.service, code).inc()

@@ -13,7 +13,7 @@ import uuid
 
 import grpc
 
-from solo.errors import SoloError
+from solo.errors import Internal, SoloError
 
 log = logging.getLogger("solo.gateway")
 
@@ -55,7 +55,7 @@ def rpc(handler):
 
     def _unexpected(exc: BaseException, rid: str) -> SoloError:
         log.exception("unexpected error in %s (request %s)", handler.__name__, rid)
-        return SoloError(f"internal error in the gateway (request id {rid}); the operator can find it in "
+        return Internal(f"internal error in the gateway (request id {rid}); the operator can find it in "
                          "the gateway log")
 
     if inspect.isasyncgenfunction(handler):

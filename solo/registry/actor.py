@@ -136,11 +136,16 @@ class RegistryActor:
             return  # stopped on purpose
         except Exception as exc:  # noqa: BLE001 - RayActorError and friends: the process is gone
             message = died_message(exc)
+        self._crashed(tenant, name, generation, pid, message)
+
+    def _max_restarts(self, tenant: str, name: str) -> int:
         record = self.state.services.get((tenant, name))
-        max_restarts = self.config.runtime.max_restarts
         if record is not None and record.spec.max_restarts >= 0:
-            max_restarts = record.spec.max_restarts
-        to_restart = self.state.crashed(tenant, name, generation, pid, message, max_restarts)
+            return record.spec.max_restarts
+        return self.config.runtime.max_restarts
+
+    def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str) -> None:
+        to_restart = self.state.crashed(tenant, name, generation, pid, message, self._max_restarts(tenant, name))
         self._commit()
         if to_restart is not None:
             self._spawn(self._restart(to_restart))
@@ -154,9 +159,9 @@ class RegistryActor:
                 return
             try:
                 await self._start(record, restarted=True)
-            except SoloError as exc:
-                self.state.start_failed(record, f"restart failed: {exc.message}", replacing=False)
-            self._commit()
+                self._commit()
+            except SoloError as exc:  # a failed restart counts like another crash (backoff, limit)
+                self._crashed(record.tenant, record.name, record.generation, 0, f"restart failed: {exc.message}")
 
     async def _stop_host(self, handle) -> str:
         try:

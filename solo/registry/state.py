@@ -96,14 +96,17 @@ class RegistryState:
                 raise AlreadyExists(f"service {spec.name!r} already runs version {current.version} with a "
                                     "different spec; pass --replace (replace=true) to replace it, or pick another name")
         elif current is None:
-            active = sum(1 for r in self.services.values() if r.tenant == tenant)
-            if active >= self.max_services:
-                raise Overloaded(f"tenant has {active} services, the limit is {self.max_services}; "
-                                 "remove some (solo stop --remove) first")
+            owned = sum(1 for r in self.services.values() if r.tenant == tenant)
+            if owned >= self.max_services:
+                raise Overloaded(f"tenant has {owned} services (stopped and failed ones included), the limit is "
+                                 f"{self.max_services}; remove some first (solo stop --remove NAME)")
         generation = self._generations.get(key, 0) + 1
         record = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation,
                                "STARTING", self.clock())
         if current is not None and current.state in ACTIVE:
+            self._emit(record, "service.deploying", version=record.version, filename=spec.filename,
+                       resources=spec.resources.describe(), env_keys=sorted(spec.env), labels=spec.labels,
+                       replaces=current.version)
             return "replace", record
         self._generations[key] = generation
         self.services[key] = record

@@ -13,7 +13,7 @@ import secrets
 import time
 
 from solo.api import context_from
-from solo.errors import FailedPrecondition, SoloError
+from solo.errors import FailedPrecondition, ServiceFailed, SoloError
 from solo.runtime.host_server import HostServicer, start_host_server
 from solo.runtime.instance import ServiceInstance
 
@@ -54,8 +54,13 @@ class ServiceHost:
             placement = await self.ready()
             os.environ.update(env)
             context = context_from(tenant, name, version, config_json, labels)
-            self.instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
-            self._servicer.instance = self.instance
+            instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
+            healthy, why = await instance.healthy()
+            if not healthy:
+                await instance.close()
+                raise ServiceFailed(f"{instance.class_name} started but its health check failed: {why}")
+            self.instance = instance
+            self._servicer.instance = instance
             return {**placement, "methods": sorted(self.instance.methods), "class_name": self.instance.class_name,
                     "started_at": self.instance.started_at}
 

@@ -93,3 +93,34 @@ def test_a_crash_does_not_touch_other_services(alice, bob, name):
     assert bob.get(name)["restarts"] == 0
     alice.stop(name, remove=True)
     bob.stop(name, remove=True)
+
+
+def test_a_restart_that_fails_counts_against_the_limit(alice, name, tmp_path):
+    marker = tmp_path / "started-once"
+    alice.deploy(source(f"""
+        import os
+        from pathlib import Path
+
+        class OnlyOnce:
+            def __init__(self):
+                marker = Path({str(marker)!r})
+                if marker.exists():
+                    raise RuntimeError("cannot start twice")
+                marker.write_text("x")
+
+            def crash(self):
+                os._exit(1)
+    """), name, max_restarts=2)
+    with pytest.raises(Unavailable):
+        alice.call(name, "crash")
+    info = wait_for(lambda: (i := alice.get(name))["state"] == "FAILED" and i)
+    assert info["restarts"] == 2
+    assert "restart failed" in info["message"] and "cannot start twice" in info["message"]
+
+
+def test_unhealthy_at_start_is_refused(alice, name):
+    from solo import ServiceFailed
+    with pytest.raises(ServiceFailed, match="health check failed: health\\(\\) returned False"):
+        alice.deploy("class Sick:\n    def health(self):\n        return False\n    def f(self):\n        return 1\n",
+                     name)
+    assert alice.get(name)["state"] == "FAILED"

@@ -94,7 +94,8 @@ def test_replace_starts_a_new_generation_and_leaves_the_old_one_running(state):
     assert action == "replace" and new is not old
     assert (new.generation, new.version, new.state) == (2, "2", "STARTING")
     assert state.get("acme", "echo") is old and old.state == "RUNNING"
-    assert state.take_events() == []
+    (event,) = state.take_events()  # the new spec is recorded; the old version keeps serving
+    assert (event.type, event.payload["version"], event.payload["replaces"]) == ("service.deploying", "2", "1")
     version = state.route_version
     state.started(new, placement(pid=200))
     assert state.get("acme", "echo") is new and new.state == "RUNNING"
