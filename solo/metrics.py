@@ -15,6 +15,32 @@ IN_FLIGHT = Gauge("solo_gateway_in_flight", "Invoke calls in flight", ["tenant",
 ROUTE_VERSION = Gauge("solo_gateway_route_version", "Route table version the gateway follows", registry=REGISTRY)
 
 
+class _Series:
+    """The metric children of one (tenant, service), looked up once instead of per call."""
+
+    def __init__(self, tenant: str, service: str):
+        self.key = (tenant, service)
+        self.in_flight = IN_FLIGHT.labels(tenant, service)
+        self.seconds = CALL_SECONDS.labels(tenant, service)
+        self.ok = CALLS.labels(tenant, service, "OK")
+
+    def done(self, code: str, seconds: float) -> None:
+        self.in_flight.dec()
+        (self.ok if code == "OK" else CALLS.labels(*self.key, code)).inc()
+        self.seconds.observe(seconds)
+
+
+class CallSeries:
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def get(self, tenant: str, service: str) -> _Series:
+        series = self._series.get((tenant, service))
+        if series is None:
+            series = self._series[(tenant, service)] = _Series(tenant, service)
+        return series
+
+
 def tenant_summary(tenant: str) -> dict[str, dict[str, float]]:
     """Per-service calls, errors, in-flight and latency sum for one tenant, read from the metrics."""
     services: dict[str, dict[str, float]] = {}

@@ -53,6 +53,7 @@ class HostLink:
         try:
             while True:
                 await self._wake.wait()
+                await asyncio.sleep(0)  # one loop turn: calls already runnable join this batch (no timed wait)
                 self._wake.clear()
                 batch, self._pending = self._pending, []
                 await self._stream.write(host_pb2.CallBatch(calls=batch))

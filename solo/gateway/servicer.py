@@ -14,7 +14,7 @@ from solo.core.spec import validate_name, validate_spec
 from solo.errors import InvalidRequest, SoloError
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
-from solo.gateway.status import rpc
+from solo.gateway.status import request_id, rpc
 from solo.security.tokens import Authenticator, Principal
 
 
@@ -41,45 +41,48 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.authenticator = authenticator
         self.routes = routes
         self.dispatcher = dispatcher
+        self.metrics = metrics.CallSeries()
 
     @staticmethod
-    def _who(principal: Principal, rid: str) -> dict:
-        return {"principal": principal.label, "request_id": rid}
+    def _who(principal: Principal, context) -> dict:
+        """Who asked, for the events: the principal's label and the request id (x-request-id or new)."""
+        return {"principal": principal.label, "request_id": request_id(context.invocation_metadata() or ())}
 
     @rpc
-    async def DeployService(self, request, context, principal, rid):
+    async def DeployService(self, request, context, principal):
         spec = validate_spec(spec_from_proto(request.spec), self.config.limits, self.config.runtime.default_num_cpus)
-        result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, rid))
+        result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.DeployServiceResponse(service=info_to_proto(result["service"]), changed=result["changed"])
 
     @rpc
-    async def GetService(self, request, context, principal, rid):
+    async def GetService(self, request, context, principal):
         validate_name(request.name)
         return info_to_proto(await self.registry.get(principal.tenant, request.name))
 
     @rpc
-    async def ListServices(self, request, context, principal, rid):
+    async def ListServices(self, request, context, principal):
         for info in await self.registry.list(principal.tenant):
             yield info_to_proto(info)
 
     @rpc
-    async def StopService(self, request, context, principal, rid):
+    async def StopService(self, request, context, principal):
         validate_name(request.name)
-        result = await self.registry.stop(principal.tenant, request.name, request.remove, self._who(principal, rid))
+        result = await self.registry.stop(principal.tenant, request.name, request.remove, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.StopServiceResponse(service=info_to_proto(result["service"]))
 
     @rpc
-    async def Invoke(self, request, context, principal, rid):
+    async def Invoke(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
-        labelled = self.dispatcher.routes.get(tenant, service) is not None
+        # metrics only for services that exist, so label values stay bounded
+        series = self.metrics.get(tenant, service) if self.dispatcher.routes.get(tenant, service) else None
         start = time.perf_counter()
         code = "OK"
-        if labelled:
-            metrics.IN_FLIGHT.labels(tenant, service).inc()
+        if series:
+            series.in_flight.inc()
         try:
             result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
                                                   context.time_remaining())
@@ -91,13 +94,11 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             code = "CANCELLED"
             raise
         finally:
-            if labelled:
-                metrics.IN_FLIGHT.labels(tenant, service).dec()
-                metrics.CALLS.labels(tenant, service, code).inc()
-                metrics.CALL_SECONDS.labels(tenant, service).observe(time.perf_counter() - start)
+            if series:
+                series.done(code, time.perf_counter() - start)
 
     @rpc
-    async def InvokeStream(self, request, context, principal, rid):
+    async def InvokeStream(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
         code = "OK"
@@ -118,7 +119,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                 metrics.CALLS.labels(principal.tenant, request.service, code).inc()
 
     @rpc
-    async def GetMetrics(self, request, context, principal, rid):
+    async def GetMetrics(self, request, context, principal):
         summary = metrics.tenant_summary(principal.tenant)
         services = [pb.ServiceMetrics(service=name, calls=int(v["calls"]), errors=int(v["errors"]),
                                       in_flight=max(0, int(v["in_flight"])),
@@ -128,12 +129,12 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                                      calls=sum(s.calls for s in services), errors=sum(s.errors for s in services))
 
     @rpc
-    async def MintToken(self, request, context, principal, rid):
+    async def MintToken(self, request, context, principal):
         token = self.authenticator.mint(principal, request.tenant, request.description)
         return pb.MintTokenResponse(token=token, tenant=request.tenant)
 
     @rpc
-    async def WhoAmI(self, request, context, principal, rid):
+    async def WhoAmI(self, request, context, principal):
         return pb.WhoAmIResponse(tenant=principal.tenant, operator=principal.operator)
 
 

@@ -51,9 +51,10 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
 
 
 def rpc(handler):
-    """Wrap a servicer method `(self, request, context, principal, request_id)` (unary or streaming)."""
+    """Wrap a servicer method `(self, request, context, principal)` (unary or streaming)."""
 
-    def _unexpected(exc: BaseException, rid: str) -> SoloError:
+    def _unexpected(exc: BaseException, metadata) -> SoloError:
+        rid = request_id(metadata)
         log.exception("unexpected error in %s (request %s)", handler.__name__, rid)
         return Internal(f"internal error in the gateway (request id {rid}); the operator can find it in "
                          "the gateway log")
@@ -62,26 +63,24 @@ def rpc(handler):
         @functools.wraps(handler)
         async def stream_wrapper(self, request, context):
             metadata = context.invocation_metadata() or ()
-            rid = request_id(metadata)
             try:
                 principal = self.authenticator.authenticate(metadata)
-                async for item in handler(self, request, context, principal, rid):
+                async for item in handler(self, request, context, principal):
                     yield item
             except SoloError as exc:
                 await abort_with(context, exc)
             except Exception as exc:  # noqa: BLE001
-                await abort_with(context, _unexpected(exc, rid))
+                await abort_with(context, _unexpected(exc, metadata))
         return stream_wrapper
 
     @functools.wraps(handler)
     async def unary_wrapper(self, request, context):
         metadata = context.invocation_metadata() or ()
-        rid = request_id(metadata)
         try:
             principal = self.authenticator.authenticate(metadata)
-            return await handler(self, request, context, principal, rid)
+            return await handler(self, request, context, principal)
         except SoloError as exc:
             await abort_with(context, exc)
         except Exception as exc:  # noqa: BLE001
-            await abort_with(context, _unexpected(exc, rid))
+            await abort_with(context, _unexpected(exc, metadata))
     return unary_wrapper

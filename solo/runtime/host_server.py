@@ -84,6 +84,7 @@ class HostServicer(host_pb2_grpc.HostServicer):
             open_ = True
             while open_:
                 results = [await out.get()]
+                await asyncio.sleep(0)  # let results that are ready now join this batch
                 while not out.empty():
                     results.append(out.get_nowait())
                 if None in results:
