@@ -40,8 +40,8 @@ CODE_MEANINGS = {
     "SERVICE_FAILED": "The tenant's code raised: the message is `Type: text (file.py, line N, in method)`, "
                       "the `solo-exception-type` trailer holds the type. Also used when the constructor, "
                       "`start()` or the import failed during a deploy.",
-    "INTERNAL": "Reserved for bugs in Solo; not raised in this release.",
-    "UNKNOWN": "Unexpected gateway error; the message carries a request id to find it in the gateway log.",
+    "INTERNAL": "A bug in Solo (an unexpected error in the gateway); the message carries a request id to find it in the gateway log.",
+    "UNKNOWN": "An error Solo could not classify.",
 }
 
 # Short notes per RPC that the proto does not carry. Keys must be RPCs of the proto (tested).
