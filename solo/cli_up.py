@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from solo.config import load_config
+from solo.config import load_config, loop_factory
 from solo.errors import FailedPrecondition, Unavailable
 
 EXAMPLE = Path(__file__).parent / "examples" / "echo.py"
@@ -113,7 +113,8 @@ def run_foreground(args, config) -> int:
         print("stopping Solo...", flush=True)
         await supervisor.shutdown(stop_services=True)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(config.gateway.event_loop)) as runner:
+        runner.run(main())
     return 0
 
 

@@ -5,9 +5,11 @@ Precedence: defaults < the TOML file (`--config`, else `<data-dir>/solo.toml` if
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import tomllib
 from pathlib import Path
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +27,8 @@ class GatewayConfig(_Section):
     port: int = Field(default=7070, ge=0, le=65535)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="the gateway's event loop; uvloop measured ~30% more calls/s (bench/)")
 
 
 class LimitsConfig(_Section):
@@ -59,6 +63,17 @@ class SoloConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     events: EventsConfig = EventsConfig()
+
+
+def loop_factory(name: str) -> Callable[[], "asyncio.AbstractEventLoop"]:
+    """The event loop constructor for the gateway (uvloop when installed and asked for)."""
+    if name == "uvloop":
+        try:
+            import uvloop
+            return uvloop.new_event_loop
+        except ImportError:
+            pass
+    return asyncio.new_event_loop
 
 
 def load_config(path: Path | None = None, **overrides) -> SoloConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from solo.config import SoloConfig
+from solo.config import SoloConfig, loop_factory
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
@@ -132,7 +132,7 @@ class ThreadedSolo:
     def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
                  resources: dict[str, float] | None = None):
         self.supervisor = Supervisor(config, ray_address, num_cpus, resources)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop_factory(config.gateway.event_loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, name="solo-gateway", daemon=True)
 
     def start(self) -> "ThreadedSolo":
