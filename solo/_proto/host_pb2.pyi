@@ -25,6 +25,12 @@ class Call(_message.Message):
     cancel: bool
     def __init__(self, id: _Optional[int] = ..., method: _Optional[str] = ..., json: _Optional[str] = ..., raw: _Optional[bytes] = ..., timeout: _Optional[float] = ..., stream: _Optional[bool] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
+class Hello(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
 class CallBatch(_message.Message):
     __slots__ = ("calls",)
     CALLS_FIELD_NUMBER: _ClassVar[int]

@@ -4,7 +4,6 @@
 import grpc
 import warnings
 
-from solo._proto import host_pb2 as solo_dot_v1_dot_host__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -24,75 +23,3 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
-
-
-class HostStub:
-    """Missing associated documentation comment in .proto file."""
-
-    def __init__(self, channel):
-        """Constructor.
-
-        Args:
-            channel: A grpc.Channel.
-        """
-        self.Calls = channel.stream_stream(
-                '/solo.v1.host.Host/Calls',
-                request_serializer=solo_dot_v1_dot_host__pb2.CallBatch.SerializeToString,
-                response_deserializer=solo_dot_v1_dot_host__pb2.ResultBatch.FromString,
-                _registered_method=True)
-
-
-class HostServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Calls(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_HostServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Calls': grpc.stream_stream_rpc_method_handler(
-                    servicer.Calls,
-                    request_deserializer=solo_dot_v1_dot_host__pb2.CallBatch.FromString,
-                    response_serializer=solo_dot_v1_dot_host__pb2.ResultBatch.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'solo.v1.host.Host', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('solo.v1.host.Host', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
-class Host:
-    """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Calls(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/solo.v1.host.Host/Calls',
-            solo_dot_v1_dot_host__pb2.CallBatch.SerializeToString,
-            solo_dot_v1_dot_host__pb2.ResultBatch.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)

@@ -1,27 +1,21 @@
 """Forwarding calls from the gateway to service hosts.
 
-One `HostLink` per host: a persistent gRPC channel and one bidirectional stream that carries many
-calls per message. Calls queued while the previous message is being written go out together in
-the next one, so coalescing adapts to load and never waits when there is nothing to coalesce.
+One `HostLink` per host: a persistent TCP connection (framed protobuf, see frames.py) that
+carries many calls per frame. Calls made during one event-loop turn leave together in one frame,
+so coalescing adapts to load and never waits when there is nothing to coalesce.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import grpc
-
-from solo._proto import host_pb2, host_pb2_grpc
+from solo._proto import host_pb2
+from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.routes import Route, RouteTable
 from solo.errors import DeadlineExceeded, NotFound, Unavailable, from_code
 
-KEY_HEADER = "solo-host-key"
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-]
+CONNECT_TIMEOUT = 5.0
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
     "STOPPING": "is stopping",
@@ -31,50 +25,53 @@ _STATE_MESSAGES = {
 }
 
 
-class HostLink:
-    def __init__(self, route: Route, service_label: str):
+class HostLink(asyncio.Protocol):
+    def __init__(self, route: Route):
         self.address = route.address
-        self.label = service_label
-        self._channel = grpc.aio.insecure_channel(route.address, options=CHANNEL_OPTIONS)
-        self._stream = host_pb2_grpc.HostStub(self._channel).Calls(metadata=((KEY_HEADER, route.key),))
+        self.label = route.name
+        self._key = route.key
         self._ids = itertools.count(1)
         self._pending: list[host_pb2.Call] = []
-        self._wake = asyncio.Event()
+        self._flush_scheduled = False
         self._waiters: dict[int, asyncio.Future | asyncio.Queue] = {}
-        self.closed: str | None = None
+        self._reader = FrameReader()
+        self._transport: asyncio.Transport | None = None
+        self._connected = asyncio.get_running_loop().create_future()
         self._retiring = False
-        self._tasks = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._read_loop())]
+        self.closed: str | None = None
+        asyncio.ensure_future(self._connect())
 
+    async def _connect(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: self, host, int(port)),
+                                   CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:
+            self._close(f"cannot connect to its process ({exc or type(exc).__name__})")
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        transport.write(frame(host_pb2.Hello(key=self._key).SerializeToString()))
+        if not self._connected.done():
+            self._connected.set_result(None)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for payload in self._reader.feed(data):
+                for result in host_pb2.ResultBatch.FromString(payload).results:
+                    self._deliver(result)
+        except (FrameError, ValueError) as exc:
+            self._close(f"its process sent a malformed frame ({exc})")
+
+    def connection_lost(self, exc) -> None:
+        self._close("its process closed the connection" if exc is None else f"the connection failed ({exc})")
+
+    # -- calls ---------------------------------------------------------------------------------
     def _lost(self, why: str) -> Unavailable:
         return Unavailable(f"service '{self.label}' is unavailable: {why}. If it crashed, Solo restarts it; "
                            f"see `solo status {self.label}`")
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                await asyncio.sleep(0)  # one loop turn: calls already runnable join this batch (no timed wait)
-                self._wake.clear()
-                batch, self._pending = self._pending, []
-                await self._stream.write(host_pb2.CallBatch(calls=batch))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            self._close(f"the connection to its process failed ({_describe(exc)})")
-        except asyncio.CancelledError:
-            pass
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                batch = await self._stream.read()
-                if batch is grpc.aio.EOF:
-                    self._close("its process closed the connection")
-                    return
-                for result in batch.results:
-                    self._deliver(result)
-        except grpc.aio.AioRpcError as exc:
-            self._close(f"the connection to its process failed ({_describe(exc)})")
-        except asyncio.CancelledError:
-            pass
 
     def _deliver(self, result: host_pb2.Result) -> None:
         waiter = self._waiters.get(result.id)
@@ -108,17 +105,25 @@ class HostLink:
             elif not waiter.done():
                 waiter.set_exception(error)
         self._waiters.clear()
-        for task in self._tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
-        self._stream.cancel()
-        asyncio.ensure_future(self._channel.close())
+        if not self._connected.done():
+            self._connected.set_result(None)
+        if self._transport is not None:
+            self._transport.close()
 
     def _send(self, call: host_pb2.Call) -> None:
         if self.closed:
             raise self._lost(self.closed)
         self._pending.append(call)
-        self._wake.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._transport is None or not self._pending or self.closed:
+            return  # connection_made flushes what queued up while connecting
+        batch, self._pending = self._pending, []
+        self._transport.write(frame(host_pb2.CallBatch(calls=batch).SerializeToString()))
 
     def _cancel(self, call_id: int) -> None:
         self._waiters.pop(call_id, None)
@@ -183,12 +188,6 @@ def _unwrap(result: host_pb2.Result) -> host_pb2.Result:
     return result
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return type(exc).__name__
-
-
 class Dispatcher:
     """Resolves (tenant, service) through the local route table and forwards the call."""
 
@@ -209,7 +208,7 @@ class Dispatcher:
     def link(self, route: Route) -> HostLink:
         link = self._links.get(route.address)
         if link is None or link.closed:
-            link = HostLink(route, route.name)
+            link = HostLink(route)
             self._links[route.address] = link
         return link
 

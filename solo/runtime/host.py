@@ -1,7 +1,7 @@
 """ServiceHost: the Ray actor that hosts one service version (the Ray shell around it).
 
 It starts empty (so a warm pool of hosts can wait for work), then `load()` puts a tenant's
-source into it. Calls arrive over the host's own gRPC server (host_server.py); Ray is used for
+source into it. Calls arrive over the host's own TCP call channel (host_server.py); Ray is used for
 placement, lifecycle and control calls only.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from solo.api import context_from
 from solo.errors import FailedPrecondition, ServiceFailed, SoloError
-from solo.runtime.host_server import HostServicer, start_host_server
+from solo.runtime.host_server import HostChannel, start_host_server
 from solo.runtime.instance import ServiceInstance
 
 
@@ -33,7 +33,7 @@ class ServiceHost:
         self._bind_host = bind_host or ray.util.get_node_ip_address()
         self._node_id = ray.get_runtime_context().get_node_id()
         self._key = secrets.token_urlsafe(24)
-        self._servicer = HostServicer(self._key)
+        self._channel = HostChannel(self._key)
         self._server = None
         self._port = 0
         self._closed = asyncio.Event()
@@ -42,7 +42,7 @@ class ServiceHost:
 
     async def ready(self) -> dict:
         if self._server is None:
-            self._server, self._port = await start_host_server(self._servicer, self._bind_host)
+            self._server, self._port = await start_host_server(self._channel, self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
                 "node_id": self._node_id, "node_ip": self._bind_host}
 
@@ -60,7 +60,7 @@ class ServiceHost:
                 await instance.close()
                 raise ServiceFailed(f"{instance.class_name} started but its health check failed: {why}")
             self.instance = instance
-            self._servicer.instance = instance
+            self._channel.instance = instance
             return {**placement, "methods": sorted(self.instance.methods), "class_name": self.instance.class_name,
                     "started_at": self.instance.started_at}
 
@@ -90,7 +90,7 @@ class ServiceHost:
             except asyncio.TimeoutError:
                 message = "stop() did not return within the grace period"
         if self._server is not None:
-            await self._server.stop(0.1)
+            self._server.close()
         self._closed.set()
         return message
 

@@ -1,22 +1,22 @@
-"""The host side of the call channel: a small grpc.aio server inside the service's process.
+"""The host side of the call channel: a small asyncio TCP server inside the service's process.
 
-Ray owns placement and lifecycle of the host; calls travel over one persistent bidirectional
-stream per gateway, many calls per message in both directions (coalesced without waiting:
-whatever is queued when the writer is free goes in the next message).
+Ray owns placement and lifecycle of the host; a gateway opens one connection, proves it knows the
+host's key (Hello), then sends CallBatch frames and receives ResultBatch frames. Results that are
+ready in the same event-loop turn leave together in one frame.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from typing import Any
 
-import grpc
-
-from solo._proto import host_pb2, host_pb2_grpc
-from solo.core.dispatch import CHANNEL_OPTIONS, KEY_HEADER
+from solo._proto import host_pb2
+from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.payload import decode_args, encode_result
 from solo.errors import SoloError, Unavailable
 
+log = logging.getLogger("solo.host")
 
 
 def error_result(call_id: int, exc: SoloError) -> host_pb2.Result:
@@ -31,76 +31,88 @@ def value_result(call_id: int, value: Any, end: bool) -> host_pb2.Result:
     return host_pb2.Result(id=call_id, json=json_text, end=end)
 
 
-class HostServicer(host_pb2_grpc.HostServicer):
+class HostChannel:
+    """What the host serves: the key gateways must present, and the loaded service instance."""
+
     def __init__(self, key: str):
         self.key = key
         self.instance = None  # set by the host once the service is loaded
 
-    def _authorized(self, context: grpc.aio.ServicerContext) -> bool:
-        for item in context.invocation_metadata() or ():
-            if item.key == KEY_HEADER:
-                return hmac.compare_digest(item.value, self.key)
-        return False
 
-    async def Calls(self, request_iterator, context):
-        if not self._authorized(context):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "wrong or missing host key")
-        out: asyncio.Queue = asyncio.Queue()
-        tasks: dict[int, asyncio.Task] = {}
+class CallProtocol(asyncio.Protocol):
+    """One gateway connection."""
 
-        async def run(call: host_pb2.Call) -> None:
-            try:
-                if self.instance is None:
-                    raise Unavailable("the service is not loaded on this host yet")
-                args, kwargs = decode_args(call.json if call.HasField("json") else None,
-                                           call.raw if call.HasField("raw") else None)
-                if call.stream:
-                    async for item in self.instance.stream(call.method, args, kwargs):
-                        out.put_nowait(value_result(call.id, item, end=False))
-                    out.put_nowait(host_pb2.Result(id=call.id, end=True))
-                else:
-                    value = await self.instance.call(call.method, args, kwargs, call.timeout or None)
-                    out.put_nowait(value_result(call.id, value, end=True))
-            except SoloError as exc:
-                out.put_nowait(error_result(call.id, exc))
-            except asyncio.CancelledError:
-                pass
-            finally:
-                tasks.pop(call.id, None)
+    def __init__(self, channel: HostChannel):
+        self.channel = channel
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.authorized = False
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.outgoing: list[host_pb2.Result] = []
+        self.flush_scheduled = False
 
-        async def read() -> None:
-            async for batch in request_iterator:
-                for call in batch.calls:
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for payload in self.reader.feed(data):
+                if not self.authorized:
+                    hello = host_pb2.Hello.FromString(payload)
+                    if not hmac.compare_digest(hello.key, self.channel.key):
+                        raise FrameError("wrong host key")
+                    self.authorized = True
+                    continue
+                for call in host_pb2.CallBatch.FromString(payload).calls:
                     if call.cancel:
-                        task = tasks.get(call.id)
+                        task = self.tasks.get(call.id)
                         if task is not None:
                             task.cancel()
                     else:
-                        tasks[call.id] = asyncio.create_task(run(call))
-            out.put_nowait(None)
+                        self.tasks[call.id] = asyncio.ensure_future(self.run(call))
+        except Exception as exc:  # noqa: BLE001 - a bad peer loses its connection, nothing else
+            log.warning("closing a call connection: %s", exc)
+            self.transport.close()
 
-        reader = asyncio.create_task(read())
+    def connection_lost(self, exc) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+    def send(self, result: host_pb2.Result) -> None:
+        self.outgoing.append(result)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        results, self.outgoing = self.outgoing, []
+        if results and not self.transport.is_closing():
+            self.transport.write(frame(host_pb2.ResultBatch(results=results).SerializeToString()))
+
+    async def run(self, call: host_pb2.Call) -> None:
         try:
-            open_ = True
-            while open_:
-                results = [await out.get()]
-                await asyncio.sleep(0)  # let results that are ready now join this batch
-                while not out.empty():
-                    results.append(out.get_nowait())
-                if None in results:
-                    open_ = False
-                    results = [r for r in results if r is not None]
-                if results:
-                    yield host_pb2.ResultBatch(results=results)
+            instance = self.channel.instance
+            if instance is None:
+                raise Unavailable("the service is not loaded on this host yet")
+            args, kwargs = decode_args(call.json if call.HasField("json") else None,
+                                       call.raw if call.HasField("raw") else None)
+            if call.stream:
+                async for item in instance.stream(call.method, args, kwargs):
+                    self.send(value_result(call.id, item, end=False))
+                self.send(host_pb2.Result(id=call.id, end=True))
+            else:
+                value = await instance.call(call.method, args, kwargs, call.timeout or None)
+                self.send(value_result(call.id, value, end=True))
+        except SoloError as exc:
+            self.send(error_result(call.id, exc))
+        except asyncio.CancelledError:
+            pass
         finally:
-            reader.cancel()
-            for task in list(tasks.values()):
-                task.cancel()
+            self.tasks.pop(call.id, None)
 
 
-async def start_host_server(servicer: HostServicer, bind_host: str) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
-    host_pb2_grpc.add_HostServicer_to_server(servicer, server)
-    port = server.add_insecure_port(f"{bind_host}:0")
-    await server.start()
-    return server, port
+async def start_host_server(channel: HostChannel, bind_host: str) -> tuple[asyncio.AbstractServer, int]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: CallProtocol(channel), bind_host, 0)
+    return server, server.sockets[0].getsockname()[1]
