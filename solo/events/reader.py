@@ -9,22 +9,50 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from solo.events.schema import EVENT_SCHEMA
-from solo.events.writer import segment_files
+from solo.events.wal import read_records, wal_files
+from solo.events.writer import SEGMENT_RE, segment_files
+
+
+def _range(path: Path) -> tuple[int, int]:
+    match = SEGMENT_RE.match(path.name)
+    return int(match.group(1)), int(match.group(2))
 
 
 def events_dir(data_dir: str | Path) -> Path:
+    """Accept a Solo data directory or the events directory itself."""
     path = Path(data_dir).expanduser()
-    return path if path.name == "events" else path / "events"
+    if path.name == "events" or any(path.glob("segment-*.parquet")) or any(path.glob("wal-*.log")):
+        return path
+    return path / "events"
+
+
+def _wal_table(directory: Path, after_id: int) -> pa.Table:
+    """Committed events still only in the WAL (read-only: a torn tail is ignored, not truncated)."""
+    batches = []
+    for path in wal_files(directory):
+        batches.extend(b for b in read_records(path)[0] if b.num_rows and b.column(0)[-1].as_py() > after_id)
+    table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+    return table.filter(pc.greater(table["id"], after_id)) if table.num_rows else table
 
 
 def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | None = None,
                 subject: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                min_id: int | None = None, max_id: int | None = None) -> pa.Table:
-    """All events under `data_dir` (or its events/ folder) matching the filters, ordered by id."""
-    files = segment_files(events_dir(data_dir))
-    if not files:
-        return EVENT_SCHEMA.empty_table()
-    table = pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files])
+                min_id: int | None = None, max_id: int | None = None, include_wal: bool = True) -> pa.Table:
+    """All events under `data_dir` (or its events/ folder) matching the filters, ordered by id.
+
+    Reads the immutable segments and, with `include_wal`, the events committed since the last roll,
+    so a notebook sees the history up to the moment it asks, while Solo runs or after it stopped.
+    """
+    directory = events_dir(data_dir)
+    files = segment_files(directory)
+    if min_id is not None or max_id is not None:  # skip whole segments by their id range in the name
+        files = [f for f in files if (min_id is None or _range(f)[1] >= min_id) and
+                 (max_id is None or _range(f)[0] <= max_id)]
+    tables = [pq.read_table(f, schema=EVENT_SCHEMA) for f in files]
+    if include_wal:
+        last_segment_id = max((_range(f)[1] for f in segment_files(directory)), default=0)
+        tables.append(_wal_table(directory, last_segment_id))
+    table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
     mask = None
     for column, op, value in (("tenant", pc.equal, tenant), ("type", pc.equal, type),
                               ("subject", pc.equal, subject), ("time", pc.greater_equal, since),
