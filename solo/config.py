@@ -53,7 +53,8 @@ class RuntimeConfig(_Section):
 
 
 class EventsConfig(_Section):
-    flush_interval_seconds: float = Field(default=0.2, gt=0)
+    roll_seconds: float = Field(default=5.0, gt=0, description="how often committed events become a Parquet segment")
+    roll_rows: int = Field(default=100_000, ge=1, description="roll sooner once this many events are committed")
 
 
 class SoloConfig(_Section):

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec
 from solo.errors import SoloError, Unavailable
-from solo.events.writer import EventWriter
 from solo.registry.convert import record_info
+from solo.registry.events import EventSink, event_rows
 from solo.registry.state import Placement, RegistryState, ServiceRecord
 from solo.runtime.launcher import Launcher, call_host, died_message
 
 REGISTRY_NAME = "solo-registry"
+log = logging.getLogger("solo.registry")
 
 
 class RegistryActor:
@@ -26,7 +28,7 @@ class RegistryActor:
         rt = self.config.runtime
         self.state = RegistryState(self.config.limits.max_services_per_tenant)
         self.launcher = Launcher(self.config.namespace, bind_host)
-        self.events = EventWriter(self.config.data_dir / "events")
+        self.sink = EventSink(self.config.namespace)
         self.default_shape = Resources(num_cpus=rt.default_num_cpus)
         self.hosts: dict[tuple[str, str], object] = {}
         self.pool: list[tuple[object, dict]] = []
@@ -40,7 +42,6 @@ class RegistryActor:
     async def start(self) -> int:
         if not self._started:
             self._started = True
-            self._spawn(self._flush_loop())
             self._spawn(self._fill_pool())
         return self.state.route_version
 
@@ -48,12 +49,6 @@ class RegistryActor:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.events.flush_interval_seconds)
-            if self.events.pending:
-                await asyncio.to_thread(self.events.flush)
 
     async def _fill_pool(self) -> None:
         while len(self.pool) < self.config.runtime.warm_pool_size:
@@ -71,12 +66,26 @@ class RegistryActor:
             return handle, placement
         return await self.launcher.start(resources, self.config.runtime.schedule_timeout_seconds)
 
-    def _commit(self, who: dict | None = None) -> None:
-        """Write the state's queued events and publish routes if they changed."""
-        who = who or {}
-        for event in self.state.take_events():
-            self.events.append(event.tenant, event.type, event.subject, event.payload,
-                               principal=who.get("principal", "solo"), correlation_id=who.get("request_id", ""))
+    async def _commit(self, who: dict | None = None, strict: bool = False) -> None:
+        """Write the state's queued events durably, then publish routes if they changed.
+
+        strict: the caller undoes its change when the events cannot be written (fail closed).
+        Otherwise (a crash the registry observed) the events stay queued for the next commit.
+        """
+        if not strict:
+            self._publish()  # what already happened (a crash, a stop) is routed around at once
+        events = self.state.take_events()
+        if events:
+            try:
+                await self.sink.append(event_rows(events, who or {}))
+            except SoloError as exc:
+                if strict:
+                    raise
+                self.state.outbox[:0] = events
+                log.warning("events not written yet, will retry: %s", exc.message)
+        self._publish()
+
+    def _publish(self) -> None:
         if self.state.route_version != self._published:
             self._published = self.state.route_version
             self._routes_changed.set()
@@ -88,20 +97,30 @@ class RegistryActor:
     # -- RPCs ----------------------------------------------------------------------------------
     async def deploy(self, tenant: str, spec: ServiceSpec, replace: bool, who: dict | None = None) -> dict:
         await self.start()  # also after Ray restarted this actor
-        async with self._lock((tenant, spec.name)):
+        key = (tenant, spec.name)
+        async with self._lock(key):
+            saved = self.state.save(key)
             action, record = self.state.plan_deploy(tenant, spec, replace)
-            self._commit(who)
+            await self._undo_on_failure(key, saved, self._commit(who, strict=True))
             if action == "noop":
                 return {"service": record_info(record, time.time()), "changed": False,
                         "route_version": self.state.route_version}
-            previous = self.hosts.get(record.key) if action == "replace" else None
+            previous = self.hosts.get(key) if action == "replace" else None
             try:
                 record = await self._start(record)
             except SoloError as exc:
                 self.state.start_failed(record, exc.message, replacing=action == "replace")
-                self._commit(who)
+                await self._commit(who)
                 raise
-            self._commit(who)
+            try:
+                await self._commit(who, strict=True)
+            except SoloError:  # running but unrecorded: take it back so nothing is half-done
+                self.launcher.kill(self.hosts.pop(key))
+                if previous is not None:
+                    self.hosts[key] = previous
+                self.state.revert(key, saved)
+                self._publish()
+                raise
             if previous is not None:
                 self._spawn(self._stop_host(previous))
             return {"service": record_info(record, time.time()), "changed": True,
@@ -136,7 +155,7 @@ class RegistryActor:
             return  # stopped on purpose
         except Exception as exc:  # noqa: BLE001 - RayActorError and friends: the process is gone
             message = died_message(exc)
-        self._crashed(tenant, name, generation, pid, message)
+        await self._crashed(tenant, name, generation, pid, message)
 
     def _max_restarts(self, tenant: str, name: str) -> int:
         record = self.state.services.get((tenant, name))
@@ -144,9 +163,9 @@ class RegistryActor:
             return record.spec.max_restarts
         return self.config.runtime.max_restarts
 
-    def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str) -> None:
+    async def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str) -> None:
         to_restart = self.state.crashed(tenant, name, generation, pid, message, self._max_restarts(tenant, name))
-        self._commit()
+        await self._commit()
         if to_restart is not None:
             self._spawn(self._restart(to_restart))
 
@@ -159,9 +178,17 @@ class RegistryActor:
                 return
             try:
                 await self._start(record, restarted=True)
-                self._commit()
+                await self._commit()
             except SoloError as exc:  # a failed restart counts like another crash (backoff, limit)
-                self._crashed(record.tenant, record.name, record.generation, 0, f"restart failed: {exc.message}")
+                await self._crashed(record.tenant, record.name, record.generation, 0, f"restart failed: {exc.message}")
+
+    async def _undo_on_failure(self, key, saved, commit) -> None:
+        try:
+            await commit
+        except SoloError:
+            self.state.revert(key, saved)
+            self._publish()
+            raise
 
     async def _stop_host(self, handle) -> str:
         try:
@@ -174,12 +201,14 @@ class RegistryActor:
 
     async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
         async with self._lock((tenant, name)):
+            saved = self.state.save((tenant, name))
             record = self.state.stopping(tenant, name)
-            self._commit(who)  # route away first so no new call reaches a draining host
+            # recorded first, then routed away, so no new call reaches a draining host
+            await self._undo_on_failure((tenant, name), saved, self._commit(who, strict=True))
             handle = self.hosts.pop(record.key, None)
             message = await self._stop_host(handle) if handle is not None else ""
             record = self.state.stopped(tenant, name, remove, message)
-            self._commit(who)
+            await self._commit(who)
             return {"service": record_info(record, time.time()), "route_version": self.state.route_version}
 
     async def get(self, tenant: str, name: str) -> dict:
@@ -216,8 +245,7 @@ class RegistryActor:
         self.state.stop_all("solo down")
         self.hosts.clear()
         await asyncio.gather(*(self._stop_host(h) for h in handles))
-        self._commit()
-        await asyncio.to_thread(self.events.flush)
+        await self._commit()
         return len(handles)
 
     async def ping(self) -> bool:

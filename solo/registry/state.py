@@ -6,6 +6,7 @@ completions: a start that finishes after the service was stopped or replaced cha
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -196,6 +197,26 @@ class RegistryState:
             del self.services[record.key]
         self._bump()
         return record
+
+    # -- undo (for operations whose events could not be written) -------------------------------
+    def save(self, key: tuple[str, str]) -> tuple:
+        record = self.services.get(key)
+        return (copy.copy(record) if record else None, record, self._generations.get(key))
+
+    def revert(self, key: tuple[str, str], saved: tuple) -> None:
+        """Put one service back as it was at `save()` (its events were never written)."""
+        values, original, generation = saved
+        if original is None:
+            self.services.pop(key, None)
+        else:
+            original.__dict__.update(values.__dict__)
+            self.services[key] = original
+        if generation is None:
+            self._generations.pop(key, None)
+        else:
+            self._generations[key] = generation
+        self.outbox = [e for e in self.outbox if (e.tenant, e.subject) != key]
+        self._bump()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, record: ServiceRecord, type_: str, **payload) -> None:

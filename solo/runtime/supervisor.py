@@ -21,6 +21,7 @@ from solo.config import SoloConfig, loop_factory
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
+from solo.runtime.event_log_actor import find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
 from solo.security.tokens import BearerAuthenticator, TokenStore, ensure_operator_token
 
@@ -69,8 +70,11 @@ class Supervisor:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
-        self.registry_actor = get_or_create_registry(self.config, host_bind_address(), NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=False))
+        on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        events = self.config.events
+        self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
+                                                       events.roll_seconds, events.roll_rows, on_this_node)
+        self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node)
         self.store = TokenStore(self.config.data_dir / "tokens.json")
         ensure_operator_token(self.store, self.operator_token_path)
 
@@ -124,6 +128,13 @@ def shutdown_cluster_side(config: SoloConfig) -> None:
             log.warning("registry shutdown failed: %s", exc)
         ray.kill(actor, no_restart=True)
     Launcher(config.namespace).kill_all()
+    event_log = find_event_log(config.namespace)
+    if event_log is not None:  # last: the registry's final events go through it
+        try:
+            ray.get(event_log.close.remote(), timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("event log close failed: %s", exc)
+        ray.kill(event_log, no_restart=True)
 
 
 class ThreadedSolo:

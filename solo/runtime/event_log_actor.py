@@ -1,0 +1,113 @@
+"""The event-log actor: the single sequencer of event ids (a thin Ray shell around EventLog).
+
+Concurrent appends are committed together: while one fsync runs, new appends queue up and the
+next commit takes all of them (group commit). Every few seconds the committed tail is rolled into
+a Parquet segment. Ray restarts the actor if its process dies; it recovers from the files.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import ray
+
+from solo.errors import Unavailable
+from solo.events.log import EventLog
+
+EVENT_LOG_NAME = "solo-events"
+
+
+class EventLogActor:
+    def __init__(self, directory: str, roll_seconds: float = 5.0, roll_rows: int = 100_000):
+        self.log = EventLog(Path(directory), roll_rows=roll_rows)
+        self.roll_seconds = roll_seconds
+        self._queue: list[tuple[list[dict], asyncio.Future]] = []
+        self._committing = False
+        self._committed = asyncio.Event()
+        self._files = asyncio.Lock()  # one file operation at a time: appends and rolls never overlap
+        self._roller: asyncio.Task | None = None
+        self.failure = ""
+
+    async def append(self, rows: list[dict]) -> tuple[int, int]:
+        """Durably append `rows`; returns their (first, last) id once they are fsynced."""
+        if self._roller is None:
+            self._roller = asyncio.get_running_loop().create_task(self._roll_loop())
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, future))
+        if not self._committing:
+            self._committing = True
+            asyncio.get_running_loop().create_task(self._commit_loop())
+        return await future
+
+    async def _commit_loop(self) -> None:
+        try:
+            while self._queue:
+                pending, self._queue = self._queue, []
+                try:
+                    async with self._files:
+                        ranges = await asyncio.to_thread(self.log.append_many, [rows for rows, _ in pending])
+                except Exception as exc:  # noqa: BLE001 - disk full, permissions, I/O: fail closed
+                    self.failure = f"the event log cannot be written ({getattr(exc, 'strerror', None) or exc})"
+                    for _, future in pending:
+                        future.set_exception(Unavailable(
+                            f"{self.failure}; the operation was not recorded and did not happen"))
+                    continue
+                self.failure = ""
+                for (_, future), id_range in zip(pending, ranges):
+                    future.set_result(id_range)
+                self._committed.set()
+                self._committed = asyncio.Event()
+        finally:
+            self._committing = False
+
+    async def _roll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.roll_seconds)
+            try:
+                async with self._files:
+                    await asyncio.to_thread(self.log.roll)
+            except Exception as exc:  # noqa: BLE001 - keep appending to the WAL; say why
+                self.failure = f"rolling the event log failed ({exc})"
+
+    async def since(self, after_id: int, limit: int = 1000, wait_seconds: float = 0.0) -> pa.Table:
+        """Committed events after `after_id`; with `wait_seconds`, wait that long for new ones."""
+        if wait_seconds and self.log.last_id <= after_id:
+            try:
+                await asyncio.wait_for(self._committed.wait(), wait_seconds)
+            except asyncio.TimeoutError:
+                pass
+        async with self._files:
+            return await asyncio.to_thread(self.log.since, after_id, limit)
+
+    async def last_id(self) -> int:
+        return self.log.last_id
+
+    async def status(self) -> dict:
+        return {"last_id": self.log.last_id, "failure": self.failure, "time": time.time()}
+
+    async def close(self) -> None:
+        async with self._files:
+            await asyncio.to_thread(self.log.close)
+
+
+def get_or_create_event_log(directory: Path, namespace: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
+                            scheduling_strategy=None):
+    actor_cls = ray.remote(EventLogActor)
+    handle = actor_cls.options(
+        name=EVENT_LOG_NAME, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
+        max_concurrency=10_000, max_restarts=-1, max_task_retries=0, scheduling_strategy=scheduling_strategy,
+    ).remote(str(directory), roll_seconds, roll_rows)
+    ray.get(handle.last_id.remote())
+    return handle
+
+
+def find_event_log(namespace: str):
+    try:
+        return ray.get_actor(EVENT_LOG_NAME, namespace=namespace)
+    except ValueError:
+        return None
+
+
+__all__ = ["EVENT_LOG_NAME", "EventLogActor", "find_event_log", "get_or_create_event_log"]
