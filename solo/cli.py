@@ -8,9 +8,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-from solo.cli_output import Progress, format_bytes, parse_bytes, parse_pairs, print_service, print_table
+from solo.cli_output import Progress, parse_bytes, parse_pairs, parse_since, print_service, print_table
 from solo.errors import InvalidRequest, SoloError
 
 EXIT_CODES = {"INVALID_ARGUMENT": 2, "NOT_FOUND": 3, "UNAUTHENTICATED": 4, "PERMISSION_DENIED": 4,
@@ -127,6 +128,27 @@ def cmd_tokens(args) -> int:
     return 0
 
 
+def _event_line(event: dict) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event["time_us"] / 1e6))
+    payload = json.dumps(event["payload"], sort_keys=True)
+    return f"{event['id']:>6}  {when}  {event['tenant']:<12} {event['type']:<22} {event['subject']:<16} {payload}"
+
+
+def cmd_events(args) -> int:
+    filters = dict(tenant=args.tenant or "", types=args.type or (), subject=args.subject or "",
+                   since=parse_since(args.since) if args.since else 0.0, after_id=args.after_id or 0)
+    with _client(args) as client:
+        show = (lambda e: print(json.dumps(e, sort_keys=True), flush=True)) if args.json else \
+            (lambda e: print(_event_line(e), flush=True))
+        if args.follow:
+            for event in client.watch(**filters):
+                show(event)
+            return 0
+        for event in client.events(limit=args.limit, **filters):
+            show(event)
+    return 0
+
+
 def cmd_whoami(args) -> int:
     with _client(args) as client:
         data = client.whoami()
@@ -202,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("tenant")
     mint.add_argument("--description")
     mint.set_defaults(func=cmd_tokens)
+    events = sub.add_parser("events", parents=[common], help="the event history (--follow for live)")
+    events.add_argument("--tenant", help="operator only: one tenant's events (default: all, or your own)")
+    events.add_argument("--type", action="append", help="event type, e.g. service.crashed (repeatable)")
+    events.add_argument("--subject", help="e.g. a service name")
+    events.add_argument("--since", help="an ISO time (2026-11-27T10:00) or an age: 30s, 10m, 2h, 1d")
+    events.add_argument("--after-id", type=int, help="only events after this id (resume)")
+    events.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.set_defaults(func=cmd_events)
+
     whoami = sub.add_parser("whoami", parents=[common], help="show the tenant your token acts for")
     whoami.set_defaults(func=cmd_whoami)
     return parser

@@ -5,6 +5,7 @@ import re
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 
 from solo.errors import InvalidRequest
 
@@ -35,6 +36,19 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
             raise InvalidRequest(f"{flag} takes KEY=VALUE, got {item!r}")
         pairs[key] = value
     return pairs
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """'30s', '10m', '2h', '1d' ago, or an ISO time (UTC unless it says otherwise) -> unix seconds."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if match:
+        return now - float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"cannot read --since {text!r}; use an age (30s, 10m, 2h, 1d) or an ISO time") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def format_duration(seconds: float) -> str:

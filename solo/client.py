@@ -90,6 +90,20 @@ def result_value(response: pb.InvokeResponse) -> Any:
     return decode_result(response.json if which == "json" else None, response.raw if which == "raw" else None)
 
 
+def event_filter(tenant: str = "", types=(), subject: str = "", since: float = 0.0, until: float = 0.0,
+                 after_id: int = 0) -> pb.EventFilter:
+    """since/until are unix seconds."""
+    return pb.EventFilter(tenant=tenant, types=list(types), subject=subject, since_us=int(since * 1_000_000),
+                          until_us=int(until * 1_000_000), after_id=after_id)
+
+
+def event_dict(event: pb.Event) -> dict:
+    row = to_dict(event)
+    row["id"], row["time_us"], row["causation_id"] = event.id, event.time_us, event.causation_id
+    row["payload"] = json.loads(row.pop("payload_json") or "{}")
+    return row
+
+
 def to_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
@@ -157,6 +171,29 @@ class SoloClient(_Base):
     def whoami(self) -> dict:
         return to_dict(self._rpc("WhoAmI", pb.WhoAmIRequest()))
 
+    def events(self, *, limit: int = 1000, **filters) -> list[dict]:
+        """Events oldest first (filters: tenant, types, subject, since, until, after_id), all pages up to limit."""
+        found: list[dict] = []
+        flt = event_filter(**filters)
+        while len(found) < limit:
+            page = self._rpc("QueryEvents", pb.QueryEventsRequest(filter=flt, limit=min(1000, limit - len(found))))
+            found.extend(event_dict(e) for e in page.events)
+            if not page.more:
+                break
+            flt.after_id = page.next_after_id
+        return found
+
+    def watch(self, **filters) -> Iterator[dict]:
+        """Catch up from after_id, then follow new events as they are committed."""
+        responses = self.stub.Watch(pb.WatchRequest(filter=event_filter(**filters)), metadata=self.metadata)
+        try:
+            for event in responses:
+                yield event_dict(event)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+        finally:
+            responses.cancel()
+
     def close(self) -> None:
         self.channel.close()
 
@@ -221,6 +258,28 @@ class AsyncSoloClient(_Base):
 
     async def whoami(self) -> dict:
         return to_dict(await self._rpc("WhoAmI", pb.WhoAmIRequest()))
+
+    async def events(self, *, limit: int = 1000, **filters) -> list[dict]:
+        found: list[dict] = []
+        flt = event_filter(**filters)
+        while len(found) < limit:
+            page = await self._rpc("QueryEvents",
+                                   pb.QueryEventsRequest(filter=flt, limit=min(1000, limit - len(found))))
+            found.extend(event_dict(e) for e in page.events)
+            if not page.more:
+                break
+            flt.after_id = page.next_after_id
+        return found
+
+    async def watch(self, **filters) -> AsyncIterator[dict]:
+        call = self.stub.Watch(pb.WatchRequest(filter=event_filter(**filters)), metadata=self.metadata)
+        try:
+            async for event in call:
+                yield event_dict(event)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self.channel.close()

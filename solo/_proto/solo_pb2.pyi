@@ -242,3 +242,67 @@ class WhoAmIResponse(_message.Message):
     tenant: str
     operator: bool
     def __init__(self, tenant: _Optional[str] = ..., operator: _Optional[bool] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "time_us", "tenant", "type", "subject", "principal", "causation_id", "correlation_id", "payload_json", "schema_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_US_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    CAUSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    time_us: int
+    tenant: str
+    type: str
+    subject: str
+    principal: str
+    causation_id: int
+    correlation_id: str
+    payload_json: str
+    schema_version: int
+    def __init__(self, id: _Optional[int] = ..., time_us: _Optional[int] = ..., tenant: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., principal: _Optional[str] = ..., causation_id: _Optional[int] = ..., correlation_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., schema_version: _Optional[int] = ...) -> None: ...
+
+class EventFilter(_message.Message):
+    __slots__ = ("tenant", "types", "subject", "since_us", "until_us", "after_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_US_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_US_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    types: _containers.RepeatedScalarFieldContainer[str]
+    subject: str
+    since_us: int
+    until_us: int
+    after_id: int
+    def __init__(self, tenant: _Optional[str] = ..., types: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., since_us: _Optional[int] = ..., until_us: _Optional[int] = ..., after_id: _Optional[int] = ...) -> None: ...
+
+class QueryEventsRequest(_message.Message):
+    __slots__ = ("filter", "limit")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    filter: EventFilter
+    limit: int
+    def __init__(self, filter: _Optional[_Union[EventFilter, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class QueryEventsResponse(_message.Message):
+    __slots__ = ("events", "next_after_id", "more")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    next_after_id: int
+    more: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_after_id: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: EventFilter
+    def __init__(self, filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...

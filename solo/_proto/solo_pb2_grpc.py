@@ -80,6 +80,16 @@ class GatewayStub:
                 request_serializer=solo_dot_v1_dot_solo__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=solo_dot_v1_dot_solo__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.QueryEvents = channel.unary_unary(
+                '/solo.v1.Gateway/QueryEvents',
+                request_serializer=solo_dot_v1_dot_solo__pb2.QueryEventsRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.QueryEventsResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/solo.v1.Gateway/Watch',
+                request_serializer=solo_dot_v1_dot_solo__pb2.WatchRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.Event.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -140,6 +150,21 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryEvents(self, request, context):
+        """The event history, paged (oldest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Catch up from filter.after_id, then follow live, with no gap and no duplicate at the switch.
+        A consumer that stops reading ends with RESOURCE_EXHAUSTED naming the id to resume after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +212,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=solo_dot_v1_dot_solo__pb2.WhoAmIRequest.FromString,
                     response_serializer=solo_dot_v1_dot_solo__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'QueryEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryEvents,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.QueryEventsRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.QueryEventsResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.WatchRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -432,6 +467,60 @@ class Gateway:
             '/solo.v1.Gateway/WhoAmI',
             solo_dot_v1_dot_solo__pb2.WhoAmIRequest.SerializeToString,
             solo_dot_v1_dot_solo__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/QueryEvents',
+            solo_dot_v1_dot_solo__pb2.QueryEventsRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.QueryEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solo.v1.Gateway/Watch',
+            solo_dot_v1_dot_solo__pb2.WatchRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

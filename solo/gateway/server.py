@@ -42,7 +42,7 @@ class Gateway:
         await self.dispatcher.close()
 
 
-async def start_gateway(config: SoloConfig, registry, authenticator: Authenticator) -> Gateway:
+async def start_gateway(config: SoloConfig, registry, authenticator: Authenticator, event_feed=None) -> Gateway:
     table = RouteTable()
     dispatcher = Dispatcher(table)
     follower = RouteFollower(registry, table, dispatcher)
@@ -52,7 +52,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
                                       ("grpc.max_receive_message_length", size),
                                       ("grpc.so_reuseport", 0)])
     solo_pb2_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(config, registry, authenticator, follower, dispatcher), server)
+        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

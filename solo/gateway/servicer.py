@@ -11,7 +11,8 @@ from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
 from solo.core.spec import validate_name, validate_spec
-from solo.errors import InvalidRequest, SoloError
+from solo.errors import InvalidRequest, Overloaded, SoloError
+from solo.gateway import events
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
@@ -35,12 +36,13 @@ def _check_call(request: pb.InvokeRequest) -> None:
 
 class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
-                 dispatcher: Dispatcher):
+                 dispatcher: Dispatcher, event_feed: events.EventFeed):
         self.config = config
         self.registry = registry
         self.authenticator = authenticator
         self.routes = routes
         self.dispatcher = dispatcher
+        self.events = event_feed
         self.metrics = metrics.CallSeries()
 
     @staticmethod
@@ -132,6 +134,34 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     async def MintToken(self, request, context, principal):
         token = self.authenticator.mint(principal, request.tenant, request.description)
         return pb.MintTokenResponse(token=token, tenant=request.tenant)
+
+    @rpc
+    async def QueryEvents(self, request, context, principal):
+        wanted, limit = events.scope(principal, request.filter), events.page_size(request.limit)
+        table = await asyncio.to_thread(events.query, self.config.data_dir, wanted)
+        page = table.slice(0, limit).to_pylist()
+        more = table.num_rows > limit
+        return pb.QueryEventsResponse(events=[events.to_proto(r) for r in page], more=more,
+                                      next_after_id=page[-1]["id"] if page else wanted.after_id)
+
+    @rpc
+    async def Watch(self, request, context, principal):
+        wanted = events.scope(principal, request.filter)
+        cursor = delivered = wanted.after_id
+        while True:
+            table = await self.events.since(cursor, 1000, self.config.events.watch_poll_seconds)
+            if not table.num_rows:
+                continue
+            cursor = table["id"][-1].as_py()
+            for row in events.select(table, wanted).to_pylist():
+                try:
+                    await asyncio.wait_for(context.write(events.to_proto(row)),
+                                           self.config.events.watch_slow_consumer_seconds)
+                except asyncio.TimeoutError:
+                    raise Overloaded(f"the watcher did not keep up (no progress in "
+                                     f"{self.config.events.watch_slow_consumer_seconds:g}s); resume with "
+                                     f"after_id={delivered}") from None
+                delivered = row["id"]
 
     @rpc
     async def WhoAmI(self, request, context, principal):

@@ -92,6 +92,25 @@ class EventLogActor:
             await asyncio.to_thread(self.log.close)
 
 
+class EventLogHandle:
+    """The gateway's view of the log (an EventFeed): Ray errors become Solo errors."""
+
+    def __init__(self, namespace: str):
+        self.namespace = namespace
+        self._actor = None
+
+    async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
+        actor = self._actor or find_event_log(self.namespace)
+        if actor is None:
+            raise Unavailable("the event log is not running; retry shortly")
+        self._actor = actor
+        try:
+            return await actor.since.remote(after_id, limit, wait_seconds)
+        except ray.exceptions.RayActorError:
+            self._actor = None
+            raise Unavailable("the event log is unavailable (restarting?); retry shortly") from None
+
+
 def get_or_create_event_log(directory: Path, namespace: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
                             scheduling_strategy=None):
     actor_cls = ray.remote(EventLogActor)

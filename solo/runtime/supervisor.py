@@ -21,7 +21,7 @@ from solo.config import SoloConfig, loop_factory
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
-from solo.runtime.event_log_actor import find_event_log, get_or_create_event_log
+from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
 from solo.security.tokens import BearerAuthenticator, TokenStore, ensure_operator_token
 
@@ -80,7 +80,7 @@ class Supervisor:
 
     async def serve(self) -> Gateway:
         self.gateway = await start_gateway(self.config, RegistryHandle(self.registry_actor),
-                                           BearerAuthenticator(self.store))
+                                           BearerAuthenticator(self.store), EventLogHandle(self.config.namespace))
         # Long-lived start-up objects leave the collector's view; collections get rarer (measured in bench/).
         gc.freeze()
         gc.set_threshold(20_000, 50, 50)

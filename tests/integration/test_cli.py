@@ -94,6 +94,16 @@ def test_tokens_for_tenants(cli):
     assert json.loads(cli("ls", "--json", "--token", token).stdout) == []
 
 
+def test_events_command(cli):
+    out = cli("events", "--type", "service.started").stdout
+    assert "service.started" in out and "echo" in out
+    rows = [json.loads(line) for line in cli("events", "--json", "--since", "1h").stdout.splitlines()]
+    assert rows and all({"id", "time_us", "tenant", "type", "subject", "payload"} <= set(r) for r in rows)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    bad = cli("events", "--since", "yesterday-ish", check=False)
+    assert bad.returncode != 0 and "cannot read --since" in bad.stderr
+
+
 def test_down_keeps_the_events(cli):
     cli("down")
     assert not (cli.data_dir / "solo.json").exists()
