@@ -14,7 +14,10 @@ from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec
 from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
+from solo.events.reader import read_events
 from solo.registry.events import EventSink, event_rows
+from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
+from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord
 from solo.runtime.launcher import Launcher, call_host, died_message
 
@@ -26,9 +29,13 @@ class RegistryActor:
     def __init__(self, config: dict, bind_host: str = ""):
         self.config = SoloConfig.model_validate(config)
         rt = self.config.runtime
-        self.state = RegistryState(self.config.limits.max_services_per_tenant)
+        # Route versions keep growing across registry restarts (gateways ignore older versions):
+        # start at this incarnation's start time in ms, times 1000 (never 1000 changes a millisecond).
+        self.state = RegistryState(self.config.limits.max_services_per_tenant,
+                                   first_route_version=int(time.time() * 1000) * 1000)
         self.launcher = Launcher(self.config.namespace, bind_host)
         self.sink = EventSink(self.config.namespace)
+        self.specs = SpecStore(self.config.data_dir / "specs")
         self.default_shape = Resources(num_cpus=rt.default_num_cpus)
         self.hosts: dict[tuple[str, str], object] = {}
         self.pool: list[tuple[object, dict]] = []
@@ -36,14 +43,65 @@ class RegistryActor:
         self._routes_changed = asyncio.Event()
         self._published = self.state.route_version
         self._tasks: set[asyncio.Task] = set()
-        self._started = False
+        self._started: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
-        if not self._started:
-            self._started = True
-            self._spawn(self._fill_pool())
+        if self._started is None:  # the first caller rebuilds; concurrent callers wait for it
+            self._started = asyncio.get_running_loop().create_task(self._rebuild())
+            self._started.add_done_callback(lambda _: self._spawn(self._fill_pool()))
+        await asyncio.shield(self._started)
         return self.state.route_version
+
+    async def _rebuild(self) -> None:
+        """Every service the event log says should run comes back: its host taken over if it still
+        runs (a registry restart), else started again (Solo restarted). Stray hosts are removed."""
+        data_dir = self.config.data_dir
+        last_id, views = await asyncio.to_thread(load_checkpoint, data_dir)
+        table = await asyncio.to_thread(read_events, data_dir, min_id=last_id + 1)
+        rows = table.select(["id", "time", "tenant", "type", "subject", "payload"]).to_pylist()
+        views = fold(rows, views)
+        await asyncio.to_thread(write_checkpoint, data_dir, rows[-1]["id"] if rows else last_id, views)
+        strays = set(self.launcher.host_names())
+        for view in views.values():
+            record = self.state.restore(view, self.specs.get(view.spec))
+            if record.state != "RESTARTING":
+                continue
+            if await self._reattach(record, view):
+                strays.discard(view.host)
+            else:
+                self._spawn(self._recover(record))
+        for name in strays:
+            self.launcher.kill_named(name)
+        await self._commit()
+
+    async def _reattach(self, record: ServiceRecord, view) -> bool:
+        handle = self.launcher.find(view.host) if view.host else None
+        if handle is None:
+            return False
+        try:
+            found = await call_host(handle.describe.remote(), 5.0, "taking over a host")
+        except SoloError:
+            return False
+        if not found or found["pid"] != view.pid:
+            return False
+        self.state.started(record, Placement(
+            address=found["address"], key=found["key"], pid=found["pid"], node_id=found["node_id"],
+            node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
+            class_name=found["class_name"], host=found["host"]), recovered="reattached")
+        self.hosts[record.key] = handle
+        self._spawn(self._watch(record.tenant, record.name, record.generation, found["pid"], handle))
+        return True
+
+    async def _recover(self, record: ServiceRecord) -> None:
+        async with self._lock(record.key):
+            if self.state.services.get(record.key) is not record or record.state != "RESTARTING":
+                return
+            try:
+                await self._start(record, recovered="started again")
+            except SoloError as exc:
+                self.state.start_failed(record, f"recovery failed: {exc.message}", replacing=False)
+            await self._commit()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -100,6 +158,7 @@ class RegistryActor:
         key = (tenant, spec.name)
         async with self._lock(key):
             saved = self.state.save(key)
+            await asyncio.to_thread(self.specs.put, spec)  # before the event that names it
             action, record = self.state.plan_deploy(tenant, spec, replace)
             await self._undo_on_failure(key, saved, self._commit(who, strict=True))
             if action == "noop":
@@ -126,7 +185,7 @@ class RegistryActor:
             return {"service": record_info(record, time.time()), "changed": True,
                     "route_version": self.state.route_version}
 
-    async def _start(self, record: ServiceRecord, restarted: bool = False) -> ServiceRecord:
+    async def _start(self, record: ServiceRecord, restarted: bool = False, recovered: str = "") -> ServiceRecord:
         spec = record.spec
         handle, placement = await self._acquire_host(spec.resources)
         try:
@@ -140,7 +199,7 @@ class RegistryActor:
         started = self.state.started(record, Placement(
             address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
             node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
-            class_name=loaded["class_name"]), restarted=restarted)
+            class_name=loaded["class_name"], host=loaded["host"]), restarted=restarted, recovered=recovered)
         if started is None:
             self.launcher.kill(handle)
             raise Unavailable(f"service {record.name!r} was stopped or replaced while it was starting")
@@ -242,7 +301,7 @@ class RegistryActor:
         """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""
         handles = list(self.hosts.values()) + [h for h, _ in self.pool]
         self.pool.clear()
-        self.state.stop_all("solo down")
+        self.state.suspend_all("solo down")
         self.hosts.clear()
         await asyncio.gather(*(self._stop_host(h) for h in handles))
         await self._commit()

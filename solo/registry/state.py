@@ -29,6 +29,7 @@ class Placement:
     started_at: float
     methods: tuple[str, ...] = ()
     class_name: str = ""
+    host: str = ""  # the host actor's name, so a rebuilt registry can take it over
 
 
 @dataclass
@@ -61,9 +62,10 @@ class Event:
 
 
 class RegistryState:
-    def __init__(self, max_services_per_tenant: int = 1000, clock: Callable[[], float] = time.time):
+    def __init__(self, max_services_per_tenant: int = 1000, clock: Callable[[], float] = time.time,
+                 first_route_version: int = 1):
         self.services: dict[tuple[str, str], ServiceRecord] = {}
-        self.route_version = 1
+        self.route_version = first_route_version
         self.outbox: list[Event] = []
         self.max_services = max_services_per_tenant
         self.clock = clock
@@ -107,16 +109,18 @@ class RegistryState:
         if current is not None and current.state in ACTIVE:
             self._emit(record, "service.deploying", version=record.version, filename=spec.filename,
                        resources=spec.resources.describe(), env_keys=sorted(spec.env), labels=spec.labels,
-                       replaces=current.version)
+                       replaces=current.version, spec=spec.fingerprint(), generation=generation)
             return "replace", record
         self._generations[key] = generation
         self.services[key] = record
         self._emit(record, "service.deploying", version=record.version, filename=spec.filename,
-                   resources=spec.resources.describe(), env_keys=sorted(spec.env), labels=spec.labels)
+                   resources=spec.resources.describe(), env_keys=sorted(spec.env), labels=spec.labels,
+                   spec=spec.fingerprint(), generation=generation)
         self._bump()
         return "create", record
 
-    def started(self, record: ServiceRecord, placement: Placement, restarted: bool = False) -> ServiceRecord | None:
+    def started(self, record: ServiceRecord, placement: Placement, restarted: bool = False,
+                recovered: str = "") -> ServiceRecord | None:
         """Record a host that finished starting. None when the start is stale (the caller drops the host)."""
         key = record.key
         current = self.services.get(key)
@@ -134,8 +138,10 @@ class RegistryState:
         self.services[key] = record
         if replaced is not None:
             self._emit(record, "service.replaced", version=record.version, previous_version=replaced.version)
-        self._emit(record, "service.restarted" if restarted else "service.started", version=record.version,
-                   node_id=placement.node_id, pid=placement.pid, restarts=record.restarts)
+        kind = "service.recovered" if recovered else "service.restarted" if restarted else "service.started"
+        extra = {"how": recovered} if recovered else {}
+        self._emit(record, kind, version=record.version, node_id=placement.node_id, pid=placement.pid,
+                   restarts=record.restarts, host=placement.host, **extra)
         self._bump()
         return record
 
@@ -182,11 +188,12 @@ class RegistryState:
             self._bump()
         return record
 
-    def stop_all(self, reason: str) -> None:
+    def suspend_all(self, reason: str) -> None:
+        """Solo itself stops: services stop but stay wanted, and come back when Solo starts again."""
         for record in self.services.values():
             if record.state in ACTIVE or record.state == "STOPPING":
                 record.state, record.placement, record.message = "STOPPED", None, reason
-                self._emit(record, "service.stopped", version=record.version, reason=reason)
+                self._emit(record, "service.suspended", version=record.version, reason=reason)
         self._bump()
 
     def stopped(self, tenant: str, name: str, remove: bool, message: str = "") -> ServiceRecord:
@@ -195,6 +202,23 @@ class RegistryState:
         self._emit(record, "service.removed" if remove else "service.stopped", version=record.version)
         if remove:
             del self.services[record.key]
+        self._bump()
+        return record
+
+    # -- rebuild -------------------------------------------------------------------------------
+    def restore(self, view, spec: ServiceSpec | None) -> ServiceRecord:
+        """Put back a service folded from the event log (see rebuild.py); wanted ones are RESTARTING."""
+        key = (view.tenant, view.name)
+        state, message = ("RESTARTING", "recovering after a registry restart") if view.wanted else \
+            (view.state, view.message)
+        if spec is None:
+            state, message = "FAILED", (f"the spec of version {view.version} is missing from the data directory's "
+                                        "specs/; deploy the service again")
+            spec = ServiceSpec(name=view.name, source="", version=view.version)
+        record = ServiceRecord(view.tenant, view.name, spec, view.version, view.generation, state,
+                               view.created_at, view.restarts, None, message)
+        self.services[key] = record
+        self._generations[key] = max(self._generations.get(key, 0), view.generation)
         self._bump()
         return record
 

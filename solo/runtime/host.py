@@ -32,6 +32,7 @@ class ServiceHost:
 
         self._bind_host = bind_host or ray.util.get_node_ip_address()
         self._node_id = ray.get_runtime_context().get_node_id()
+        self._name = ray.get_runtime_context().get_actor_name() or ""
         self._key = secrets.token_urlsafe(24)
         self._channel = HostChannel(self._key)
         self._server = None
@@ -44,7 +45,14 @@ class ServiceHost:
         if self._server is None:
             self._server, self._port = await start_host_server(self._channel, self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
-                "node_id": self._node_id, "node_ip": self._bind_host}
+                "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name}
+
+    async def describe(self) -> dict | None:
+        """What a rebuilt registry needs to take this host over (None when nothing is loaded)."""
+        if self.instance is None:
+            return None
+        return {**await self.ready(), "methods": sorted(self.instance.methods),
+                "class_name": self.instance.class_name, "started_at": self.instance.started_at}
 
     async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
                    env: dict, config_json: str, labels: dict, max_concurrency: int) -> dict:

@@ -112,6 +112,21 @@ class Launcher:
         except Exception:  # noqa: BLE001 - already dead is fine
             pass
 
+    def host_names(self) -> list[str]:
+        return [e["name"] for e in ray.util.list_named_actors(all_namespaces=True)
+                if e["namespace"] == self.namespace and e["name"].startswith(HOST_PREFIX)]
+
+    def find(self, name: str):
+        try:
+            return ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            return None
+
+    def kill_named(self, name: str) -> None:
+        handle = self.find(name)
+        if handle is not None:
+            self.kill(handle)
+
     def kill_all(self) -> int:
         """Kill every host in the namespace (used by `solo down`)."""
         killed = 0

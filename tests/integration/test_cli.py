@@ -111,3 +111,23 @@ def test_down_keeps_the_events(cli):
     types = set(read_events(cli.data_dir).column("type").to_pylist())
     assert {"service.deploying", "service.started", "service.stopped"} <= types
     assert "not running" in cli("down").stderr
+
+
+def test_up_again_brings_back_what_was_running(cli):
+    # after test_down_keeps_the_events: Solo is down; counter was stopped by hand, echo and ticker were not
+    cli("up", "--port", str(cli.port), "--num-cpus", "2", "--no-example")
+    try:
+        def states():
+            return {s["name"]: s["state"] for s in json.loads(cli("ls", "--json").stdout)}
+
+        import time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and states() != {"echo": "RUNNING", "ticker": "RUNNING",
+                                                           "counter": "STOPPED"}:
+            time.sleep(0.5)
+        assert states() == {"echo": "RUNNING", "ticker": "RUNNING", "counter": "STOPPED"}
+        assert json.loads(cli("call", "echo", "echo", '"again"').stdout) == "again"
+        types = [json.loads(line)["type"] for line in cli("events", "--json", "--subject", "ticker").stdout.splitlines()]
+        assert types[-2:] == ["service.suspended", "service.recovered"]
+    finally:
+        cli("down")

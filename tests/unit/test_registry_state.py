@@ -175,7 +175,7 @@ def test_started_for_a_stale_generation_changes_nothing(state):
 
 @pytest.mark.parametrize("remove", [False, True])
 def test_started_after_the_service_was_stopped_changes_nothing(state, remove):
-    """A start that lands after a stop or remove (stop_all takes no per-service lock) must not revive it."""
+    """A start that lands after a stop or remove (suspend_all takes no per-service lock) must not revive it."""
     _, record = state.plan_deploy("acme", spec(), False)
     state.stopping("acme", "echo")
     state.stopped("acme", "echo", remove=remove)
@@ -331,19 +331,19 @@ def test_stop_unknown_service_is_not_found(state):
         state.stopped("acme", "nope", remove=True)
 
 
-def test_stop_all_stops_every_active_service(state):
+def test_suspend_all_stops_every_active_service_but_keeps_it_wanted(state):
     running(state, "acme")
     running(state, "beta")
     _, starting = state.plan_deploy("acme", spec("kv"), False)
     _, failed = state.plan_deploy("acme", spec("bad"), False)
     state.start_failed(failed, "boom", replacing=False)
     state.take_events()
-    state.stop_all("solo down")
+    state.suspend_all("solo down")
     assert {(r.tenant, r.name): r.state for r in state.services.values()} == {
         ("acme", "echo"): "STOPPED", ("beta", "echo"): "STOPPED", ("acme", "kv"): "STOPPED",
         ("acme", "bad"): "FAILED"}
     assert all(r.address == "" for r in state.routes())
-    assert types(state) == ["service.stopped"] * 3
+    assert types(state) == ["service.suspended"] * 3  # not "stopped": they come back with Solo
 
 
 # -- tenants --------------------------------------------------------------------------------------
@@ -393,3 +393,49 @@ def test_take_events_empties_the_outbox(state):
     assert [e.type for e in state.outbox] == ["service.deploying", "service.started"]
     assert [e.type for e in state.take_events()] == ["service.deploying", "service.started"]
     assert state.outbox == [] and state.take_events() == []
+
+
+# -- rebuild from events --------------------------------------------------------------------------
+
+def test_fold_follows_a_services_life(tmp_path):
+    from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
+
+    def ev(i, kind, subject="kv", tenant="acme", **payload):
+        return {"id": i, "time": 1.0 * i, "tenant": tenant, "type": kind, "subject": subject, "payload": payload}
+
+    rows = [ev(1, "service.deploying", spec="f1", version="1", generation=1),
+            ev(2, "service.started", host="h1", pid=11),
+            ev(3, "service.crashed"), ev(4, "service.restarting", attempt=1),
+            ev(5, "service.restarted", host="h2", pid=12, restarts=1),
+            ev(6, "service.deploying", spec="f2", version="2", generation=2, replaces="1"),
+            ev(7, "service.replaced"), ev(8, "service.started", host="h3", pid=13),
+            ev(9, "service.suspended"),
+            ev(10, "service.deploying", subject="gone", spec="g", version="1", generation=1),
+            ev(11, "service.removed", subject="gone"),
+            ev(12, "service.deploying", subject="bad", spec="b", version="1", generation=1),
+            ev(13, "service.failed", subject="bad", reason="boom"),
+            ev(14, "service.deploying", subject="off", tenant="beta", spec="o", version="1", generation=1),
+            ev(15, "service.stopped", subject="off", tenant="beta")]
+    views = fold(rows[:12])
+    write_checkpoint(tmp_path, 12, views)
+    last, restored = load_checkpoint(tmp_path)
+    views = fold(rows[12:], restored)
+    assert last == 12 and set(views) == {("acme", "kv"), ("acme", "bad"), ("beta", "off")}
+    kv = views[("acme", "kv")]
+    assert (kv.spec, kv.version, kv.generation, kv.wanted, kv.state, kv.host) == ("f2", "2", 2, True, "STOPPED", "")
+    bad, off = views[("acme", "bad")], views[("beta", "off")]
+    assert (bad.wanted, bad.state, bad.message) == (False, "FAILED", "boom")
+    assert (off.wanted, off.state) == (False, "STOPPED")
+
+
+def test_restore_puts_wanted_services_back_as_restarting(state):
+    from solo.registry.rebuild import ServiceView
+    record = state.restore(ServiceView("acme", "kv", spec="f", version="3", generation=3), spec("kv"))
+    assert (record.state, record.version, record.generation) == ("RESTARTING", "3", 3)
+    missing = state.restore(ServiceView("acme", "lost", spec="x", version="1", generation=1), None)
+    assert missing.state == "FAILED" and "missing" in missing.message
+    kept = state.restore(ServiceView("acme", "off", version="1", generation=1, wanted=False, state="STOPPED"),
+                         spec("off"))
+    assert kept.state == "STOPPED"
+    _, nxt = state.plan_deploy("acme", spec("kv", max_concurrency=9), True)
+    assert nxt.generation == 4  # generations continue after a rebuild

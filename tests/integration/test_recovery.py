@@ -1,0 +1,49 @@
+"""The registry comes back from the event log: a killed registry takes its running hosts over."""
+from __future__ import annotations
+
+import time
+
+import ray
+
+from solo.events import read_events
+from solo.registry.actor import REGISTRY_NAME
+from tests.conftest import EXAMPLES
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - the registry may still be coming back
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_killed_registry_comes_back_and_takes_running_services_over(solo, alice, bob, name):
+    alice.deploy(EXAMPLES / "counter.py", name)
+    bob.deploy(EXAMPLES / "kv.py", name)
+    alice.stop(name)
+    alice.deploy(EXAMPLES / "counter.py", name)  # STOPPED, then deployed again: gen 2
+    for _ in range(5):
+        alice.call(name, "incr")
+    bob.call(name, "put", key="k", value="v")
+    before = alice.get(name)
+
+    ray.kill(ray.get_actor(REGISTRY_NAME, namespace=solo.supervisor.config.namespace), no_restart=False)
+    # calls never needed the registry: they keep working while it is down
+    assert alice.call(name, "incr") == 6
+
+    after = wait_for(lambda: (i := alice.get(name))["state"] == "RUNNING" and i)
+    assert after["pid"] == before["pid"] and after["version"] == before["version"]
+    assert alice.call(name, "get") == 6            # same process: its state survived
+    assert bob.call(name, "get", key="k") == "v"
+    recovered = [e for e in read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()
+                 if e["type"] == "service.recovered"]
+    assert {(e["tenant"], '"reattached"' in e["payload"]) for e in recovered} >= {("alice", True), ("bob", True)}
+    # the rebuilt registry still manages them
+    alice.stop(name, remove=True)
+    bob.stop(name, remove=True)
