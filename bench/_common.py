@@ -41,8 +41,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 # -- processes --------------------------------------------------------------------------------------
 
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, utime+stime ticks) for every live process, read from /proc."""
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, own utime+stime ticks, ticks of its reaped children) for every live process (/proc)."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -53,14 +53,14 @@ def _proc_table() -> dict[int, tuple[int, int]]:
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
-        table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
     return table
 
 
 def descendants(root: int, table: dict | None = None) -> set[int]:
     table = table if table is not None else _proc_table()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, *_) in table.items():
         children.setdefault(ppid, []).append(pid)
     found, todo = set(), [root]
     while todo:
@@ -80,24 +80,64 @@ class CpuMeter:
         idle = values[3] + values[4]
         return sum(values[:8]) - idle, sum(values[:8])
 
-    def _ours(self, table) -> tuple[int, int]:
+    def _ours(self, table) -> tuple[int, int, dict[int, int]]:
+        """This process's own ticks, the tree's ticks, per-pid ticks. The tree counts each process's reaped
+        children too, so processes that exit inside the window (stopped hosts, killed actors) stay ours."""
         me = os.getpid()
         tree = descendants(me, table) | {me}
-        return table.get(me, (0, 0))[1], sum(table[p][1] for p in tree if p in table)
+        ticks = {p: table[p][1] for p in tree if p in table}
+        return table.get(me, (0, 0, 0))[1], sum(table[p][1] + table[p][2] for p in tree if p in table), ticks
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
         self.box0 = self._box()
-        self.self0, self.tree0 = self._ours(_proc_table())
+        self.self0, self.tree0, self.pids0 = self._ours(_proc_table())
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self.t0
         busy, total = self._box()
-        self_t, tree_t = self._ours(_proc_table())
+        self_t, tree_t, pids = self._ours(_proc_table())
         box_cores = (busy - self.box0[0]) / CLK_TCK / wall
         ours = (tree_t - self.tree0) / CLK_TCK / wall
-        return {"client_cpu": (self_t - self.self0) / CLK_TCK / wall, "box_cpu": box_cores,
-                "others_cpu": max(0.0, box_cores - ours)}
+        client = (self_t - self.self0) / CLK_TCK / wall
+        per_pid = sorted(((t - self.pids0.get(p, 0)) / CLK_TCK / wall, p) for p, t in pids.items()
+                         if p != os.getpid())
+        top = [(process_name(p), cores) for cores, p in reversed(per_pid[-4:]) if cores >= 0.02]
+        return {"client_cpu": client, "server_cpu": max(0.0, ours - client), "box_cpu": box_cores,
+                "others_cpu": max(0.0, box_cores - ours), "top": top}
+
+
+def process_name(pid: int) -> str:
+    """A short, readable name for one of our processes (Ray workers name themselves ray::Class.method)."""
+    try:
+        argv = open(f"/proc/{pid}/cmdline").read().split("\0")
+    except OSError:
+        return f"pid {pid}"
+    text = " ".join(argv)
+    if "solo.cli up" in text:
+        return "solo gateway process (solo up)"
+    if argv[0].startswith("ray::"):
+        return argv[0].split(".")[0] + " (Ray worker)"
+    if "_anchor_servers.py" in text:
+        kind = argv[2] if len(argv) > 2 else ""
+        return {"bare": "bare grpc.aio server process", "naive": "naive gateway process (Ray driver)"}.get(kind, kind)
+    for arg in argv[:2]:
+        if arg and not arg.endswith(("python", "python3", "python3.11")):
+            return os.path.basename(arg)
+    return f"pid {pid}"
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.3) -> float:
+    """Wait (up to max_wait s) until processes outside our tree use less than `threshold` cores;
+    returns the last level seen. Other people's jobs on a 2-core box would skew every figure."""
+    deadline = time.monotonic() + max_wait
+    meter = CpuMeter()
+    while True:
+        meter.start()
+        time.sleep(1.0)
+        others = meter.stop()["others_cpu"]
+        if others < threshold or time.monotonic() >= deadline:
+            return others
 
 
 def start_group(argv: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
@@ -147,7 +187,8 @@ def wait_for_line(log_path: Path, pattern: str, proc: subprocess.Popen, timeout:
 class SoloProcess:
     """`solo up --foreground` in its own process group, temp data dir and free port."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, config: str | None = None):
+        self.config = config  # an optional solo.toml passed to `solo up --config`
         self.data_dir = workdir / "solo-data"
         self.port = free_port()
         self.log = workdir / "solo.log"
@@ -155,8 +196,11 @@ class SoloProcess:
 
     def start(self, timeout: float = 120.0) -> "SoloProcess":
         argv = [sys.executable, "-m", "solo.cli", "up", "--foreground", "--data-dir", str(self.data_dir),
-                "--port", str(self.port), "--no-example"]
-        self.proc = start_group(argv, self.log)
+                "--port", str(self.port), "--no-example"] + (["--config", str(self.config)] if self.config else [])
+        # RAY_ADDRESS=local: belt and braces for older checkouts, whose `solo up` called ray.init() without
+        # an address and so attached to whatever cluster /tmp/ray/ray_current_cluster named (e.g. a test's
+        # cluster_utils.Cluster) instead of starting the private embedded Ray this benchmark wants.
+        self.proc = start_group(argv, self.log, env={"RAY_ADDRESS": "local"})
         state = self.data_dir / "solo.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -178,14 +222,11 @@ class SoloProcess:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                subprocess.run([sys.executable, "-m", "solo.cli", "down", "--data-dir", str(self.data_dir)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        stop_group(self.proc, grace=10)
-        self.proc = None
+        """SIGTERM (what `solo down` sends), then kill whatever is left. Not `solo down` itself: it polls
+        the pid with kill(0), which a finished-but-unreaped child of ours still answers, so it would wait 90 s."""
+        if self.proc is not None:
+            stop_group(self.proc, grace=30)
+            self.proc = None
 
 
 @contextlib.contextmanager
@@ -235,10 +276,24 @@ def machine() -> dict:
             "loadavg": open("/proc/loadavg").read().split()[0]}
 
 
+def solo_revision() -> str:
+    """The commit Solo was measured at, and whether solo/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "solo"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return head + (f" + uncommitted changes in {len(dirty.splitlines())} file(s) under solo/" if dirty else "")
+
+
 def machine_line(info: dict) -> str:
     return (f"{info['date']}; `nproc` = {info['nproc']} ({info['cpu']}); Python {info['python']}, "
             f"ray {info['ray']}, grpcio {info['grpc']}; Linux {info['kernel']}; 1-min load average at start "
-            f"{info['loadavg']}")
+            f"{info['loadavg']}; Solo at {solo_revision()}")
 
 
 def command_line() -> str:

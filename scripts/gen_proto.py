@@ -32,6 +32,8 @@ def generate(out: Path) -> list[Path]:
         written = []
         for path in sorted(Path(tmp, "solo", "v1").iterdir()):
             text = re.sub(r"^from solo\.v1 import", "from solo._proto import", path.read_text(), flags=re.M)
+            # the classes' __module__ must be importable (pickle, Ray) even though the proto package is solo.v1
+            text = re.sub(r"'solo\.v1\.(\w+_pb2)'", r"'solo._proto.\1'", text)
             target = out / path.name
             target.write_text(HEADER + text)
             written.append(target)

@@ -29,7 +29,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12solo/v1/solo.p
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'solo.v1.solo_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'solo._proto.solo_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESOURCES_CUSTOMENTRY']._loaded_options = None

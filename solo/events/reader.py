@@ -64,3 +64,24 @@ def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | 
     if mask is not None:
         table = table.filter(mask)
     return table.sort_by("id")
+
+
+def events_duckdb(data_dir: str | Path, con=None):
+    """A DuckDB connection with an `events` view over the whole history (segments and WAL).
+
+        con = events_duckdb("~/.solo")
+        con.sql("select tenant, type, count(*) from events group by all").df()
+    """
+    import duckdb  # optional: `pip install duckdb` (in the dev extras)
+
+    con = con or duckdb.connect()
+    directory = events_dir(data_dir)
+    files = [str(f) for f in segment_files(directory)]
+    last_segment_id = max((_range(f)[1] for f in segment_files(directory)), default=0)
+    wal = _wal_table(directory, last_segment_id)
+    con.register("solo_events_wal", wal)
+    parts = ["select * from solo_events_wal"]
+    if files:
+        parts.insert(0, f"select * from read_parquet({files!r})")
+    con.execute(f"create or replace temp view events as {' union all '.join(parts)}")
+    return con
