@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from solo.events.schema import EVENT_SCHEMA
 from solo.events.wal import read_records, wal_files
@@ -48,21 +48,22 @@ def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | 
     if min_id is not None or max_id is not None:  # skip whole segments by their id range in the name
         files = [f for f in files if (min_id is None or _range(f)[1] >= min_id) and
                  (max_id is None or _range(f)[0] <= max_id)]
-    tables = [pq.read_table(f, schema=EVENT_SCHEMA) for f in files]
+    expression = None
+    for column, op, value in (("tenant", "__eq__", tenant), ("type", "__eq__", type),
+                              ("subject", "__eq__", subject), ("time", "__ge__", since),
+                              ("time", "__lt__", until), ("id", "__ge__", min_id), ("id", "__le__", max_id)):
+        if value is not None:
+            condition = getattr(ds.field(column), op)(pa.scalar(value, type=EVENT_SCHEMA.field(column).type))
+            expression = condition if expression is None else expression & condition
+    tables = []
+    if files:  # row-group statistics let the scan skip what cannot match (segments are sorted)
+        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=EVENT_SCHEMA)
+        tables.append(dataset.to_table(filter=expression))
     if include_wal:
         last_segment_id = max((_range(f)[1] for f in segment_files(directory)), default=0)
-        tables.append(_wal_table(directory, last_segment_id))
+        wal = _wal_table(directory, last_segment_id)
+        tables.append(wal.filter(expression) if expression is not None and wal.num_rows else wal)
     table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
-    mask = None
-    for column, op, value in (("tenant", pc.equal, tenant), ("type", pc.equal, type),
-                              ("subject", pc.equal, subject), ("time", pc.greater_equal, since),
-                              ("time", pc.less, until), ("id", pc.greater_equal, min_id),
-                              ("id", pc.less_equal, max_id)):
-        if value is not None:
-            condition = op(table[column], pa.scalar(value, type=table.schema.field(column).type))
-            mask = condition if mask is None else pc.and_(mask, condition)
-    if mask is not None:
-        table = table.filter(mask)
     return table.sort_by("id")
 
 
