@@ -20,11 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from solo.events.reader import _range as segment_range
+from solo.events.reader import read_events, segment_files
 from solo.events.schema import EVENT_SCHEMA, SCHEMA_VERSION
 from solo.events.wal import WriteAheadLog, fsync_dir
-from solo.events.reader import _range as segment_range
-from solo.events.reader import read_events
-from solo.events.writer import segment_files
 
 ROW_GROUP_ROWS = 16 * 1024  # small enough that tenant/type statistics skip most of a segment
 SORT_KEYS = [("tenant", "ascending"), ("type", "ascending"), ("id", "ascending")]

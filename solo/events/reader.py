@@ -1,6 +1,7 @@
 """Reading the event history for notebooks and scripts (works while Solo runs or after it stopped)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +11,13 @@ import pyarrow.dataset as ds
 
 from solo.events.schema import EVENT_SCHEMA
 from solo.events.wal import read_records, wal_files
-from solo.events.writer import SEGMENT_RE, segment_files
+
+SEGMENT_RE = re.compile(r"^segment-(\d{20})-(\d{20})\.parquet$")
+
+
+def segment_files(directory: Path) -> list[Path]:
+    """The immutable Parquet segments, oldest first (their names carry their id range)."""
+    return sorted(p for p in Path(directory).glob("segment-*.parquet") if SEGMENT_RE.match(p.name))
 
 
 def _range(path: Path) -> tuple[int, int]:

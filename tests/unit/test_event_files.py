@@ -1,4 +1,4 @@
-"""solo.events writer and reader on real Parquet files."""
+"""solo.events log and reader on real Parquet files."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from solo.events import EVENT_SCHEMA, SCHEMA_VERSION, read_events
-from solo.events.writer import EventWriter
+from solo.events.log import EventLog
 
 
 class Clock:
@@ -24,68 +24,51 @@ def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
-def test_flush_writes_one_segment_named_by_its_id_range(tmp_path):
-    writer = EventWriter(tmp_path / "events", clock=Clock())
-    ids = [writer.append("acme", "service.deploying", "echo", {"version": "1"}),
-           writer.append("acme", "service.started", "echo", {"pid": 42}, principal="tenant:acme",
-                         correlation_id="req-1", causation_id=1),
-           writer.append("beta", "service.started", "kv")]
-    assert ids == [1, 2, 3] and writer.pending == 3
-    path = writer.flush()
+def test_roll_writes_one_segment_named_by_its_id_range(tmp_path):
+    log = EventLog(tmp_path / "events", clock=Clock())
+    assert log.append_many([
+        [{"tenant": "acme", "type": "service.deploying", "subject": "echo", "payload": {"version": "1"}}],
+        [{"tenant": "acme", "type": "service.started", "subject": "echo", "payload": {"pid": 42},
+          "principal": "tenant:acme", "correlation_id": "req-1", "causation_id": 1},
+         {"tenant": "beta", "type": "service.started", "subject": "kv"}]]) == [(1, 1), (2, 3)]
+    path = log.roll()
     assert path.name == "segment-00000000000000000001-00000000000000000003.parquet"
-    assert writer.pending == 0
-    assert [p.name for p in (tmp_path / "events").iterdir()] == [path.name]  # no .tmp left behind
-    table = pq.read_table(path)
-    assert table.schema.equals(EVENT_SCHEMA, check_metadata=False)
-    rows = table.to_pylist()
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
+        path.name, "wal-00000000000000000004.log"]  # no .tmp left behind, a fresh WAL
+    assert pq.read_table(path).schema.equals(EVENT_SCHEMA, check_metadata=False)
+    rows = read_events(tmp_path).to_pylist()
     assert rows[1] == {"id": 2, "time": at(1_700_000_000.0), "tenant": "acme", "type": "service.started",
                        "subject": "echo", "principal": "tenant:acme", "causation_id": 1, "correlation_id": "req-1",
                        "payload": '{"pid": 42}', "schema_version": SCHEMA_VERSION}
     assert json.loads(rows[2]["payload"]) == {} and rows[2]["causation_id"] is None
 
 
-def test_flush_with_nothing_pending_writes_nothing(tmp_path):
-    writer = EventWriter(tmp_path)
-    assert writer.flush() is None and list(tmp_path.iterdir()) == []
-
-
-def test_ids_continue_after_reopening_the_directory(tmp_path):
-    first = EventWriter(tmp_path / "events")
-    for _ in range(3):
-        first.append("acme", "t", "s")
-    first.flush()
-    first.append("acme", "t", "s")
-    first.flush()
-    reopened = EventWriter(tmp_path / "events")
-    assert reopened.last_id == 4
-    assert reopened.append("acme", "t", "s") == 5
-    assert reopened.flush().name == "segment-00000000000000000005-00000000000000000005.parquet"
-    assert read_events(tmp_path)["id"].to_pylist() == [1, 2, 3, 4, 5]
+def test_roll_with_nothing_committed_writes_nothing(tmp_path):
+    log = EventLog(tmp_path)
+    assert log.roll() is None and not list(tmp_path.glob("segment-*"))
 
 
 def test_unrelated_files_are_ignored(tmp_path):
-    writer = EventWriter(tmp_path / "events")
-    writer.append("acme", "t", "s")
-    writer.flush()
+    log = EventLog(tmp_path / "events")
+    log.append([{"tenant": "acme", "type": "t", "subject": "s"}])
+    log.roll()
     (tmp_path / "events" / "segment-notes.parquet").write_text("not parquet")
-    (tmp_path / "events" / "segment-00000000000000000009-00000000000000000009.parquet.tmp").write_text("torn")
-    assert EventWriter(tmp_path / "events").last_id == 1
+    assert EventLog(tmp_path / "events").last_id == 1
     assert read_events(tmp_path).num_rows == 1
 
 
 @pytest.fixture
 def history(tmp_path):
     clock = Clock(1000.0)
-    writer = EventWriter(tmp_path / "events", clock=clock)
+    log = EventLog(tmp_path / "events", clock=clock)
     for t, tenant, type_, subject in [(1000, "acme", "service.deploying", "echo"),
                                       (2000, "acme", "service.started", "echo"),
                                       (3000, "beta", "service.started", "echo"),
                                       (4000, "acme", "service.crashed", "kv")]:
         clock.t = t
-        writer.append(tenant, type_, subject)
+        log.append([{"tenant": tenant, "type": type_, "subject": subject}])
         if t == 2000:
-            writer.flush()  # spread the history over two segments
-    writer.flush()
+            log.roll()  # spread the history over a segment and the WAL
     return tmp_path
 
 
