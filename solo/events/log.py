@@ -33,6 +33,14 @@ class LogCorrupted(Exception):
     """The files on disk do not form a gap-free history (a bug or outside tampering)."""
 
 
+def _newest_time(path: Path) -> float:
+    """The latest event time in a segment, from its statistics (no data read)."""
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.names.index("time")
+    newest = max(meta.row_group(i).column(column).statistics.max for i in range(meta.num_row_groups))
+    return newest.timestamp() if hasattr(newest, "timestamp") else float(newest) / 1e6
+
+
 def _to_micros(value) -> int:
     if value is None:
         return int(time.time() * 1_000_000)
@@ -57,8 +65,8 @@ class EventLog:
     def _recover(self) -> None:
         for stale in self.directory.glob("*.tmp"):
             stale.unlink()  # a segment that was being written when the process died
-        segments = segment_files(self.directory)
-        expected = 1
+        segments = self._drop_covered(segment_files(self.directory))
+        expected = segment_range(segments[0])[0] if segments else 1  # retention may have dropped a prefix
         for path in segments:
             first, last = segment_range(path)
             if first != expected:
@@ -78,6 +86,17 @@ class EventLog:
             self._tail_rows += batch.num_rows
             self.last_id = batch.column(0)[-1].as_py()
         self.wal.open(self.last_id + 1)
+
+    @staticmethod
+    def _drop_covered(segments: list[Path]) -> list[Path]:
+        """A compaction that died after writing its merged segment leaves the parts behind: drop them."""
+        kept: list[Path] = []
+        for path in sorted(segments, key=lambda p: (segment_range(p)[0], -segment_range(p)[1])):
+            if kept and segment_range(path)[1] <= segment_range(kept[-1])[1]:
+                path.unlink()
+                continue
+            kept.append(path)
+        return kept
 
     # -- writing -------------------------------------------------------------------------------
     def _batch(self, rows: list[dict], first_id: int) -> pa.RecordBatch:
@@ -130,6 +149,43 @@ class EventLog:
             return None
         table = pa.Table.from_batches(self._tail, schema=EVENT_SCHEMA)
         first, last = table.column("id")[0].as_py(), table.column("id")[-1].as_py()
+        final = self._write_segment(table, first, last)
+        for old in self.wal.rotate(last + 1):
+            old.unlink()
+        self._tail, self._tail_rows = [], 0
+        return final
+
+    def compact(self, small_rows: int = 50_000, target_rows: int = 1_000_000) -> list[Path]:
+        """Merge runs of adjacent small segments into one (written, fsynced, renamed, then the parts
+        deleted: a crash in between leaves parts that recovery drops). Returns the new segments."""
+        merged: list[Path] = []
+        run: list[tuple[Path, int]] = []
+
+        def flush_run() -> None:
+            if len(run) >= 2:
+                merged.append(self._merge([p for p, _ in run]))
+            run.clear()
+
+        for path in segment_files(self.directory):
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows >= small_rows or sum(n for _, n in run) + rows > target_rows:
+                flush_run()
+                if rows >= small_rows:
+                    continue
+            run.append((path, rows))
+        flush_run()
+        return merged
+
+    def _merge(self, parts: list[Path]) -> Path:
+        table = pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts])
+        first, last = segment_range(parts[0])[0], segment_range(parts[-1])[1]
+        final = self._write_segment(table, first, last)
+        for part in parts:
+            part.unlink()
+        fsync_dir(self.directory)
+        return final
+
+    def _write_segment(self, table: pa.Table, first: int, last: int) -> Path:
         final = self.directory / f"segment-{first:020d}-{last:020d}.parquet"
         tmp = final.with_name(final.name + ".tmp")
         pq.write_table(table.sort_by(SORT_KEYS), tmp, row_group_size=ROW_GROUP_ROWS, write_statistics=True)
@@ -137,10 +193,25 @@ class EventLog:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         fsync_dir(self.directory)
-        for old in self.wal.rotate(last + 1):
-            old.unlink()
-        self._tail, self._tail_rows = [], 0
         return final
+
+    def apply_retention(self, max_age_seconds: float | None = None, max_bytes: int | None = None) -> list[Path]:
+        """Drop whole segments from the oldest end only, so the retained ids stay gap-free."""
+        dropped: list[Path] = []
+        segments = segment_files(self.directory)
+        now = self.clock()
+        while len(segments) > 1:  # the newest segment stays: it carries where the ids go on
+            oldest = segments[0]
+            too_old = max_age_seconds is not None and _newest_time(oldest) < now - max_age_seconds
+            too_big = max_bytes is not None and sum(p.stat().st_size for p in segments) > max_bytes
+            if not (too_old or too_big):
+                break
+            oldest.unlink()
+            dropped.append(oldest)
+            segments = segments[1:]
+        if dropped:
+            fsync_dir(self.directory)
+        return dropped
 
     def close(self) -> None:
         self.roll()

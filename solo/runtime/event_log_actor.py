@@ -20,9 +20,12 @@ EVENT_LOG_NAME = "solo-events"
 
 
 class EventLogActor:
-    def __init__(self, directory: str, roll_seconds: float = 5.0, roll_rows: int = 100_000):
+    def __init__(self, directory: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
+                 compact_below_rows: int = 50_000, retention_days: float = 0, retention_bytes: int = 0):
         self.log = EventLog(Path(directory), roll_rows=roll_rows)
         self.roll_seconds = roll_seconds
+        self.compact_below_rows = compact_below_rows
+        self.retention = (retention_days * 86_400 or None, retention_bytes or None)
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._committing = False
         self._committed = asyncio.Event()
@@ -67,9 +70,16 @@ class EventLogActor:
             await asyncio.sleep(self.roll_seconds)
             try:
                 async with self._files:
-                    await asyncio.to_thread(self.log.roll)
+                    await asyncio.to_thread(self._maintain)
             except Exception as exc:  # noqa: BLE001 - keep appending to the WAL; say why
                 self.failure = f"rolling the event log failed ({exc})"
+
+    def _maintain(self) -> None:
+        """Roll the committed tail, merge small segments, apply retention (in a worker thread)."""
+        if self.log.roll() is not None and self.compact_below_rows:
+            self.log.compact(small_rows=self.compact_below_rows)
+        if any(self.retention):
+            self.log.apply_retention(*self.retention)
 
     async def since(self, after_id: int, limit: int = 1000, wait_seconds: float = 0.0) -> pa.Table:
         """Committed events after `after_id`; with `wait_seconds`, wait that long for new ones."""
@@ -99,6 +109,13 @@ class EventLogHandle:
         self.namespace = namespace
         self._actor = None
 
+    def _maintain(self) -> None:
+        """Roll the committed tail, merge small segments, apply retention (in a worker thread)."""
+        if self.log.roll() is not None and self.compact_below_rows:
+            self.log.compact(small_rows=self.compact_below_rows)
+        if any(self.retention):
+            self.log.apply_retention(*self.retention)
+
     async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
         actor = self._actor or find_event_log(self.namespace)
         if actor is None:
@@ -111,13 +128,15 @@ class EventLogHandle:
             raise Unavailable("the event log is unavailable (restarting?); retry shortly") from None
 
 
-def get_or_create_event_log(directory: Path, namespace: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
-                            scheduling_strategy=None):
+def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None):
+    """The detached event-log actor (created on first start); `events_config` is [events] of the config."""
+    from solo.config import EventsConfig
+    c = events_config or EventsConfig()
     actor_cls = ray.remote(EventLogActor)
     handle = actor_cls.options(
         name=EVENT_LOG_NAME, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=10_000, max_restarts=-1, max_task_retries=0, scheduling_strategy=scheduling_strategy,
-    ).remote(str(directory), roll_seconds, roll_rows)
+    ).remote(str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days, c.retention_bytes)
     ray.get(handle.last_id.remote())
     return handle
 

@@ -71,9 +71,8 @@ class Supervisor:
         os.chmod(self.config.data_dir, 0o700)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        events = self.config.events
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
-                                                       events.roll_seconds, events.roll_rows, on_this_node)
+                                                       self.config.events, on_this_node)
         self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node)
         self.store = TokenStore(self.config.data_dir / "tokens.json")
         ensure_operator_token(self.store, self.operator_token_path)

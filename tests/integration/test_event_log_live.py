@@ -30,8 +30,7 @@ def test_deploy_fails_closed_when_the_log_cannot_be_written(solo, alice, name):
             alice.get(name)  # nothing half-done: no record, no running host
         assert name not in [s["name"] for s in alice.list()]
     finally:
-        get_or_create_event_log(config.data_dir / "events", config.namespace,
-                                config.events.roll_seconds, config.events.roll_rows)
+        get_or_create_event_log(config.data_dir / "events", config.namespace, config.events)
     alice.deploy(EXAMPLES / "echo.py", name)  # the log is back: operations work again
     assert alice.call(name, "echo", "back") == "back"
     alice.stop(name, remove=True)

@@ -127,3 +127,60 @@ def test_reader_filters_and_sees_uncommitted_nothing(tmp_path):
     assert read_events(tmp_path, type="service.crashed", max_id=3).column("id").to_pylist() == [3]
     assert read_events(tmp_path, include_wal=False).num_rows == 0
     os.sync()
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_compaction_merges_small_segments_and_keeps_the_history(tmp_path):
+    log = EventLog(tmp_path)
+    for _ in range(5):
+        log.append(rows(10))
+        log.roll()
+    log.append(rows(3))  # still in the WAL
+    merged = log.compact(small_rows=100, target_rows=30)
+    names = sorted(p.name for p in tmp_path.glob("segment-*.parquet"))
+    assert names == [m.name for m in merged] == [  # no merged segment grows past target_rows
+        "segment-00000000000000000001-00000000000000000030.parquet",
+        "segment-00000000000000000031-00000000000000000050.parquet"]
+    assert all_ids(tmp_path) == list(range(1, 54))
+
+
+def test_a_compaction_interrupted_before_deleting_its_parts_recovers(tmp_path):
+    log = EventLog(tmp_path)
+    for _ in range(3):
+        log.append(rows(5))
+        log.roll()
+    parts = sorted(tmp_path.glob("segment-*.parquet"))
+    saved = {p: p.read_bytes() for p in parts}
+    log.compact(small_rows=100)
+    for path, data in saved.items():  # as if the process died right after the rename
+        path.write_bytes(data)
+    reopened = EventLog(tmp_path)
+    assert [p.name for p in sorted(tmp_path.glob("segment-*.parquet"))] == [
+        "segment-00000000000000000001-00000000000000000015.parquet"]
+    assert reopened.last_id == 15 and all_ids(tmp_path) == list(range(1, 16))
+
+
+def test_retention_drops_whole_old_segments_from_the_front_only(tmp_path):
+    clock = Clock()
+    log = EventLog(tmp_path, clock=clock)
+    for day in range(4):
+        clock.t = 1_000_000.0 + day * 86_400
+        log.append(rows(5))
+        log.roll()
+    clock.t = 1_000_000.0 + 4 * 86_400
+    dropped = log.apply_retention(max_age_seconds=2.5 * 86_400)
+    assert [p.name for p in dropped] == ["segment-00000000000000000001-00000000000000000005.parquet",
+                                         "segment-00000000000000000006-00000000000000000010.parquet"]
+    assert all_ids(tmp_path) == list(range(11, 21))  # gap-free inside the retained range
+    log.wal.close()
+    reopened = EventLog(tmp_path)  # a history that starts after 1 is valid
+    assert reopened.append(rows(1)) == (21, 21)
+    size = sum(p.stat().st_size for p in tmp_path.glob("segment-*.parquet"))
+    assert reopened.apply_retention(max_bytes=size - 1) and all_ids(tmp_path)[0] == 16
