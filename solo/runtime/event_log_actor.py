@@ -7,6 +7,7 @@ a Parquet segment. Ray restarts the actor if its process dies; it recovers from 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class EventLogActor:
         return self.log.last_id
 
     async def status(self) -> dict:
-        return {"last_id": self.log.last_id, "failure": self.failure, "time": time.time()}
+        return {"last_id": self.log.last_id, "failure": self.failure, "time": time.time(), "pid": os.getpid()}
 
     async def close(self) -> None:
         async with self._files:

@@ -94,3 +94,43 @@ def test_watch_catches_up_then_follows_without_gap_or_duplicate(solo, alice, bob
     expected = [e["id"] for e in alice.events(after_id=after, limit=100_000)]
     assert ids == expected[:len(ids)]  # exactly the history, catch-up and live joined seamlessly
     bob.stop(name, remove=True)
+
+
+def test_kill_9_of_the_event_log_process_loses_no_acknowledged_event(solo):
+    """A steady stream of appends through the actor; SIGKILL its process; Ray restarts it from the files."""
+    import asyncio
+    import os
+    import signal
+
+    from solo.events.reader import read_events as read
+
+    config = solo.supervisor.config
+    actor = find_event_log(config.namespace)
+    pid = ray.get(actor.status.remote())["pid"]
+    acked: set[int] = set()
+
+    async def produce(worker: int, stop: asyncio.Event):
+        while not stop.is_set():
+            rows = [{"tenant": "load", "type": "load.tick", "subject": f"w{worker}", "payload": {"i": i}}
+                    for i in range(20)]
+            try:
+                first, last = await actor.append.remote(rows)
+            except Exception:  # noqa: BLE001 - the process is gone: not acknowledged
+                await asyncio.sleep(0.05)
+                continue
+            acked.update(range(first, last + 1))
+
+    async def run():
+        stop = asyncio.Event()
+        producers = [asyncio.ensure_future(produce(w, stop)) for w in range(4)]
+        await asyncio.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(2.0)  # Ray restarts the actor; producers go on against the new process
+        stop.set()
+        await asyncio.gather(*producers)
+
+    asyncio.run(run())
+    assert ray.get(actor.status.remote())["pid"] != pid  # it really was a new process
+    ids = read(config.data_dir).column("id").to_pylist()
+    assert ids == list(range(1, len(ids) + 1))  # gap-free, no duplicates
+    assert acked and acked <= set(ids)
