@@ -22,6 +22,8 @@ DEFAULT_PAGE = 1000
 class EventFeed(Protocol):
     async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table: ...
 
+    async def status(self) -> dict: ...
+
 
 @dataclass(frozen=True)
 class Scope:

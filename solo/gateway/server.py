@@ -1,6 +1,7 @@
 """Composition root of the gateway: the gRPC server with the Solo, health and reflection services."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import grpc
@@ -30,6 +31,7 @@ class Gateway:
     follower: RouteFollower
     dispatcher: Dispatcher
     health: HealthServicer
+    event_log_watcher: asyncio.Task | None = None
 
     @property
     def address(self) -> str:
@@ -37,6 +39,8 @@ class Gateway:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.event_log_watcher is not None:
+            self.event_log_watcher.cancel()
         await self.follower.stop()
         await self.server.stop(grace)
         await self.dispatcher.close()
@@ -65,8 +69,21 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
         raise FailedPrecondition(f"the gateway cannot listen on {where}: the port is in use or the address is not "
                                  "this machine's; pick another with --port (0 = any free port) or --host")
     await server.start()
+    watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
     if config.gateway.metrics_port:
         start_http_server(config.gateway.metrics_port, addr=config.gateway.host, registry=metrics.REGISTRY)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(server, port, follower, dispatcher, health_servicer)
+    return Gateway(server, port, follower, dispatcher, health_servicer, watcher)
+
+
+async def _watch_event_log(feed, every: float = 5.0) -> None:
+    """Export whether the event log can be written (operations fail closed when it cannot)."""
+    while True:
+        try:
+            status = await feed.status()
+            metrics.EVENT_LOG_WRITABLE.set(0 if status["failure"] else 1)
+            metrics.EVENT_LOG_LAST_ID.set(status["last_id"])
+        except Exception:  # noqa: BLE001 - down or restarting: not writable
+            metrics.EVENT_LOG_WRITABLE.set(0)
+        await asyncio.sleep(every)

@@ -117,6 +117,16 @@ class EventLogHandle:
         if any(self.retention):
             self.log.apply_retention(*self.retention)
 
+    async def status(self) -> dict:
+        actor = self._actor or find_event_log(self.namespace)
+        if actor is None:
+            raise Unavailable("the event log is not running")
+        try:
+            return await actor.status.remote()
+        except ray.exceptions.RayActorError:
+            self._actor = None
+            raise Unavailable("the event log is unavailable") from None
+
     async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
         actor = self._actor or find_event_log(self.namespace)
         if actor is None:

@@ -51,3 +51,17 @@ def test_prometheus_metrics_endpoint(solo, alice, name):
     assert calls and calls[0].labels["code"] == "OK" and calls[0].value == 3
     assert "solo_gateway_call_seconds" in families
     alice.stop(name, remove=True)
+
+
+def test_event_log_health_is_exported(solo):
+    import time
+    port = solo.supervisor.config.gateway.metrics_port
+    deadline = time.monotonic() + 15
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        if samples.get("solo_event_log_writable") == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert samples["solo_event_log_writable"] == 1
+    assert samples["solo_event_log_last_id"] >= 0

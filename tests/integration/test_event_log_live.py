@@ -20,6 +20,21 @@ def test_operations_are_durable_events_before_the_reply(solo, alice, name):
     assert ids == list(range(1, len(ids) + 1))  # gap-free across the whole history
 
 
+def _gauge(solo, name, until, timeout=15.0):
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    deadline = time.monotonic() + timeout
+    while True:
+        url = f"http://127.0.0.1:{solo.supervisor.config.gateway.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        value = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}.get(name)
+        if value == until or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
 def test_deploy_fails_closed_when_the_log_cannot_be_written(solo, alice, name):
     config = solo.supervisor.config
     ray.kill(find_event_log(config.namespace), no_restart=True)
@@ -29,6 +44,7 @@ def test_deploy_fails_closed_when_the_log_cannot_be_written(solo, alice, name):
         with pytest.raises(NotFound):
             alice.get(name)  # nothing half-done: no record, no running host
         assert name not in [s["name"] for s in alice.list()]
+        assert _gauge(solo, "solo_event_log_writable", until=0) == 0  # the alert says why
     finally:
         get_or_create_event_log(config.data_dir / "events", config.namespace, config.events)
     alice.deploy(EXAMPLES / "echo.py", name)  # the log is back: operations work again
