@@ -33,7 +33,8 @@ def solo(tmp_path_factory):
     config = load_config(None, data_dir=str(data_dir), gateway__port=0, gateway__metrics_port=free_port(),
                          runtime__schedule_timeout_seconds=4.0,
                          runtime__restart_backoff_seconds=0.2, runtime__start_timeout_seconds=30.0,
-                         runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024)
+                         runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024,
+                         events__watch_slow_consumer_seconds=3.0)
     instance = ThreadedSolo(config, num_cpus=2, resources={"slot": 1}).start()
     yield instance
     instance.stop()

@@ -159,7 +159,7 @@ class GatewayServicer:
 
     def Watch(self, request, context):
         """Catch up from filter.after_id, then follow live, with no gap and no duplicate at the switch.
-        A consumer that stops reading ends with RESOURCE_EXHAUSTED naming the id to resume after.
+        A consumer that stops reading ends with RESOURCE_EXHAUSTED: resume with after_id = its last id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -160,7 +160,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                 except asyncio.TimeoutError:
                     raise Overloaded(f"the watcher did not keep up (no progress in "
                                      f"{self.config.events.watch_slow_consumer_seconds:g}s); resume with "
-                                     f"after_id={delivered}") from None
+                                     f"after_id set to the last id you received (at least {delivered})") from None
                 delivered = row["id"]
 
     @rpc

@@ -150,3 +150,42 @@ def test_kill_9_of_the_event_log_process_loses_no_acknowledged_event(solo):
     ids = read(config.data_dir).column("id").to_pylist()
     assert ids == list(range(1, len(ids) + 1))  # gap-free, no duplicates
     assert acked and acked <= set(ids)
+
+
+def test_a_watcher_that_stops_reading_is_ended_with_where_to_resume(solo, operator):
+    import time
+
+    import grpc
+
+    from solo import Overloaded
+    from solo._proto import solo_pb2 as pb
+    from solo._proto import solo_pb2_grpc
+
+    config = solo.supervisor.config
+    actor = find_event_log(config.namespace)
+    start = ray.get(actor.status.remote())["last_id"]
+    channel = grpc.insecure_channel(solo.address)
+    call = solo_pb2_grpc.GatewayStub(channel).Watch(
+        pb.WatchRequest(filter=pb.EventFilter(tenant="slow", after_id=start)), metadata=operator.metadata)
+    filler = "x" * 2000
+    for _ in range(20):  # ~80 MB of events: far more than the transport buffers
+        ray.get(actor.append.remote([{"tenant": "slow", "type": "load.tick", "subject": "s",
+                                      "payload": {"pad": filler}}] * 2000))
+    time.sleep(config.events.watch_slow_consumer_seconds + 3)  # the watcher reads nothing meanwhile
+    received = []
+    try:
+        for event in call:
+            received.append(event.id)
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "resume with after_id set to the last id you received" in err.details()
+        at_least = int(err.details().rsplit("at least ", 1)[1].rstrip(")"))
+    else:
+        raise AssertionError("the slow watcher was never ended")
+    channel.close()
+    assert received == list(range(start + 1, start + 1 + len(received)))
+    assert received and received[-1] >= at_least  # the bound the server names is honest
+    resume = received[-1]
+    rest = operator.events(tenant="slow", after_id=resume, limit=100_000)
+    assert [e["id"] for e in rest][:1] == [resume + 1]  # resuming continues without a gap or duplicate
+    assert Overloaded.code == "RESOURCE_EXHAUSTED"
