@@ -110,7 +110,8 @@ class EventLog:
             columns["type"].append(row["type"])
             columns["subject"].append(row.get("subject", ""))
             columns["principal"].append(row.get("principal", ""))
-            columns["causation_id"].append(row.get("causation_id"))
+            columns["causation_id"].append(first_id + row["cause_index"] if "cause_index" in row
+                                           else row.get("causation_id"))
             columns["correlation_id"].append(row.get("correlation_id", ""))
             columns["payload"].append(payload if isinstance(payload, str) else
                                       json.dumps(payload or {}, sort_keys=True, default=str))

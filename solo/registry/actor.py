@@ -43,6 +43,7 @@ class RegistryActor:
         self._routes_changed = asyncio.Event()
         self._published = self.state.route_version
         self._tasks: set[asyncio.Task] = set()
+        self._last_crash: dict[tuple[str, str], int] = {}  # id of each service's latest crash event
         self._started: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -134,8 +135,10 @@ class RegistryActor:
             self._publish()  # what already happened (a crash, a stop) is routed around at once
         events = self.state.take_events()
         if events:
+            rows, crash_at = event_rows(events, who or {}, self._last_crash)
             try:
-                await self.sink.append(event_rows(events, who or {}))
+                first, _ = await self.sink.append(rows)
+                self._last_crash.update({key: first + index for key, index in crash_at.items()})
             except SoloError as exc:
                 if strict:
                     raise

@@ -58,7 +58,7 @@ class Event:
     payload: dict = field(default_factory=dict)
     principal: str = ""
     correlation_id: str = ""
-    cause: str = ""
+    after_crash: bool = False  # caused by the service's latest crash (becomes causation_id)
 
 
 class RegistryState:
@@ -141,7 +141,7 @@ class RegistryState:
         kind = "service.recovered" if recovered else "service.restarted" if restarted else "service.started"
         extra = {"how": recovered} if recovered else {}
         self._emit(record, kind, version=record.version, node_id=placement.node_id, pid=placement.pid,
-                   restarts=record.restarts, host=placement.host, **extra)
+                   restarts=record.restarts, host=placement.host, after_crash=restarted, **extra)
         self._bump()
         return record
 
@@ -170,13 +170,13 @@ class RegistryState:
         if record.restarts >= max_restarts:
             record.state = "FAILED"
             record.message = f"crashed {record.restarts + 1} time(s), restart limit {max_restarts} reached: {message}"
-            self._emit(record, "service.failed", version=record.version, reason=record.message)
+            self._emit(record, "service.failed", version=record.version, reason=record.message, after_crash=True)
             self._bump()
             return None
         record.restarts += 1
         record.state = "RESTARTING"
         record.message = f"restart {record.restarts} of {max_restarts} after: {message}"
-        self._emit(record, "service.restarting", version=record.version, attempt=record.restarts)
+        self._emit(record, "service.restarting", version=record.version, attempt=record.restarts, after_crash=True)
         self._bump()
         return record
 
@@ -243,8 +243,8 @@ class RegistryState:
         self._bump()
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _emit(self, record: ServiceRecord, type_: str, **payload) -> None:
-        self.outbox.append(Event(type_, record.tenant, record.name, payload))
+    def _emit(self, record: ServiceRecord, type_: str, after_crash: bool = False, **payload) -> None:
+        self.outbox.append(Event(type_, record.tenant, record.name, payload, after_crash=after_crash))
 
     def _bump(self) -> None:
         self.route_version += 1

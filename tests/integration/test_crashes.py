@@ -55,9 +55,12 @@ def test_crash_is_unavailable_then_restarted(alice, name, solo):
     assert alice.call(name, "ping") == info["pid"]
     wait_for(lambda: "service.restarted" in [e["type"] for e in read_events(
         solo.supervisor.config.data_dir, subject=name).to_pylist()])
-    types = [e["type"] for e in read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()]
-    assert types[:5] == ["service.deploying", "service.started", "service.crashed", "service.restarting",
-                         "service.restarted"]
+    rows = read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()
+    assert [e["type"] for e in rows][:5] == ["service.deploying", "service.started", "service.crashed",
+                                             "service.restarting", "service.restarted"]
+    crash = rows[2]["id"]
+    assert rows[3]["causation_id"] == crash and rows[4]["causation_id"] == crash  # why it restarted
+    assert rows[0]["causation_id"] is None
     alice.stop(name, remove=True)
 
 
