@@ -22,12 +22,23 @@ def _state(data_dir: Path) -> dict | None:
         state = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(state["pid"], 0)
-    except (ProcessLookupError, PermissionError):
+    if not _alive(state["pid"]):
         path.unlink(missing_ok=True)  # left behind by a Solo that died
         return None
     return state
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed Solo whose parent has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc here: trust kill(0)
 
 
 def _config(args):
@@ -127,9 +138,7 @@ def down(args) -> int:
     os.kill(state["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        try:
-            os.kill(state["pid"], 0)
-        except ProcessLookupError:
+        if not _alive(state["pid"]):
             print(f"Solo stopped. Events are kept in {config.data_dir / 'events'}.")
             return 0
         time.sleep(0.2)
