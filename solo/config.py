@@ -55,7 +55,8 @@ class RuntimeConfig(_Section):
 class EventsConfig(_Section):
     roll_seconds: float = Field(default=5.0, gt=0, description="how often committed events become a Parquet segment")
     roll_rows: int = Field(default=100_000, ge=1, description="roll sooner once this many events are committed")
-    compact_below_rows: int = Field(default=50_000, ge=0, description="merge adjacent segments smaller than this")
+    compact_below_rows: int = Field(default=500_000, ge=0,
+                                    description="merge adjacent segments smaller than this, up to 1M rows each")
     retention_days: float = Field(default=0, ge=0, description="drop segments whose newest event is older (0 = keep all)")
     retention_bytes: int = Field(default=0, ge=0, description="drop the oldest segments past this size (0 = no limit)")
     watch_poll_seconds: float = Field(default=15.0, gt=0, description="how long one Watch long-poll waits")

@@ -26,7 +26,7 @@ from solo.events.schema import EVENT_SCHEMA, SCHEMA_VERSION
 from solo.events.wal import WriteAheadLog, fsync_dir
 
 _PAYLOAD = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": "))
-ROW_GROUP_ROWS = 16 * 1024  # small enough that tenant/type statistics skip most of a segment
+ROW_GROUP_ROWS = 4096  # small enough that tenant/type statistics skip most of a segment (bench/events.py)
 SORT_KEYS = [("tenant", "ascending"), ("type", "ascending"), ("id", "ascending")]
 
 
@@ -156,14 +156,15 @@ class EventLog:
         self._tail, self._tail_rows = [], 0
         return final
 
-    def compact(self, small_rows: int = 50_000, target_rows: int = 1_000_000) -> list[Path]:
-        """Merge runs of adjacent small segments into one (written, fsynced, renamed, then the parts
-        deleted: a crash in between leaves parts that recovery drops). Returns the new segments."""
+    def compact(self, small_rows: int = 500_000, target_rows: int = 1_000_000, min_parts: int = 8) -> list[Path]:
+        """Merge runs of at least `min_parts` adjacent small segments into one (written, fsynced,
+        renamed, then the parts deleted: a crash in between leaves parts that recovery drops).
+        Waiting for several parts keeps each event from being rewritten more than a few times."""
         merged: list[Path] = []
         run: list[tuple[Path, int]] = []
 
         def flush_run() -> None:
-            if len(run) >= 2:
+            if len(run) >= max(2, min_parts):
                 merged.append(self._merge([p for p, _ in run]))
             run.clear()
 

@@ -143,7 +143,7 @@ def test_compaction_merges_small_segments_and_keeps_the_history(tmp_path):
         log.append(rows(10))
         log.roll()
     log.append(rows(3))  # still in the WAL
-    merged = log.compact(small_rows=100, target_rows=30)
+    merged = log.compact(small_rows=100, target_rows=30, min_parts=2)
     names = sorted(p.name for p in tmp_path.glob("segment-*.parquet"))
     assert names == [m.name for m in merged] == [  # no merged segment grows past target_rows
         "segment-00000000000000000001-00000000000000000030.parquet",
@@ -158,7 +158,7 @@ def test_a_compaction_interrupted_before_deleting_its_parts_recovers(tmp_path):
         log.roll()
     parts = sorted(tmp_path.glob("segment-*.parquet"))
     saved = {p: p.read_bytes() for p in parts}
-    log.compact(small_rows=100)
+    log.compact(small_rows=100, min_parts=2)
     for path, data in saved.items():  # as if the process died right after the rename
         path.write_bytes(data)
     reopened = EventLog(tmp_path)
@@ -184,3 +184,15 @@ def test_retention_drops_whole_old_segments_from_the_front_only(tmp_path):
     assert reopened.append(rows(1)) == (21, 21)
     size = sum(p.stat().st_size for p in tmp_path.glob("segment-*.parquet"))
     assert reopened.apply_retention(max_bytes=size - 1) and all_ids(tmp_path)[0] == 16
+
+
+def test_compaction_waits_for_enough_small_segments(tmp_path):
+    log = EventLog(tmp_path)
+    for _ in range(3):
+        log.append(rows(2))
+        log.roll()
+    assert log.compact(small_rows=100, min_parts=4) == []
+    log.append(rows(2))
+    log.roll()
+    assert [m.name for m in log.compact(small_rows=100, min_parts=4)] == [
+        "segment-00000000000000000001-00000000000000000008.parquet"]
