@@ -267,6 +267,7 @@ class RegistryActor:
             self.launcher.kill(handle)
 
     async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
+        await self.start()  # after a restart: answer from the rebuilt state, never an empty one
         async with self._lock((tenant, name)):
             saved = self.state.save((tenant, name))
             record = self.state.stopping(tenant, name)
@@ -279,11 +280,13 @@ class RegistryActor:
             return {"service": record_info(record, time.time()), "route_version": self.state.route_version}
 
     async def get(self, tenant: str, name: str) -> dict:
+        await self.start()  # after a restart: answer from the rebuilt state, never an empty one
         record = self.state.get(tenant, name)
         stats = await self._stats(record)
         return record_info(record, time.time(), stats)
 
     async def list(self, tenant: str) -> list[dict]:
+        await self.start()  # after a restart: answer from the rebuilt state, never an empty one
         now = time.time()
         return [record_info(r, now) for r in self.state.list(tenant)]
 
