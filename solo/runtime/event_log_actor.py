@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 
-from solo.errors import Unavailable
-from solo.events.log import EventLog
+from solo.errors import InvalidRequest, Unavailable
+from solo.events.log import EventLog, check_group
 
 EVENT_LOG_NAME = "solo-events"
 
@@ -34,8 +34,13 @@ class EventLogActor:
         self._roller: asyncio.Task | None = None
         self.failure = ""
 
-    async def append(self, rows: list[dict]) -> tuple[int, int]:
-        """Durably append `rows`; returns their (first, last) id once they are fsynced."""
+    async def append(self, rows) -> tuple[int, int]:
+        """Durably append `rows` (row dicts, or an Arrow table for bulk producers); returns their
+        (first, last) id once they are fsynced."""
+        try:
+            check_group(rows)
+        except ValueError as exc:  # this producer's mistake fails only this producer
+            raise InvalidRequest(str(exc)) from None
         if self._roller is None:
             self._roller = asyncio.get_running_loop().create_task(self._roll_loop())
         future = asyncio.get_running_loop().create_future()

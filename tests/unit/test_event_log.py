@@ -196,3 +196,17 @@ def test_compaction_waits_for_enough_small_segments(tmp_path):
     log.roll()
     assert [m.name for m in log.compact(small_rows=100, min_parts=4)] == [
         "segment-00000000000000000001-00000000000000000008.parquet"]
+
+
+def test_columnar_groups_mix_with_row_groups(tmp_path):
+    import pyarrow as pa
+    log = EventLog(tmp_path)
+    bulk = pa.table({"tenant": ["acme"] * 3, "type": ["load.tick"] * 3, "payload": ['{"i": 1}'] * 3})
+    assert log.append_many([rows(2), bulk, rows(1)]) == [(1, 2), (3, 5), (6, 6)]
+    table = read_events(tmp_path)
+    assert table.column("id").to_pylist() == [1, 2, 3, 4, 5, 6]
+    assert table.filter(pa.compute.equal(table["type"], "load.tick")).column("subject").to_pylist() == [""] * 3
+    with pytest.raises(ValueError, match="tenant"):
+        log.append_many([pa.table({"type": ["x"]})])
+    log.wal.close()
+    assert EventLog(tmp_path).last_id == 6  # the WAL replays columnar groups like any other
