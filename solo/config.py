@@ -26,7 +26,8 @@ class GatewayConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=7070, ge=0, le=65535)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    metrics_port: int = Field(default=0, ge=-1, le=65535,
+                              description="Prometheus /metrics port; 0 = off, -1 = any free port")
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="the gateway's event loop; uvloop measured 10-20% more calls/s at c=64 (bench/)")
 

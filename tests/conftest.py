@@ -5,7 +5,6 @@ Tests that need Ray use the `solo` fixture; tests/unit needs neither Ray nor the
 from __future__ import annotations
 
 import os
-import socket
 import textwrap
 import uuid
 from pathlib import Path
@@ -18,19 +17,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray is imported: Ray stays on loopback
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def solo(tmp_path_factory):
     from solo.config import load_config
     from solo.runtime.supervisor import ThreadedSolo
 
     data_dir = tmp_path_factory.mktemp("solo-data")
-    config = load_config(None, data_dir=str(data_dir), gateway__port=0, gateway__metrics_port=free_port(),
+    config = load_config(None, data_dir=str(data_dir), gateway__port=0, gateway__metrics_port=-1,
                          runtime__schedule_timeout_seconds=4.0,
                          runtime__restart_backoff_seconds=0.2, runtime__start_timeout_seconds=30.0,
                          runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024,

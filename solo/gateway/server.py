@@ -32,6 +32,7 @@ class Gateway:
     dispatcher: Dispatcher
     health: HealthServicer
     event_log_watcher: asyncio.Task | None = None
+    metrics_port: int = 0  # where /metrics is served (0 = off)
 
     @property
     def address(self) -> str:
@@ -70,11 +71,14 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
                                  "this machine's; pick another with --port (0 = any free port) or --host")
     await server.start()
     watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
+    metrics_port = 0
     if config.gateway.metrics_port:
-        start_http_server(config.gateway.metrics_port, addr=config.gateway.host, registry=metrics.REGISTRY)
+        httpd, _ = start_http_server(max(0, config.gateway.metrics_port), addr=config.gateway.host,
+                                     registry=metrics.REGISTRY)
+        metrics_port = httpd.server_port
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(server, port, follower, dispatcher, health_servicer, watcher)
+    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port)
 
 
 async def _watch_event_log(feed, every: float = 5.0) -> None:

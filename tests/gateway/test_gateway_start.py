@@ -43,7 +43,7 @@ def test_prometheus_metrics_endpoint(solo, alice, name):
     alice.deploy(EXAMPLES / "echo.py", name)
     for _ in range(3):
         alice.call(name, "echo", "x")
-    port = solo.supervisor.config.gateway.metrics_port
+    port = solo.supervisor.gateway.metrics_port
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     calls = [s for s in families["solo_gateway_calls"].samples
@@ -55,7 +55,7 @@ def test_prometheus_metrics_endpoint(solo, alice, name):
 
 def test_event_log_health_is_exported(solo):
     import time
-    port = solo.supervisor.config.gateway.metrics_port
+    port = solo.supervisor.gateway.metrics_port
     deadline = time.monotonic() + 15
     while True:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()

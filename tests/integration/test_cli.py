@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +31,10 @@ def cli(tmp_path_factory):
             raise AssertionError(f"solo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    port = free_port()
-    up = run("up", "--port", str(port), "--num-cpus", "2")
+    up = run("up", "--port", "0", "--num-cpus", "2")  # any free port: no race with Ray's own ports
     run.up = up
     run.data_dir = data_dir
-    run.port = port
+    run.port = int(json.loads((data_dir / "solo.json").read_text())["address"].rsplit(":", 1)[1])
     yield run
     run("down", check=False)
 
@@ -115,7 +114,7 @@ def test_down_keeps_the_events(cli):
 
 def test_up_again_brings_back_what_was_running(cli):
     # after test_down_keeps_the_events: Solo is down; counter was stopped by hand, echo and ticker were not
-    cli("up", "--port", str(cli.port), "--num-cpus", "2", "--no-example")
+    cli("up", "--port", "0", "--num-cpus", "2", "--no-example")
     try:
         def states():
             return {s["name"]: s["state"] for s in json.loads(cli("ls", "--json").stdout)}

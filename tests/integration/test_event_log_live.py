@@ -27,7 +27,7 @@ def _gauge(solo, name, until, timeout=15.0):
     from prometheus_client.parser import text_string_to_metric_families
     deadline = time.monotonic() + timeout
     while True:
-        url = f"http://127.0.0.1:{solo.supervisor.config.gateway.metrics_port}/metrics"
+        url = f"http://127.0.0.1:{solo.supervisor.gateway.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=10).read().decode()
         value = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}.get(name)
         if value == until or time.monotonic() > deadline:

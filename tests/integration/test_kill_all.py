@@ -14,20 +14,19 @@ import pytest
 
 from solo import SoloClient
 from solo.events import read_events
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow
 
 
 def test_kill_9_everything_then_start_again(tmp_path):
     env = {**os.environ, "SOLO_DATA_DIR": str(tmp_path)}
-    port = free_port()
 
     def solo(*args):
         return subprocess.run([sys.executable, "-m", "solo.cli", *args], env=env, capture_output=True, text=True,
                               timeout=240)
 
-    assert solo("up", "--port", str(port), "--num-cpus", "2", "--no-example").returncode == 0
+    assert solo("up", "--port", "0", "--num-cpus", "2", "--no-example").returncode == 0
     state = json.loads((tmp_path / "solo.json").read_text())
     client = SoloClient(data_dir=tmp_path)
     client.deploy(EXAMPLES / "counter.py")
@@ -59,7 +58,7 @@ def test_kill_9_everything_then_start_again(tmp_path):
     started = [r["subject"] for r in read_events(tmp_path, type="service.started").to_pylist()]
     assert acknowledged and all(started.count(n) >= acknowledged.count(n) for n in set(acknowledged))
 
-    assert solo("up", "--port", str(port), "--num-cpus", "2", "--no-example").returncode == 0
+    assert solo("up", "--port", "0", "--num-cpus", "2", "--no-example").returncode == 0
     try:
         with SoloClient(data_dir=tmp_path) as again:
             deadline = time.monotonic() + 60
