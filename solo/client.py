@@ -104,6 +104,23 @@ def event_dict(event: pb.Event) -> dict:
     return row
 
 
+class EventPages:
+    """The paging of QueryEvents, shared by both clients: requests until `limit` or the end."""
+
+    def __init__(self, limit: int, **filters):
+        self.limit, self.filter, self.found, self.more = limit, event_filter(**filters), [], True
+
+    def next_request(self) -> pb.QueryEventsRequest | None:
+        if not self.more or len(self.found) >= self.limit:
+            return None
+        return pb.QueryEventsRequest(filter=self.filter, limit=min(1000, self.limit - len(self.found)))
+
+    def take(self, page: pb.QueryEventsResponse) -> None:
+        self.found.extend(event_dict(e) for e in page.events)
+        self.more = page.more
+        self.filter.after_id = page.next_after_id
+
+
 def to_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
@@ -173,15 +190,10 @@ class SoloClient(_Base):
 
     def events(self, *, limit: int = 1000, **filters) -> list[dict]:
         """Events oldest first (filters: tenant, types, subject, since, until, after_id), all pages up to limit."""
-        found: list[dict] = []
-        flt = event_filter(**filters)
-        while len(found) < limit:
-            page = self._rpc("QueryEvents", pb.QueryEventsRequest(filter=flt, limit=min(1000, limit - len(found))))
-            found.extend(event_dict(e) for e in page.events)
-            if not page.more:
-                break
-            flt.after_id = page.next_after_id
-        return found
+        pages = EventPages(limit, **filters)
+        while (request := pages.next_request()) is not None:
+            pages.take(self._rpc("QueryEvents", request))
+        return pages.found
 
     def watch(self, **filters) -> Iterator[dict]:
         """Catch up from after_id, then follow new events as they are committed."""
@@ -260,16 +272,10 @@ class AsyncSoloClient(_Base):
         return to_dict(await self._rpc("WhoAmI", pb.WhoAmIRequest()))
 
     async def events(self, *, limit: int = 1000, **filters) -> list[dict]:
-        found: list[dict] = []
-        flt = event_filter(**filters)
-        while len(found) < limit:
-            page = await self._rpc("QueryEvents",
-                                   pb.QueryEventsRequest(filter=flt, limit=min(1000, limit - len(found))))
-            found.extend(event_dict(e) for e in page.events)
-            if not page.more:
-                break
-            flt.after_id = page.next_after_id
-        return found
+        pages = EventPages(limit, **filters)
+        while (request := pages.next_request()) is not None:
+            pages.take(await self._rpc("QueryEvents", request))
+        return pages.found
 
     async def watch(self, **filters) -> AsyncIterator[dict]:
         call = self.stub.Watch(pb.WatchRequest(filter=event_filter(**filters)), metadata=self.metadata)

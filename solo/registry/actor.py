@@ -18,10 +18,11 @@ from solo.core.spec import Resources, ServiceSpec
 from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
-from solo.registry.events import EventSink, event_rows
+from solo.registry.events import event_rows
 from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord
+from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import Launcher, call_host, died_message
 
 REGISTRY_NAME = "solo-registry"
@@ -37,7 +38,7 @@ class RegistryActor:
         self.state = RegistryState(self.config.limits.max_services_per_tenant,
                                    first_route_version=int(time.time() * 1000) * 1000)
         self.launcher = Launcher(self.config.namespace, bind_host)
-        self.sink = EventSink(self.config.namespace)
+        self.sink = EventLogHandle(self.config.namespace)
         self.specs = SpecStore(self.config.data_dir / "specs")
         self.default_shape = Resources(num_cpus=rt.default_num_cpus)
         self.hosts: dict[tuple[str, str], object] = {}

@@ -1,11 +1,7 @@
-"""How the registry writes its events: through the event-log actor, the single sequencer."""
+"""The registry's events as rows for the event-log actor, the single sequencer."""
 from __future__ import annotations
 
-from ray.exceptions import RayActorError, RayTaskError
-
-from solo.errors import SoloError, Unavailable
 from solo.registry.state import Event
-from solo.runtime.event_log_actor import find_event_log
 
 
 def event_rows(events: list[Event], who: dict, last_crash: dict) -> tuple[list[dict], dict]:
@@ -25,28 +21,3 @@ def event_rows(events: list[Event], who: dict, last_crash: dict) -> tuple[list[d
             row["causation_id"] = last_crash[key]
         rows.append(row)
     return rows, crash_at
-
-
-class EventSink:
-    def __init__(self, namespace: str):
-        self.namespace = namespace
-        self._actor = None
-
-    async def append(self, rows: list[dict]) -> tuple[int, int]:
-        actor = self._actor or find_event_log(self.namespace)
-        if actor is None:
-            raise Unavailable("the event log is not running; the operation was not recorded and did not happen")
-        self._actor = actor
-        try:
-            return await actor.append.remote(rows)
-        except RayTaskError as exc:
-            if isinstance(exc.cause, SoloError):
-                raise exc.cause from None
-            raise Unavailable(f"the event log failed ({exc.cause!r}); the operation did not happen") from None
-        except RayActorError:
-            self._actor = None
-            raise Unavailable("the event log is unavailable (restarting?); the operation was not recorded "
-                              "and did not happen; retry shortly") from None
-
-
-__all__ = ["EventSink", "event_rows"]

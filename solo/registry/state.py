@@ -56,8 +56,6 @@ class Event:
     tenant: str
     subject: str
     payload: dict = field(default_factory=dict)
-    principal: str = ""
-    correlation_id: str = ""
     after_crash: bool = False  # caused by the service's latest crash (becomes causation_id)
 
 

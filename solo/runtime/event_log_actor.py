@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 
-from solo.errors import InvalidRequest, Unavailable
+from solo.errors import InvalidRequest, SoloError, Unavailable
 from solo.events.log import EventLog, check_group
 
 EVENT_LOG_NAME = "solo-events"
@@ -109,39 +109,38 @@ class EventLogActor:
 
 
 class EventLogHandle:
-    """The gateway's view of the log (an EventFeed): Ray errors become Solo errors."""
+    """How the registry (appends) and the gateway (status, Watch) reach the log actor.
+
+    Finds the actor by name (again after it was restarted) and turns Ray's errors into Solo's.
+    """
 
     def __init__(self, namespace: str):
         self.namespace = namespace
         self._actor = None
 
-    def _maintain(self) -> None:
-        """Roll the committed tail, merge small segments, apply retention (in a worker thread)."""
-        if self.log.roll() is not None and self.compact_below_rows:
-            self.log.compact(small_rows=self.compact_below_rows)
-        if any(self.retention):
-            self.log.apply_retention(*self.retention)
-
-    async def status(self) -> dict:
+    async def _call(self, method: str, *args, why: str = "retry shortly"):
         actor = self._actor or find_event_log(self.namespace)
         if actor is None:
-            raise Unavailable("the event log is not running")
-        try:
-            return await actor.status.remote()
-        except ray.exceptions.RayActorError:
-            self._actor = None
-            raise Unavailable("the event log is unavailable") from None
-
-    async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
-        actor = self._actor or find_event_log(self.namespace)
-        if actor is None:
-            raise Unavailable("the event log is not running; retry shortly")
+            raise Unavailable(f"the event log is not running; {why}")
         self._actor = actor
         try:
-            return await actor.since.remote(after_id, limit, wait_seconds)
+            return await getattr(actor, method).remote(*args)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, SoloError):
+                raise exc.cause from None
+            raise Unavailable(f"the event log failed ({exc.cause!r}); {why}") from None
         except ray.exceptions.RayActorError:
             self._actor = None
-            raise Unavailable("the event log is unavailable (restarting?); retry shortly") from None
+            raise Unavailable(f"the event log is unavailable (restarting?); {why}") from None
+
+    async def append(self, rows) -> tuple[int, int]:
+        return await self._call("append", rows, why="the operation was not recorded and did not happen")
+
+    async def status(self) -> dict:
+        return await self._call("status")
+
+    async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
+        return await self._call("since", after_id, limit, wait_seconds)
 
 
 def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None):

@@ -129,15 +129,10 @@ class Launcher:
 
     def kill_all(self) -> int:
         """Kill every host in the namespace (used by `solo down`)."""
-        killed = 0
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry["namespace"] == self.namespace and entry["name"].startswith(HOST_PREFIX):
-                try:
-                    self.kill(ray.get_actor(entry["name"], namespace=self.namespace))
-                    killed += 1
-                except ValueError:
-                    pass
-        return killed
+        names = self.host_names()
+        for name in names:
+            self.kill_named(name)
+        return len(names)
 
 
 async def _await(ref):
