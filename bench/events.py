@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """The event log: durable append throughput and ack latency, "one tenant and one type" queries, registry rebuild.
 
-    python bench/events.py          # ~2 min, hard limit 350 s; writes the "events" section of bench/RESULTS.md
+    python bench/events.py          # ~3 min, hard limit 420 s; writes the "events" section of bench/RESULTS.md
 
   appends  Solo's EventLogActor (the real Ray actor, local Ray) driven by producer coroutines in this process:
-           8 producers x 1000-event batches, 8 producers x 1 event, 1 producer x 1 event (ack latency);
+           8 producers x 1000-event batches (as row dicts, and as Arrow record batches), 8 producers x 1 event,
+           1 producer x 1 event (ack latency);
            the EventLog class in-process (no Ray) as a diagnostic; anchors in the same temp dir type:
            one os.write+os.fsync per event, SQLite (WAL, synchronous=FULL, 1000 rows/transaction),
            a pyarrow ParquetWriter writing the same rows
-  query    a 1M-event log written by EventLog (10 tenants x 20 types, ~100-byte JSON payloads), then
+  query    a 1M-event log written by EventLog, rolled every 100k and compacted as the actor does (10 tenants x
+           20 types, ~100-byte JSON payloads), then
            "tenant T and type Y" (count, and fetch all columns ordered by id) with solo.events.read_events,
            DuckDB read_parquet over the segments, pyarrow.dataset with a filter, SQLite with an index on
            (tenant, type) holding the same rows; then 10M events (DuckDB and Solo) if the time budget allows
@@ -46,15 +48,17 @@ import pyarrow.parquet as pq  # noqa: E402
 
 import _common as C  # noqa: E402
 from solo.events import EVENT_SCHEMA, read_events  # noqa: E402
-from solo.events.reader import segment_files  # noqa: E402
-from solo.events.log import ROW_GROUP_ROWS, SORT_KEYS, EventLog  # noqa: E402
+from solo.events.log import EventLog  # noqa: E402
+from solo.events.segments import ROW_GROUP_ROWS, segment_files, write_segment  # noqa: E402
 from solo.events.wal import encode_batch  # noqa: E402
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint  # noqa: E402
 
-HARD_LIMIT = 350
+HARD_LIMIT = 420
+COMPACT_BELOW_ROWS = 500_000  # the [events] compact_below_rows default: what the actor merges after each roll
 TARGET_APPEND_EPS = 200_000
 TARGET_ACK_OVER_FSYNC_MS = 2.0
 TARGET_QUERY_MS = 10.0
+TARGET_QUERY_BIG_MS = 50.0
 
 TENANTS = [f"tenant-{i:02d}" for i in range(10)]
 TYPES = ["service.deploying", "service.started", "service.crashed", "service.restarting", "service.restarted",
@@ -290,8 +294,8 @@ def eventlog_inprocess(work: Path, batches: list[list[dict]], duration: float) -
             "roll_rows": roll_rows}
 
 
-async def drive_actor(actor, batches: list[list[dict]], warmup: float, duration: float) -> dict:
-    """len(batches) producer coroutines, each awaiting actor.append.remote(its rows) in a loop. Calls completing
+async def drive_actor(append, batches: list, warmup: float, duration: float) -> dict:
+    """len(batches) producer coroutines, each awaiting append(its rows) in a loop. Calls completing
     inside the measured window count (events and ack latency); every acknowledged range is kept for checks."""
     start = time.perf_counter()
     window_start, window_end = start + warmup, start + warmup + duration
@@ -303,7 +307,7 @@ async def drive_actor(actor, batches: list[list[dict]], warmup: float, duration:
     async def producer(rows):
         while time.perf_counter() < window_end:
             t0 = time.perf_counter()
-            first, last = await actor.append.remote(rows)
+            first, last = await append(rows)
             t1 = time.perf_counter()
             ranges.append((first, last))
             if window_start <= t1 <= window_end:
@@ -339,9 +343,9 @@ class NoopLog:
 def bench_actor(work: Path, args, started: float) -> dict:
     import ray
 
-    from solo.runtime.event_log_actor import get_or_create_event_log
+    from solo.runtime.event_log_actor import EventLogHandle, get_or_create_event_log
 
-    points = {"a": (8, 1000), "b": (8, 1), "c": (1, 1)}
+    points = {"a": (8, 1000), "a-dicts": (8, 1000), "a-arrow": (8, 1000), "b": (8, 1), "c": (1, 1)}
     results = {}
     with C.local_ray(num_cpus=2):
         for key, (producers, size) in (("floor-a", (8, 1000)), ("floor-arrow", (8, 1000)), ("floor-b", (8, 1)),
@@ -354,7 +358,7 @@ def bench_actor(work: Path, args, started: float) -> dict:
             log(started, f"appends ({key}): no-op Ray actor, {producers} producer(s) x {size}-event batches")
             try:
                 ray.get(actor.append.remote([]))
-                point = asyncio.run(drive_actor(actor, batches, args.warmup, min(args.duration, 3.0)))
+                point = asyncio.run(drive_actor(actor.append.remote, batches, args.warmup, min(args.duration, 3.0)))
             finally:
                 ray.kill(actor)
             point.update(producers=producers, size=size)
@@ -364,12 +368,19 @@ def bench_actor(work: Path, args, started: float) -> dict:
             directory = work / f"actor-{key}" / "events"
             # exactly how the supervisor creates it (named, detached, num_cpus=0, max_concurrency=10000), with
             # the default [events] config (roll every 5 s or at 100k events, compaction of small segments)
-            actor = get_or_create_event_log(directory, f"bench-events-{key}")
+            namespace = f"bench-events-{key}"
+            actor = get_or_create_event_log(directory, namespace)
             batches = [producer_rows(size, seed=key_seed) for key_seed in range(producers)]
+            if key == "a-arrow":  # a bulk producer hands over columns: one RecordBatch, payload as JSON text
+                batches = [pa.RecordBatch.from_pylist([{**r, "payload": json.dumps(r["payload"], sort_keys=True)}
+                                                       for r in rows]) for rows in batches]
             log(started, f"appends ({key}): EventLogActor, {producers} producer(s) x {size}-event batches, "
                          f"{args.warmup:g} s warm-up + {args.duration:g} s")
             try:
-                point = asyncio.run(drive_actor(actor, batches, args.warmup, args.duration))
+                # (a), (b), (c): through EventLogHandle, the producers' API (a 1000-row group becomes Arrow columns
+                # in the producer); a-dicts / a-arrow: the same rows sent straight to the actor as dicts / as columns
+                append = actor.append.remote if key in ("a-dicts", "a-arrow") else EventLogHandle(namespace).append
+                point = asyncio.run(drive_actor(append, batches, args.warmup, args.duration))
                 point["actor_last_id"] = ray.get(actor.last_id.remote())
                 ray.get(actor.close.remote())
             finally:
@@ -392,8 +403,8 @@ def build_1m(directory: Path, n: int, rng: np.random.Generator) -> dict:
     """Write n events through EventLog.append_many (100 groups of 1000 rows per call, one fsync each) with Solo's
     default roll_rows=100k, so the segments are exactly what Solo writes (sorted by tenant, type, id; its row
     groups)."""
-    elog = EventLog(directory, roll_rows=100_000)
-    t_rows = t_log = 0.0
+    elog = EventLog(directory, roll_rows=100_000, auto_roll=False)
+    t_rows = t_log = t_maint = 0.0
     try:
         for first in range(1, n + 1, 100_000):
             t0 = time.perf_counter()
@@ -401,21 +412,31 @@ def build_1m(directory: Path, n: int, rng: np.random.Generator) -> dict:
             rows = pa.table({k: v for k, v in cols.items() if k != "id"}).to_pylist()  # payload: a JSON string
             t1 = time.perf_counter()
             elog.append_many([rows[i:i + 1000] for i in range(0, len(rows), 1000)])
-            t_log += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            elog.roll()  # what the actor's maintenance does once 100k are committed: roll, then compact
+            elog.compact(small_rows=COMPACT_BELOW_ROWS)
+            t_maint += time.perf_counter() - t2
+            t_log += t2 - t1
             t_rows += t1 - t0
     finally:
-        t0 = time.perf_counter()
         elog.close()
-        t_log += time.perf_counter() - t0
     files = segment_files(directory)
-    meta = pq.read_metadata(files[0])
-    return {"append_s": t_log, "gen_s": t_rows, "segments": len(files), "row_groups": meta.num_row_groups,
-            "bytes": sum(f.stat().st_size for f in files)}
+    return {"append_s": t_log, "maint_s": t_maint, "gen_s": t_rows, "segments": len(files),
+            "layout": layout(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def layout(files: list[Path]) -> str:
+    """Segment sizes, e.g. '1 x 800k + 2 x 100k rows'."""
+    counts: dict[int, int] = {}
+    for f in files:
+        rows = pq.read_metadata(f).num_rows
+        counts[rows] = counts.get(rows, 0) + 1
+    return " + ".join(f"{c} x {r / 1000:,.0f}k" for r, c in sorted(counts.items(), reverse=True)) + " rows"
 
 
 def build_big(directory: Path, n: int, rng: np.random.Generator, deadline: float) -> dict | None:
-    """n events written as 100k-row segments by EventLog's own segment writer (what roll() calls: sorted by tenant,
-    type, id; its row-group size; statistics), generated columnar (the per-row append path would take minutes)."""
+    """n events written as 100k-row segments by Solo's segment writer (what a roll writes), each followed by the
+    compaction the actor runs after a roll; generated columnar (the per-row append path would take minutes)."""
     t0 = time.perf_counter()
     now = int(time.time() * 1e6)
     elog = EventLog(directory)
@@ -424,11 +445,12 @@ def build_big(directory: Path, n: int, rng: np.random.Generator, deadline: float
             if time.monotonic() > deadline:
                 return None
             table = segment_table(gen_columns(first, min(100_000, n - first + 1), rng), now)
-            elog._write_segment(table, first, first + table.num_rows - 1)  # what roll() writes: sorted, row groups
+            write_segment(directory, table, first, first + table.num_rows - 1)
+            elog.compact(small_rows=COMPACT_BELOW_ROWS)
     finally:
         elog.wal.close()
     files = segment_files(directory)
-    return {"build_s": time.perf_counter() - t0, "segments": len(files),
+    return {"build_s": time.perf_counter() - t0, "segments": len(files), "layout": layout(files),
             "bytes": sum(f.stat().st_size for f in files)}
 
 
@@ -509,17 +531,6 @@ def query_engines(directory: Path, sqlite_path: Path | None, repeats: int, deadl
 
 def glob_files(directory: Path) -> list[str]:
     return [str(f) for f in segment_files(directory)]
-
-
-def compact_into_one(src: Path, dst: Path, row_group_rows: int) -> None:
-    """What-if: the same events merged into ONE segment sorted by (tenant, type, id), as a compaction that also
-    merged full-size segments would leave them; `row_group_rows` per row group. Not Solo's current files."""
-    dst.mkdir(parents=True)
-    files = segment_files(src)
-    table = pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files]).sort_by(SORT_KEYS)
-    first, last = int(files[0].name.split("-")[1]), int(files[-1].name.split("-")[2].split(".")[0])
-    pq.write_table(table, dst / f"segment-{first:020d}-{last:020d}.parquet", row_group_size=row_group_rows,
-                   write_statistics=True)
 
 
 # -- 3. registry rebuild ---------------------------------------------------------------------------
@@ -605,7 +616,7 @@ def bench_rebuild(work: Path, sizes: list[int], repeats: int, started: float) ->
 
 def report(res: dict, info: dict, args) -> str:
     anchors, actor, inproc = res["anchors"], res["actor"], res["inproc"]
-    a, b, c = actor["a"], actor["b"], actor["c"]
+    a, ad, aa, b, c = actor["a"], actor["a-dicts"], actor["a-arrow"], actor["b"], actor["c"]
     fs = anchors["fsync"]
 
     def cpu(p):
@@ -615,6 +626,13 @@ def report(res: dict, info: dict, args) -> str:
     append_rows = [
         ["Solo EventLogActor (Ray), (a)", "8 x 1000", num(a["eps"]), num(a["acks"]), ms(a["p50"]), ms(a["p99"]), cpu(a),
          f"acked {num(a['acked_total'])} = on disk {num(a['on_disk'])}, ids gap-free: {a['gap_free']}"],
+        ["EventLogActor, (a)'s rows sent as dicts (no producer-side columns)", "8 x 1000", num(ad["eps"]),
+         num(ad["acks"]), ms(ad["p50"]), ms(ad["p99"]), cpu(ad),
+         f"acked {num(ad['acked_total'])} = on disk {num(ad['on_disk'])}, ids gap-free: {ad['gap_free']}"],
+        ["EventLogActor, (a)'s rows built as Arrow record batches by the producer", "8 x 1000", num(aa["eps"]),
+         num(aa["acks"]),
+         ms(aa["p50"]), ms(aa["p99"]), cpu(aa),
+         f"acked {num(aa['acked_total'])} = on disk {num(aa['on_disk'])}, ids gap-free: {aa['gap_free']}"],
         ["Solo EventLogActor (Ray), (b)", "8 x 1", num(b["eps"]), num(b["acks"]), ms(b["p50"]), ms(b["p99"]), cpu(b),
          f"acked {num(b['acked_total'])} = on disk {num(b['on_disk'])}, gap-free: {b['gap_free']}"],
         ["Solo EventLogActor (Ray), (c)", "1 x 1", num(c["eps"]), num(c["acks"]), ms(c["p50"]), ms(c["p99"]), cpu(c),
@@ -652,20 +670,12 @@ def report(res: dict, info: dict, args) -> str:
              for r in q["rows_1m"]]
     query_table = C.markdown_table([f"engine ({size} events, Solo's files)", "query", "rows", "p50 ms", "min ms",
                                     "max ms", "runs"], qrows)
-    small = ""
-    if q.get("rows_compacted"):
-        small = (f"\n\nWhat-if (not Solo's current files): the same {size} events merged into ONE segment sorted by "
-                 "(tenant, type, id), i.e. what a compaction that also merged full 100k segments would leave:\n\n"
-                 + C.markdown_table(
-                     ["layout", "engine", "query", "rows", "p50 ms", "min ms", "max ms", "runs"],
-                     [[r["layout"], r["engine"], r["what"], num(r["rows"]), ms(r["p50"]), ms(r["min"]), ms(r["max"]),
-                       r["n"]] for r in q["rows_compacted"]]))
     big = ""
     if q.get("rows_10m"):
         bb = q["build_10m"]
-        big = (f"\n\n{args.big / 1e6:g}M events ({bb['segments']} segments of 100k written with EventLog.roll()'s "
-               f"layout from columnar "
-               f"data in {bb['build_s']:.0f} s, {bb['bytes'] / 1e6:,.0f} MB):\n\n" + C.markdown_table(
+        big = (f"\n\n{args.big / 1e6:g}M events (100k-row segments as a roll writes them, each followed by the "
+               f"actor's compaction: {bb['layout']}, {bb['bytes'] / 1e6:,.0f} MB, built from columnar data in "
+               f"{bb['build_s']:.0f} s):\n\n" + C.markdown_table(
                    [f"engine ({args.big / 1e6:g}M events)", "query", "rows", "p50 ms", "min ms", "max ms", "runs"],
                    [[r["engine"], r["what"], num(r["rows"]), ms(r["p50"]), ms(r["min"]), ms(r["max"]), r["n"]]
                     for r in q["rows_10m"]]))
@@ -687,13 +697,19 @@ def report(res: dict, info: dict, args) -> str:
     solo_q = next(r for r in q["rows_1m"] if r["engine"].startswith("solo"))
     duck_q = [r for r in q["rows_1m"] if r["engine"].startswith("DuckDB")]
     checks = [
-        ["durable appends, 8 concurrent producers (EventLogActor, 1000-event batches)", f"{num(a['eps'])} events/s",
-         f">= {num(TARGET_APPEND_EPS)} events/s", a["eps"] >= TARGET_APPEND_EPS],
+        ["durable appends, 8 concurrent producers of 1000-row dict batches (EventLogHandle.append)",
+         f"{num(a['eps'])} events/s", f">= {num(TARGET_APPEND_EPS)} events/s", a["eps"] >= TARGET_APPEND_EPS],
+        ["durable appends, 8 concurrent producers of 1000-row Arrow batches",
+         f"{num(aa['eps'])} events/s", f">= {num(TARGET_APPEND_EPS)} events/s", aa["eps"] >= TARGET_APPEND_EPS],
         ["single-append ack p50 (c=1) minus bare fsync p50", f"{ms(c['p50'])} - {ms(fs['p50'])} = "
          f"{ms(c['p50'] - fs['p50'])} ms", f"<= {TARGET_ACK_OVER_FSYNC_MS:g} ms",
          c["p50"] - fs["p50"] <= TARGET_ACK_OVER_FSYNC_MS / 1000],
         [f"one tenant and one type on {size} events, solo.events.read_events p50", f"{ms(solo_q['p50'])} ms",
          f"<= {TARGET_QUERY_MS:g} ms", solo_q["p50"] <= TARGET_QUERY_MS / 1000],
+    ] + [
+        [f"same query on {args.big / 1e6:g}M events, solo.events.read_events p50", f"{ms(r['p50'])} ms",
+         f"<= {TARGET_QUERY_BIG_MS:g} ms", r["p50"] <= TARGET_QUERY_BIG_MS / 1000]
+        for r in q.get("rows_10m", []) if r["engine"].startswith("solo")
     ] + [[f"same query, {r['engine']} {r['what']} (context)", f"{ms(r['p50'])} ms", "-", None] for r in duck_q] + [
         [f"registry rebuild, {num(r['n'])} service events, "
          + ("no checkpoint" if r["kind"] == "full" else "checkpoint at 90%") + " (context)",
@@ -712,9 +728,11 @@ def report(res: dict, info: dict, args) -> str:
         + ", ".join(f"{k} {v}" for k, v in info["others"].items()) + ".\n\n"
         "### Appends\n\n"
         f"EventLogActor created by `get_or_create_event_log` (as the supervisor does, default `[events]` config: roll "
-        f"every 5 s or at 100k events, then merge segments under 50k rows) in a private local Ray (`num_cpus=2`); "
-        f"producers are coroutines in the driver "
-        f"awaiting `actor.append.remote(rows)`, rows are dicts with a dict payload (~100 B JSON), {args.warmup:g} s "
+        f"every 5 s or at 100k events, then merge runs of 8+ segments under 500k rows) in a private local Ray (`num_cpus=2`); "
+        f"producers are coroutines in the driver awaiting `EventLogHandle.append(rows)` (the producers' API: a group of "
+        f"64+ rows is turned into Arrow columns in the producer's process before the Ray call), rows are dicts with a "
+        f"dict payload (~100 B JSON); two more points send the same rows straight to `actor.append.remote` as dicts "
+        f"and as Arrow batches; {args.warmup:g} s "
         f"warm-up then {args.duration:g} s measured; acks completing inside the window count. An *ack* is one "
         f"`append` call returning its id range after the group commit's fsync. Anchors ran without Ray, one writer, "
         f"in a temp dir on the same file system. The *Ray floor* rows drive a no-op async actor with the same options "
@@ -723,18 +741,19 @@ def report(res: dict, info: dict, args) -> str:
         f"disturbed) during the window.\n\n{appends}\n\n"
         f"Inside EventLog, per 1000-row group (in-process): building the Arrow batch from dicts (`_batch`: per-row "
         f"Python + json.dumps) {ms(inproc['build_1000'])} ms, Arrow IPC encode {ms(inproc['encode_1000'])} ms; "
-        f"rolling ~{num(inproc['roll_rows'])} committed events to a segment (inside `append_many` when the tail "
-        f"reaches roll_rows, so under the actor's file lock) {ms(inproc['roll'])} ms.\n\n"
+        f"rolling ~{num(inproc['roll_rows'])} committed events to a segment {ms(inproc['roll'])} ms (in the actor "
+        f"this runs in its maintenance thread while group commits go on; only sealing the tail, a WAL file switch, "
+        f"takes the append lock).\n\n"
         "### Query: one tenant and one type\n\n"
         f"{size} events (10 tenants x 20 types uniform, 100 subjects, ~100 B JSON payloads, generated columnar) "
         f"written through `EventLog.append_many` (100 groups of 1000 per call) with roll_rows=100k: "
-        f"{b1['segments']} segments, {b1['row_groups']} row groups each ({ROW_GROUP_ROWS:,}-row row groups, "
+        f"rolled every 100k and compacted as the actor does: {b1['layout']} ({ROW_GROUP_ROWS:,}-row row groups, "
         f"sorted by tenant, type, id), "
         f"{b1['bytes'] / 1e6:,.0f} MB, appended in {b1['append_s']:.1f} s ({num(args.events / b1['append_s'])} "
-        f"events/s in-process, rows prepared in {b1['gen_s']:.1f} s). Query `tenant = '{QUERY_TENANT}' and "
+        f"events/s in-process, rows prepared in {b1['gen_s']:.1f} s, rolls and compactions {b1['maint_s']:.1f} s). Query `tenant = '{QUERY_TENANT}' and "
         f"type = '{QUERY_TYPE}'`; one warm-up run then {args.repeats} timed runs each, files in the page cache. "
         f"SQLite holds the same rows (loaded in {q['sqlite_load_s']:.1f} s) with an index on (tenant, type)."
-        f"\n\n{query_table}{small}{big}\n\n"
+        f"\n\n{query_table}{big}\n\n"
         "### Registry rebuild\n\n"
         "Service events over 1000 services (10 tenants x 100), coherent lifecycles: deploying + started, then "
         "mostly crashed + restarting + restarted, sometimes stopped and deployed again; payloads as the registry "
@@ -817,16 +836,6 @@ def main() -> int:
         for r in q["rows_1m"]:
             log(started, f"  {r['engine']} / {r['what']}: p50 {ms(r['p50'])} ms ({r['rows']} rows)")
         sqlite_path.unlink()
-        q["rows_compacted"] = []
-        for rg in (ROW_GROUP_ROWS, 4096):
-            compacted = work / f"q1m-compacted-{rg}" / "events"
-            compact_into_one(qdir, compacted, rg)
-            rows = query_engines(compacted, None, args.repeats, engines=("solo", "duckdb"))
-            for r in rows:
-                r["layout"] = f"1 segment, {rg:,}-row row groups"
-                log(started, f"  what-if {r['layout']}: {r['engine']} / {r['what']}: p50 {ms(r['p50'])} ms")
-            q["rows_compacted"] += rows
-            shutil.rmtree(compacted.parent, ignore_errors=True)
         shutil.rmtree(qdir.parent, ignore_errors=True)
         res["query"] = q
 

@@ -9,7 +9,7 @@ import asyncio
 import os
 import tomllib
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,6 +60,11 @@ class EventsConfig(_Section):
                                     description="merge adjacent segments smaller than this, up to 1M rows each")
     retention_days: float = Field(default=0, ge=0, description="drop segments whose newest event is older (0 = keep all)")
     retention_bytes: int = Field(default=0, ge=0, description="drop the oldest segments past this size (0 = no limit)")
+    tenant_retention_days: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="per-tenant overrides of retention_days, e.g. {acme = 365, noisy = 1}")
+    retention_check_seconds: float = Field(default=60.0, gt=0, description="how often retention is applied")
+    checkpoint_seconds: float = Field(default=60.0, gt=0,
+                                      description="how often the registry checkpoints its state (bounds the rebuild)")
     watch_poll_seconds: float = Field(default=15.0, gt=0, description="how long one Watch long-poll waits")
     watch_slow_consumer_seconds: float = Field(
         default=30.0, gt=0, description="a watcher that takes no event for this long is ended (resume by id)")

@@ -10,9 +10,10 @@ appends into one `append_many` (one fsync for all of them).
 from __future__ import annotations
 
 import json
-import os
+import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,14 +21,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from solo.events.reader import _range as segment_range
-from solo.events.reader import read_events, segment_files
+from solo.events.reader import read_events
 from solo.events.schema import EVENT_SCHEMA, SCHEMA_VERSION
+from solo.events.segments import INDEXES, segment_files, segment_range, write_segment
 from solo.events.wal import WriteAheadLog, fsync_dir
 
 _PAYLOAD = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": "))
-ROW_GROUP_ROWS = 4096  # small enough that tenant/type statistics skip most of a segment (bench/events.py)
-SORT_KEYS = [("tenant", "ascending"), ("type", "ascending"), ("id", "ascending")]
+PRODUCER_SCHEMA = pa.schema([f for f in EVENT_SCHEMA if f.name not in ("id", "schema_version")])
+
+
+def to_columns(rows: list[dict], clock: Callable[[], float] = time.time) -> pa.RecordBatch:
+    """Producer rows as one Arrow batch of the event columns the producer sets (no id yet).
+
+    Column by column: the per-row Python is the cost, so a bulk producer pays it in its own
+    process (see EventLogHandle.append) and the sequencer only numbers and writes.
+    """
+    now_us = _to_micros(clock())
+    encode = _PAYLOAD.encode
+    times = [now_us if (t := row.get("time")) is None else _to_micros(t) for row in rows]
+    columns = [
+        pa.array(times, pa.int64()).cast(EVENT_SCHEMA.field("time").type),
+        pa.array([row["tenant"] for row in rows], pa.string()),
+        pa.array([row["type"] for row in rows], pa.string()),
+        pa.array([row.get("subject", "") for row in rows], pa.string()),
+        pa.array([row.get("principal", "") for row in rows], pa.string()),
+        pa.array([row.get("causation_id") for row in rows], pa.uint64()),
+        pa.array([row.get("correlation_id", "") for row in rows], pa.string()),
+        pa.array([p if isinstance(p := row.get("payload"), str) else encode(p or {}) for row in rows], pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=PRODUCER_SCHEMA)
 
 
 class LogCorrupted(Exception):
@@ -44,12 +66,13 @@ def check_group(group) -> None:
         raise ValueError("events need at least a tenant and a type")
 
 
-def _newest_time(path: Path) -> float:
-    """The latest event time in a segment, from its statistics (no data read)."""
-    meta = pq.ParquetFile(path).metadata
-    column = meta.schema.names.index("time")
-    newest = max(meta.row_group(i).column(column).statistics.max for i in range(meta.num_row_groups))
-    return newest.timestamp() if hasattr(newest, "timestamp") else float(newest) / 1e6
+def _cutoff(now_us: int, age_seconds: float | None) -> int:
+    """Events older than this (microseconds) are past a retention of `age_seconds` (None: never)."""
+    return -(2 ** 63) if age_seconds is None else now_us - int(age_seconds * 1_000_000)
+
+
+def _read_segment(path: Path) -> pa.Table:
+    return pq.read_table(path, schema=EVENT_SCHEMA).replace_schema_metadata(None)
 
 
 def _to_micros(value) -> int:
@@ -60,15 +83,31 @@ def _to_micros(value) -> int:
     return int(float(value) * 1_000_000)
 
 
+@dataclass
+class _Sealed:
+    """Committed events taken out of the tail for a segment, and the WAL files that hold them."""
+    batches: list[pa.RecordBatch]
+    first: int
+    last: int
+    wal_files: list[Path]
+
+
 class EventLog:
-    def __init__(self, directory: Path, clock: Callable[[], float] = time.time, roll_rows: int = 100_000):
+    """Thread-safe for one appending thread plus one maintenance thread (roll, compact, retention):
+    appends never wait for a segment to be written, only for the moment the tail is sealed."""
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time, roll_rows: int = 100_000,
+                 auto_roll: bool = True):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.roll_rows = roll_rows
+        self.auto_roll = auto_roll  # roll inside append_many once roll_rows are committed (in-process use)
         self.wal = WriteAheadLog(self.directory)
+        self._lock = threading.Lock()  # the tail, the sealed part and the WAL file
         self._tail: list[pa.RecordBatch] = []
         self._tail_rows = 0
+        self._sealed: _Sealed | None = None
         self.last_id = 0
         self._recover()
 
@@ -111,25 +150,13 @@ class EventLog:
 
     # -- writing -------------------------------------------------------------------------------
     def _batch(self, rows: list[dict], first_id: int) -> pa.RecordBatch:
-        """One Arrow batch from producer rows (column by column: the per-row Python is the cost)."""
-        now_us = _to_micros(self.clock())
-        encode = _PAYLOAD.encode
-        times = [now_us if (t := row.get("time")) is None else _to_micros(t) for row in rows]
-        columns = {
-            "id": pa.array(range(first_id, first_id + len(rows)), pa.uint64()),
-            "time": pa.array(times, pa.int64()).cast(EVENT_SCHEMA.field("time").type),
-            "tenant": pa.array([row["tenant"] for row in rows], pa.string()),
-            "type": pa.array([row["type"] for row in rows], pa.string()),
-            "subject": pa.array([row.get("subject", "") for row in rows], pa.string()),
-            "principal": pa.array([row.get("principal", "") for row in rows], pa.string()),
-            "causation_id": pa.array([first_id + row["cause_index"] if "cause_index" in row
-                                      else row.get("causation_id") for row in rows], pa.uint64()),
-            "correlation_id": pa.array([row.get("correlation_id", "") for row in rows], pa.string()),
-            "payload": pa.array([p if isinstance(p := row.get("payload"), str) else encode(p or {})
-                                 for row in rows], pa.string()),
-            "schema_version": pa.array([SCHEMA_VERSION] * len(rows), pa.uint16()),
-        }
-        return pa.RecordBatch.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+        """One Arrow batch from producer rows; `cause_index` points at an event of the same group."""
+        batch = to_columns(rows, self.clock)
+        if any("cause_index" in row for row in rows):
+            causation = pa.array([first_id + row["cause_index"] if "cause_index" in row else row.get("causation_id")
+                                  for row in rows], pa.uint64())
+            batch = batch.set_column(batch.schema.get_field_index("causation_id"), "causation_id", causation)
+        return self._columnar(batch, first_id)
 
     def _columnar(self, table: pa.Table | pa.RecordBatch, first_id: int) -> pa.RecordBatch:
         """One Arrow batch from a producer's columns (tenant and type required; payload as JSON text)."""
@@ -172,27 +199,52 @@ class EventLog:
             ranges.append((next_id, next_id + count - 1))
             next_id += count
         if batches:
-            self.wal.append(batches)  # durable from here on
-            self._tail.extend(batches)
-            self._tail_rows += sum(b.num_rows for b in batches)
-            self.last_id = next_id - 1
-            if self._tail_rows >= self.roll_rows:
+            with self._lock:
+                self.wal.append(batches)  # durable from here on
+                self._tail.extend(batches)
+                self._tail_rows += sum(b.num_rows for b in batches)
+                self.last_id = next_id - 1
+            if self.auto_roll and self.should_roll:
                 self.roll()
         return ranges
 
     def append(self, rows: list[dict]) -> tuple[int, int]:
         return self.append_many([rows])[0]
 
+    @property
+    def should_roll(self) -> bool:
+        return self._tail_rows >= self.roll_rows
+
     def roll(self) -> Path | None:
         """Write the committed tail as an immutable Parquet segment, then drop the WAL behind it."""
-        if not self._tail_rows:
+        self.seal()
+        return self.flush()
+
+    def seal(self) -> bool:
+        """Take the committed tail for a segment: new appends go to a new WAL file (cheap, under the
+        lock). False if there is nothing to seal or the previous sealed part is not written yet."""
+        with self._lock:
+            if not self._tail_rows or self._sealed is not None:
+                return False
+            first, last = self._tail[0].column(0)[0].as_py(), self.last_id
+            older = self.wal.rotate(last + 1)
+            self._sealed = _Sealed(self._tail, first, last, older)
+            self._tail, self._tail_rows = [], 0
+            return True
+
+    def flush(self) -> Path | None:
+        """Write the sealed part as a segment (outside the lock: appends go on meanwhile), then
+        delete its WAL files. A crash before the rename leaves the WAL; after it, recovery skips
+        the WAL records the segment already holds."""
+        sealed = self._sealed
+        if sealed is None:
             return None
-        table = pa.Table.from_batches(self._tail, schema=EVENT_SCHEMA)
-        first, last = table.column("id")[0].as_py(), table.column("id")[-1].as_py()
-        final = self._write_segment(table, first, last)
-        for old in self.wal.rotate(last + 1):
-            old.unlink()
-        self._tail, self._tail_rows = [], 0
+        final = write_segment(self.directory, pa.Table.from_batches(sealed.batches, schema=EVENT_SCHEMA),
+                              sealed.first, sealed.last)
+        with self._lock:
+            self._sealed = None
+            for old in sealed.wal_files:
+                old.unlink(missing_ok=True)
         return final
 
     def compact(self, small_rows: int = 500_000, target_rows: int = 1_000_000, min_parts: int = 8) -> list[Path]:
@@ -208,7 +260,7 @@ class EventLog:
             run.clear()
 
         for path in segment_files(self.directory):
-            rows = pq.ParquetFile(path).metadata.num_rows
+            rows = INDEXES.get(path).num_rows
             if rows >= small_rows or sum(n for _, n in run) + rows > target_rows:
                 flush_run()
                 if rows >= small_rows:
@@ -218,52 +270,99 @@ class EventLog:
         return merged
 
     def _merge(self, parts: list[Path]) -> Path:
-        table = pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts])
+        table = pa.concat_tables([_read_segment(p) for p in parts])
         first, last = segment_range(parts[0])[0], segment_range(parts[-1])[1]
-        final = self._write_segment(table, first, last)
+        final = write_segment(self.directory, table, first, last)
         for part in parts:
             part.unlink()
         fsync_dir(self.directory)
         return final
 
-    def _write_segment(self, table: pa.Table, first: int, last: int) -> Path:
-        final = self.directory / f"segment-{first:020d}-{last:020d}.parquet"
-        tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(table.sort_by(SORT_KEYS), tmp, row_group_size=ROW_GROUP_ROWS, write_statistics=True)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fsync_dir(self.directory)
-        return final
+    def apply_retention(self, max_age_seconds: float | None = None, max_bytes: int | None = None,
+                        tenant_ages: dict[str, float | None] | None = None,
+                        keep_after_id: int | None = None) -> list[Path]:
+        """Drop events past their retention, from the oldest end only, so every tenant's retained
+        events stay gap-free (and the segment id ranges stay contiguous).
 
-    def apply_retention(self, max_age_seconds: float | None = None, max_bytes: int | None = None) -> list[Path]:
-        """Drop whole segments from the oldest end only, so the retained ids stay gap-free."""
-        dropped: list[Path] = []
-        segments = segment_files(self.directory)
-        now = self.clock()
-        while len(segments) > 1:  # the newest segment stays: it carries where the ids go on
-            oldest = segments[0]
-            too_old = max_age_seconds is not None and _newest_time(oldest) < now - max_age_seconds
-            too_big = max_bytes is not None and sum(p.stat().st_size for p in segments) > max_bytes
-            if not (too_old or too_big):
-                break
-            oldest.unlink()
-            dropped.append(oldest)
-            segments = segments[1:]
-        if dropped:
+        `max_age_seconds` applies to every tenant except those in `tenant_ages` (None there: keep
+        forever). A segment all of whose events are expired is deleted; one with some expired is
+        rewritten without them (same id range). `max_bytes` then drops whole oldest segments. The
+        newest segment, and any segment holding ids after `keep_after_id` (what the registry has
+        not checkpointed yet), are never touched. Returns the segments deleted or rewritten.
+        """
+        touched: list[Path] = []
+        segments = segment_files(self.directory)[:-1]  # the newest carries where the ids go on
+        if keep_after_id is not None:
+            segments = [p for p in segments if segment_range(p)[1] <= keep_after_id]
+        tenant_ages = tenant_ages or {}
+        if max_age_seconds is not None or any(age is not None for age in tenant_ages.values()):
+            for path in segments:
+                expired = self._expired(path, max_age_seconds, tenant_ages)
+                if expired is None:
+                    break  # nothing expired here: newer segments hold newer events
+                touched.append(path)
+                if pc.all(expired).as_py():
+                    path.unlink()
+                else:
+                    table = _read_segment(path).filter(pc.invert(expired))
+                    first, last = segment_range(path)
+                    write_segment(self.directory, table, first, last)  # replaces it atomically
+        if max_bytes is not None:
+            segments = [p for p in segments if p.exists()]
+            sizes = {p: p.stat().st_size for p in segment_files(self.directory)}
+            total = sum(sizes.values())
+            for path in segments:
+                if total <= max_bytes:
+                    break
+                total -= sizes[path]
+                path.unlink()
+                touched.append(path)
+        if touched:
             fsync_dir(self.directory)
-        return dropped
+        return touched
+
+    def _expired(self, path: Path, default_age: float | None, tenant_ages: dict) -> pa.ChunkedArray | None:
+        """Which rows of the segment are past their tenant's retention (None if none is)."""
+        now_us = int(self.clock() * 1_000_000)
+        ages = [a for a in (default_age, *tenant_ages.values()) if a is not None]
+        if not ages or min(t[0] for t in INDEXES.get(path).times) >= _cutoff(now_us, min(ages)):
+            return None  # even the shortest retention keeps every event here (statistics only)
+        table = pq.read_table(path, columns=["tenant", "time"])
+        tenants = pc.unique(table.column("tenant"))
+        cutoffs = pa.array([_cutoff(now_us, tenant_ages[t] if t in tenant_ages else default_age)
+                            for t in tenants.to_pylist()], pa.int64())
+        per_row = pc.take(cutoffs, pc.index_in(table.column("tenant"), value_set=tenants))
+        expired = pc.less(table.column("time").cast(pa.int64()), per_row)
+        return expired if pc.any(expired).as_py() else None
 
     def close(self) -> None:
+        self.flush()  # a part sealed earlier, then the rest
         self.roll()
         self.wal.close()
 
     # -- reading -------------------------------------------------------------------------------
+    def _memory(self) -> list[pa.RecordBatch]:
+        """Committed events not yet in a segment (sealed, then tail), oldest first."""
+        with self._lock:
+            return (self._sealed.batches if self._sealed else []) + self._tail
+
     def tail_table(self) -> pa.Table:
-        return pa.Table.from_batches(self._tail, schema=EVENT_SCHEMA)
+        return pa.Table.from_batches(self._memory(), schema=EVENT_SCHEMA)
 
     def since(self, after_id: int, limit: int = 10_000) -> pa.Table:
-        """Committed events with id > after_id (oldest first), at most `limit`: what Watch catches up on."""
-        table = read_events(self.directory, min_id=after_id + 1, include_wal=False)
-        table = pa.concat_tables([table, self.tail_table().filter(pc.greater(self.tail_table()["id"], after_id))])
-        return table.sort_by("id").slice(0, limit)
+        """Committed events with id > after_id (oldest first), at most `limit`: what Watch catches up on.
+
+        The in-memory part is taken before the files are listed, so a segment written meanwhile is
+        either seen in both (duplicates dropped by id) or in the files; never in neither.
+        """
+        memory = pa.Table.from_batches(self._memory(), schema=EVENT_SCHEMA)
+        first_in_memory = memory.column("id")[0].as_py() if memory.num_rows else self.last_id + 1
+        newest = after_id
+        parts = []
+        if after_id + 1 < first_in_memory:  # a catch-up: older events are in segments
+            files = read_events(self.directory, min_id=after_id + 1, max_id=after_id + limit, include_wal=False)
+            if files.num_rows:
+                parts.append(files)
+                newest = files.column("id")[-1].as_py()
+        parts.append(memory.filter(pc.greater(memory.column("id"), newest)))
+        return pa.concat_tables(parts).slice(0, limit)

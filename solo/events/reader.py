@@ -10,20 +10,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from solo.events.schema import EVENT_SCHEMA
+from solo.events.segments import INDEXES, read_row_groups, segment_files, segment_range
 from solo.events.wal import read_records, wal_files
-
-SEGMENT_RE = re.compile(r"^segment-(\d{20})-(\d{20})\.parquet$")
-
-
-def segment_files(directory: Path) -> list[Path]:
-    """The immutable Parquet segments, oldest first (their names carry their id range)."""
-    return sorted(p for p in Path(directory).glob("segment-*.parquet") if SEGMENT_RE.match(p.name))
-
-
-def _range(path: Path) -> tuple[int, int]:
-    match = SEGMENT_RE.match(path.name)
-    return int(match.group(1)), int(match.group(2))
-
 
 def events_dir(data_dir: str | Path) -> Path:
     """Accept a Solo data directory or the events directory itself."""
@@ -42,36 +30,54 @@ def _wal_table(directory: Path, after_id: int) -> pa.Table:
     return table.filter(pc.greater(table["id"], after_id)) if table.num_rows else table
 
 
-def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | None = None,
+def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | list[str] | None = None,
                 subject: str | None = None, since: datetime | None = None, until: datetime | None = None,
                 min_id: int | None = None, max_id: int | None = None, include_wal: bool = True) -> pa.Table:
     """All events under `data_dir` (or its events/ folder) matching the filters, ordered by id.
 
-    Reads the immutable segments and, with `include_wal`, the events committed since the last roll,
+    `type` is one type or a list of them. Reads the immutable segments (only the row groups that
+    can match: see segments.py) and, with `include_wal`, the events committed since the last roll,
     so a notebook sees the history up to the moment it asks, while Solo runs or after it stopped.
     """
     directory = events_dir(data_dir)
-    files = segment_files(directory)
-    if min_id is not None or max_id is not None:  # skip whole segments by their id range in the name
-        files = [f for f in files if (min_id is None or _range(f)[1] >= min_id) and
-                 (max_id is None or _range(f)[0] <= max_id)]
-    expression = None
-    for column, op, value in (("tenant", "__eq__", tenant), ("type", "__eq__", type),
-                              ("subject", "__eq__", subject), ("time", "__ge__", since),
-                              ("time", "__lt__", until), ("id", "__ge__", min_id), ("id", "__le__", max_id)):
-        if value is not None:
-            condition = getattr(ds.field(column), op)(pa.scalar(value, type=EVENT_SCHEMA.field(column).type))
-            expression = condition if expression is None else expression & condition
-    tables = []
-    if files:  # row-group statistics let the scan skip what cannot match (segments are sorted)
-        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=EVENT_SCHEMA)
-        tables.append(dataset.to_table(filter=expression))
+    types = [type] if isinstance(type, str) else list(type) if type else None
+    expression = _expression(tenant, types, subject, since, until, min_id, max_id)
+    prune = {"tenant": tenant, "types": types, "min_id": min_id, "max_id": max_id,
+             "since_us": _micros(since), "until_us": _micros(until)}
+    tables, last_segment_id = [], 0
+    for path in segment_files(directory):
+        first, last = segment_range(path)
+        last_segment_id = max(last_segment_id, last)
+        if (min_id is not None and last < min_id) or (max_id is not None and first > max_id):
+            continue  # the name says the whole segment is outside the id range
+        try:
+            index = INDEXES.get(path)
+            groups = index.row_groups(**prune)
+            if groups:
+                tables.append(read_row_groups(path, index, groups).filter(expression))
+        except FileNotFoundError:
+            continue  # merged or dropped by the log while we listed: its events are in the merged segment
     if include_wal:
-        last_segment_id = max((_range(f)[1] for f in segment_files(directory)), default=0)
         wal = _wal_table(directory, last_segment_id)
-        tables.append(wal.filter(expression) if expression is not None and wal.num_rows else wal)
+        tables.append(wal.filter(expression) if wal.num_rows else wal)
     table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
     return table.sort_by("id")
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1_000_000)
+
+
+def _expression(tenant, types, subject, since, until, min_id, max_id) -> ds.Expression:
+    expression = ds.scalar(True)
+    for column, op, value in (("tenant", "__eq__", tenant), ("subject", "__eq__", subject),
+                              ("time", "__ge__", since), ("time", "__lt__", until), ("id", "__ge__", min_id),
+                              ("id", "__le__", max_id)):
+        if value is not None:
+            expression &= getattr(ds.field(column), op)(pa.scalar(value, type=EVENT_SCHEMA.field(column).type))
+    if types:
+        expression &= ds.field("type").isin(pa.array(types, pa.string()))
+    return expression
 
 
 def events_duckdb(data_dir: str | Path, con=None):
@@ -85,7 +91,7 @@ def events_duckdb(data_dir: str | Path, con=None):
     con = con or duckdb.connect()
     directory = events_dir(data_dir)
     files = [str(f) for f in segment_files(directory)]
-    last_segment_id = max((_range(f)[1] for f in segment_files(directory)), default=0)
+    last_segment_id = max((segment_range(f)[1] for f in segment_files(directory)), default=0)
     wal = _wal_table(directory, last_segment_id)
     con.register("solo_events_wal", wal)
     parts = ["select * from solo_events_wal"]

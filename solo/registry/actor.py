@@ -6,6 +6,7 @@ writes events, and publishes route versions that gateways long-poll (`wait_route
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import time
@@ -19,7 +20,7 @@ from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
 from solo.registry.events import event_rows
-from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
+from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord
 from solo.runtime.event_log_actor import EventLogHandle
@@ -49,6 +50,8 @@ class RegistryActor:
         self._tasks: set[asyncio.Task] = set()
         self._last_crash: dict[tuple[str, str], int] = {}  # id of each service's latest crash event
         self._started: asyncio.Task | None = None
+        self._views: dict | None = None  # the checkpoint's fold, kept between checkpoints
+        self._checkpoint_id = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -61,16 +64,10 @@ class RegistryActor:
     async def _rebuild(self) -> None:
         """Every service the event log says should run comes back: its host taken over if it still
         runs (a registry restart), else started again (Solo restarted). Stray hosts are removed."""
-        data_dir = self.config.data_dir
-        last_id, views = await asyncio.to_thread(load_checkpoint, data_dir)
-        table = await asyncio.to_thread(read_events, data_dir, min_id=last_id + 1)
-        # time as float seconds: converting timestamps to datetimes is most of to_pylist's cost
-        table = table.set_column(1, "time", pc.divide(table["time"].cast(pa.int64()), 1_000_000.0))
-        rows = table.select(["id", "time", "tenant", "type", "subject", "payload"]).to_pylist()
-        views = fold(rows, views)
-        await asyncio.to_thread(write_checkpoint, data_dir, rows[-1]["id"] if rows else last_id, views)
+        views = await asyncio.to_thread(self._checkpoint)
+        self._spawn(self._checkpoint_loop())
         strays = set(self.launcher.host_names())
-        for view in views.values():
+        for view in [copy.copy(v) for v in views.values()]:  # the checkpoint loop folds into views
             record = self.state.restore(view, self.specs.get(view.spec))
             if record.state != "RESTARTING":
                 continue
@@ -81,6 +78,30 @@ class RegistryActor:
         for name in strays:
             self.launcher.kill_named(name)
         await self._commit()
+
+    def _checkpoint(self) -> dict:
+        """Fold the events after the last checkpoint into it and write it (in a worker thread):
+        the next rebuild then reads only what came later."""
+        data_dir = self.config.data_dir
+        if self._views is None:
+            self._checkpoint_id, self._views = load_checkpoint(data_dir)
+        table = read_events(data_dir, min_id=self._checkpoint_id + 1)
+        if table.num_rows or not (data_dir / CHECKPOINT_FILE).exists():
+            # time as float seconds: converting timestamps to datetimes is most of to_pylist's cost
+            table = table.set_column(1, "time", pc.divide(table["time"].cast(pa.int64()), 1_000_000.0))
+            rows = table.select(["id", "time", "tenant", "type", "subject", "payload"]).to_pylist()
+            self._views = fold(rows, self._views)
+            self._checkpoint_id = rows[-1]["id"] if rows else self._checkpoint_id
+            write_checkpoint(data_dir, self._checkpoint_id, self._views)
+        return self._views
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.events.checkpoint_seconds)
+            try:
+                await asyncio.to_thread(self._checkpoint)
+            except Exception:  # noqa: BLE001 - a later round retries; the rebuild just reads more
+                log.exception("writing the registry checkpoint failed")
 
     async def _reattach(self, record: ServiceRecord, view) -> bool:
         handle = self.launcher.find(view.host) if view.host else None

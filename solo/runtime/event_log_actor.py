@@ -7,6 +7,7 @@ a Parquet segment. Ray restarts the actor if its process dies; it recovers from 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -15,22 +16,31 @@ import pyarrow as pa
 import ray
 
 from solo.errors import InvalidRequest, SoloError, Unavailable
-from solo.events.log import EventLog, check_group
+from solo.events.log import EventLog, check_group, to_columns
 
 EVENT_LOG_NAME = "solo-events"
+COLUMNAR_FROM_ROWS = 64  # groups this large cross the Ray hop as Arrow columns (bench/events.py)
 
 
 class EventLogActor:
     def __init__(self, directory: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
-                 compact_below_rows: int = 50_000, retention_days: float = 0, retention_bytes: int = 0):
-        self.log = EventLog(Path(directory), roll_rows=roll_rows)
+                 compact_below_rows: int = 50_000, retention_days: float = 0, retention_bytes: int = 0,
+                 tenant_retention_days: dict | None = None, retention_check_seconds: float = 60.0,
+                 checkpoint_file: str | None = None):
+        self.log = EventLog(Path(directory), roll_rows=roll_rows, auto_roll=False)
         self.roll_seconds = roll_seconds
         self.compact_below_rows = compact_below_rows
-        self.retention = (retention_days * 86_400 or None, retention_bytes or None)
+        self.retention_age = retention_days * 86_400 or None
+        self.retention_bytes = retention_bytes or None
+        self.tenant_ages = {t: (d * 86_400 if d else None) for t, d in (tenant_retention_days or {}).items()}
+        self.retention_check_seconds = retention_check_seconds
+        self.checkpoint_file = Path(checkpoint_file) if checkpoint_file else None
+        self._retention_due = 0.0
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._committing = False
         self._committed = asyncio.Event()
-        self._files = asyncio.Lock()  # one file operation at a time: appends and rolls never overlap
+        self._files = asyncio.Lock()  # segment changes (roll, compact, retention) vs reads of the files
+        self._roll_now = asyncio.Event()
         self._roller: asyncio.Task | None = None
         self.failure = ""
 
@@ -51,12 +61,12 @@ class EventLogActor:
         return await future
 
     async def _commit_loop(self) -> None:
+        """One group commit at a time; appends never wait for a segment being written."""
         try:
             while self._queue:
                 pending, self._queue = self._queue, []
                 try:
-                    async with self._files:
-                        ranges = await asyncio.to_thread(self.log.append_many, [rows for rows, _ in pending])
+                    ranges = await asyncio.to_thread(self.log.append_many, [rows for rows, _ in pending])
                 except Exception as exc:  # noqa: BLE001 - disk full, permissions, I/O: fail closed
                     self.failure = f"the event log cannot be written ({getattr(exc, 'strerror', None) or exc})"
                     for _, future in pending:
@@ -68,12 +78,18 @@ class EventLogActor:
                     future.set_result(id_range)
                 self._committed.set()
                 self._committed = asyncio.Event()
+                if self.log.should_roll:
+                    self._roll_now.set()
         finally:
             self._committing = False
 
     async def _roll_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.roll_seconds)
+            try:
+                await asyncio.wait_for(self._roll_now.wait(), self.roll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._roll_now.clear()
             try:
                 async with self._files:
                     await asyncio.to_thread(self._maintain)
@@ -82,10 +98,22 @@ class EventLogActor:
 
     def _maintain(self) -> None:
         """Roll the committed tail, merge small segments, apply retention (in a worker thread)."""
-        if self.log.roll() is not None and self.compact_below_rows:
+        self.log.seal()
+        if self.log.flush() is not None and self.compact_below_rows:
             self.log.compact(small_rows=self.compact_below_rows)
-        if any(self.retention):
-            self.log.apply_retention(*self.retention)
+        if (self.retention_age or self.retention_bytes or self.tenant_ages) and time.monotonic() >= self._retention_due:
+            self._retention_due = time.monotonic() + self.retention_check_seconds
+            self.log.apply_retention(self.retention_age, self.retention_bytes, self.tenant_ages,
+                                     keep_after_id=self._checkpointed())
+
+    def _checkpointed(self) -> int | None:
+        """Events after the registry's checkpoint are needed to rebuild it: retention keeps them."""
+        if self.checkpoint_file is None:
+            return None
+        try:
+            return int(json.loads(self.checkpoint_file.read_text())["last_id"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
     async def since(self, after_id: int, limit: int = 1000, wait_seconds: float = 0.0) -> pa.Table:
         """Committed events after `after_id`; with `wait_seconds`, wait that long for new ones."""
@@ -134,6 +162,14 @@ class EventLogHandle:
             raise Unavailable(f"the event log is unavailable (restarting?); {why}") from None
 
     async def append(self, rows) -> tuple[int, int]:
+        """Durably append `rows`; a bulk group is turned into columns here, in the producer's process,
+        so neither pickling nor the sequencer pays per-row Python for it."""
+        if isinstance(rows, list) and len(rows) >= COLUMNAR_FROM_ROWS and not any("cause_index" in r for r in rows):
+            try:
+                check_group(rows)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from None
+            rows = to_columns(rows)
         return await self._call("append", rows, why="the operation was not recorded and did not happen")
 
     async def status(self) -> dict:
@@ -143,15 +179,19 @@ class EventLogHandle:
         return await self._call("since", after_id, limit, wait_seconds)
 
 
-def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None):
-    """The detached event-log actor (created on first start); `events_config` is [events] of the config."""
+def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None,
+                            checkpoint_file: Path | None = None):
+    """The detached event-log actor (created on first start); `events_config` is [events] of the config;
+    retention keeps the events after the registry checkpoint in `checkpoint_file`."""
     from solo.config import EventsConfig
     c = events_config or EventsConfig()
     actor_cls = ray.remote(EventLogActor)
     handle = actor_cls.options(
         name=EVENT_LOG_NAME, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=10_000, max_restarts=-1, max_task_retries=0, scheduling_strategy=scheduling_strategy,
-    ).remote(str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days, c.retention_bytes)
+    ).remote(str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days, c.retention_bytes,
+             dict(c.tenant_retention_days), c.retention_check_seconds,
+             str(checkpoint_file) if checkpoint_file else None)
     ray.get(handle.last_id.remote())
     return handle
 

@@ -21,6 +21,7 @@ from solo.config import SoloConfig, loop_factory
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
+from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
 from solo.security.tokens import BearerAuthenticator, TokenStore, ensure_operator_token
@@ -72,7 +73,8 @@ class Supervisor:
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
-                                                       self.config.events, on_this_node)
+                                                       self.config.events, on_this_node,
+                                                       checkpoint_file=self.config.data_dir / CHECKPOINT_FILE)
         self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node)
         self.store = TokenStore(self.config.data_dir / "tokens.json")
         ensure_operator_token(self.store, self.operator_token_path)

@@ -6,6 +6,7 @@ import ray
 
 from solo import NotFound, PermissionDenied, Unavailable
 from solo.events import read_events
+from solo.registry.rebuild import CHECKPOINT_FILE, load_checkpoint
 from solo.runtime.event_log_actor import find_event_log, get_or_create_event_log
 from tests.conftest import EXAMPLES
 
@@ -46,7 +47,8 @@ def test_deploy_fails_closed_when_the_log_cannot_be_written(solo, alice, name):
         assert name not in [s["name"] for s in alice.list()]
         assert _gauge(solo, "solo_event_log_writable", until=0) == 0  # the alert says why
     finally:
-        get_or_create_event_log(config.data_dir / "events", config.namespace, config.events)
+        get_or_create_event_log(config.data_dir / "events", config.namespace, config.events,
+                                checkpoint_file=config.data_dir / CHECKPOINT_FILE)
     alice.deploy(EXAMPLES / "echo.py", name)  # the log is back: operations work again
     assert alice.call(name, "echo", "back") == "back"
     alice.stop(name, remove=True)
@@ -189,3 +191,36 @@ def test_a_watcher_that_stops_reading_is_ended_with_where_to_resume(solo, operat
     rest = operator.events(tenant="slow", after_id=resume, limit=100_000)
     assert [e["id"] for e in rest][:1] == [resume + 1]  # resuming continues without a gap or duplicate
     assert Overloaded.code == "RESOURCE_EXHAUSTED"
+
+
+def test_the_registry_checkpoints_while_running_so_a_rebuild_reads_little(solo, alice, name):
+    import time
+
+    data_dir = solo.supervisor.config.data_dir
+    alice.deploy(EXAMPLES / "echo.py", name)
+    started = read_events(data_dir, subject=name, type="service.started").column("id")[-1].as_py()
+    deadline = time.monotonic() + 20  # [events] checkpoint_seconds = 1 in this suite
+    while load_checkpoint(data_dir)[0] < started and time.monotonic() < deadline:
+        time.sleep(0.2)
+    last_id, views = load_checkpoint(data_dir)
+    assert last_id >= started
+    assert views[("alice", name)].state == "RUNNING"
+    alice.stop(name, remove=True)
+
+
+def test_a_bulk_producer_group_crosses_as_columns_and_a_bad_one_is_refused(solo):
+    import asyncio
+
+    from solo import InvalidRequest
+    from solo.runtime.event_log_actor import COLUMNAR_FROM_ROWS, EventLogHandle
+
+    handle = EventLogHandle(solo.supervisor.config.namespace)
+    rows = [{"tenant": "bulk-test", "type": "bulk.event", "subject": f"s{i}", "payload": {"i": i}}
+            for i in range(COLUMNAR_FROM_ROWS + 1)]
+    first, last = asyncio.run(handle.append(rows))
+    assert last - first + 1 == len(rows)
+    stored = read_events(solo.supervisor.config.data_dir, tenant="bulk-test").to_pylist()
+    assert [r["id"] for r in stored] == list(range(first, last + 1))
+    assert [r["payload"] for r in stored[:2]] == ['{"i": 0}', '{"i": 1}']
+    with pytest.raises(InvalidRequest, match="tenant and a type"):
+        asyncio.run(handle.append(rows[:-1] + [{"type": "no tenant"}]))

@@ -79,3 +79,14 @@ def test_config_survives_a_dict_round_trip(tmp_path):
     """The registry actor receives the config as a dict (model_dump) and validates it again."""
     config = load_config(data_dir=tmp_path, gateway__port=7999)
     assert SoloConfig.model_validate(config.model_dump()) == config
+
+
+def test_per_tenant_retention_is_a_table_of_non_negative_days(tmp_path):
+    from solo.config import load_config
+
+    path = tmp_path / "solo.toml"
+    path.write_text("[events.tenant_retention_days]\nacme = 365\nnoisy = 0.5\n")
+    assert load_config(path).events.tenant_retention_days == {"acme": 365, "noisy": 0.5}
+    path.write_text("[events.tenant_retention_days]\nacme = -1\n")
+    with pytest.raises(Exception, match="tenant_retention_days"):
+        load_config(path)
