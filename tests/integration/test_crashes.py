@@ -72,7 +72,7 @@ def test_calls_while_crashed_fail_fast(alice, name):
     started = time.monotonic()
     with pytest.raises(Unavailable, match="has failed"):
         alice.call(name, "ping", _timeout=20)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # fast: far below the 20 s deadline it would otherwise wait out
 
 
 def test_restart_limit_reached_marks_failed(alice, name):
