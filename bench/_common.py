@@ -187,15 +187,16 @@ def wait_for_line(log_path: Path, pattern: str, proc: subprocess.Popen, timeout:
 class SoloProcess:
     """`solo up --foreground` in its own process group, temp data dir and free port."""
 
-    def __init__(self, workdir: Path, config: str | None = None):
+    def __init__(self, workdir: Path, config: str | None = None, launcher: list[str] | None = None):
         self.config = config  # an optional solo.toml passed to `solo up --config`
+        self.launcher = launcher or [sys.executable, "-m", "solo.cli"]  # e.g. bench/_solo_noauth.py
         self.data_dir = workdir / "solo-data"
         self.port = free_port()
         self.log = workdir / "solo.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> "SoloProcess":
-        argv = [sys.executable, "-m", "solo.cli", "up", "--foreground", "--data-dir", str(self.data_dir),
+        argv = [*self.launcher, "up", "--foreground", "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--no-example"] + (["--config", str(self.config)] if self.config else [])
         # RAY_ADDRESS=local: belt and braces for older checkouts, whose `solo up` called ray.init() without
         # an address and so attached to whatever cluster /tmp/ray/ray_current_cluster named (e.g. a test's

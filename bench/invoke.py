@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Invoke throughput and latency: Solo's gateway against four anchors, one system at a time.
+"""Invoke throughput and latency: Solo's gateway against five anchors, one system at a time.
 
     python bench/invoke.py                     # ~2 min; writes the "invoke" section of bench/RESULTS.md
     python bench/invoke.py --only solo naive   # a subset (does not write RESULTS.md unless --write)
@@ -9,6 +9,7 @@ For each system and each concurrency (1 and 64), a grpc.aio load generator in th
 reports completed requests/s, p50 and p99 latency. Systems (all echo a short JSON string):
 
   solo   Solo gateway Invoke of the example echo service (`solo up --foreground` subprocess)
+  solo-noauth  the same Solo with authorization switched off (bench/_solo_noauth.py): what token checks cost
   bare   a bare grpc.aio echo server (subprocess): the floor for Python gRPC on this box
   ray    a direct Ray actor call: this process is the driver and awaits actor.echo.remote(x)
   naive  the naive gateway: grpc.aio server (subprocess, a Ray driver) awaiting one actor call per request
@@ -38,11 +39,12 @@ ECHO = Path(__import__("solo").__file__).resolve().parent / "examples" / "echo.p
 MESSAGE = "hello, solo"
 PAYLOAD = json.dumps(MESSAGE)  # a JSON string: the single argument of echo(message)
 CONCURRENCY = (1, 64)
-SYSTEMS = ("solo", "bare", "ray", "naive", "serve")
-TITLES = {"solo": "Solo gateway -> service host", "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
+SYSTEMS = ("solo", "solo-noauth", "bare", "ray", "naive", "serve")
+TITLES = {"solo": "Solo gateway -> service host", "solo-noauth": "Solo, authorization off (bench/_solo_noauth.py)",
+          "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
           "naive": "naive gateway (gRPC + 1 actor call/request)", "serve": "Ray Serve gRPC ingress"}
 SERVE_SERVICER = "_serve_grpc.add_InvokeServicer_to_server"  # bench/_serve_grpc.py
-TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5}
+TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5, "auth_cost": 0.10}
 
 
 # -- load generator --------------------------------------------------------------------------------
@@ -160,9 +162,10 @@ def measure(system: str, make_call, args) -> list[dict]:
 
 # -- systems ---------------------------------------------------------------------------------------
 
-def bench_solo(args, work: Path) -> list[dict]:
+def bench_solo(args, work: Path, system: str = "solo") -> list[dict]:
     from solo.client import SoloClient
-    solo = C.SoloProcess(work, args.solo_config)
+    launcher = [sys.executable, str(Path(__file__).with_name("_solo_noauth.py"))] if system == "solo-noauth" else None
+    solo = C.SoloProcess(work, args.solo_config, launcher)
     try:
         solo.start()
         print(f"  Solo up at {solo.address} (pid {solo.pid})", flush=True)
@@ -170,7 +173,7 @@ def bench_solo(args, work: Path) -> list[dict]:
             client.deploy(str(ECHO), name="echo")
             assert client.call("echo", "echo", MESSAGE) == MESSAGE
         make = grpc_caller(solo.address, (("authorization", f"Bearer {solo.token}"),))
-        return measure("solo", make, args)
+        return measure(system, make, args)
     finally:
         solo.stop()
 
@@ -210,7 +213,7 @@ CATEGORIES = [
     ("host link: sending calls to the host", ("HostLink._write_loop", "HostLink._flush", "HostLink._send")),
     ("host link: receiving results from the host", ("HostLink._read_loop", "HostLink.data_received",
                                                     "HostLink._deliver")),
-    ("Invoke: authentication (tokens.py)", ("BearerAuthenticator.", "TokenStore.")),
+    ("Invoke: authentication (security/)", ("CapabilityAuthenticator.", "TokenVerifier.", "capabilities.py")),
     ("Invoke: request id (uuid4)", ("request_id (",)),
     ("Invoke: Prometheus metrics", ("prometheus_client", "metrics.py", "values.py")),
     ("Invoke: dispatch (routes, HostLink.call, futures)", ("HostLink.call", "Dispatcher.")),
@@ -330,6 +333,14 @@ def ratios(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
         p50 = by[("solo", 1)]["p50_ms"]
         out.append(("Solo c=1 p50 latency", f"{p50:.2f} ms", f"<= {TARGETS['p50_ms']:g} ms",
                     p50 <= TARGETS["p50_ms"]))
+    noauth = rps("solo-noauth", 64)
+    if solo64 and noauth:
+        cost = 1 - solo64 / noauth
+        out.append(("cost of authorization (cached token checks): 1 - Solo / Solo without authorization, c=64 req/s",
+                    f"{cost * 100:.1f} %", f"<= {TARGETS['auth_cost'] * 100:g} %", cost <= TARGETS["auth_cost"]))
+        us = by[("solo", 64)]["server_us"] / by[("solo-noauth", 64)]["server_us"] - 1
+        out.append(("serving CPU per call at c=64: Solo / Solo without authorization - 1 (context)",
+                    f"{us * 100:+.1f} %", "-", None))
     for anchor in ("bare", "ray"):
         other = rps(anchor, 64)
         if solo64 and other:
@@ -404,8 +415,8 @@ def main() -> int:
             others = C.wait_quiet(args.quiet_wait) if args.quiet_wait > 0 else 0.0
             print(f"[{time.monotonic() - started:5.1f}s] {TITLES[system]} (others' CPU before start: {others:.2f} "
                   f"cores)", flush=True)
-            if system == "solo":
-                rows += bench_solo(args, work)
+            if system in ("solo", "solo-noauth"):
+                rows += bench_solo(args, work, system)
             elif system in ("bare", "naive"):
                 rows += bench_subprocess_server(system, args, work)
             elif system == "ray":

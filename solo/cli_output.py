@@ -38,6 +38,14 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def parse_duration(text: str, flag: str = "--ttl") -> float:
+    """'90s', '10m', '2h', '30d' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not match:
+        raise InvalidRequest(f"cannot read {flag} {text!r}; use a duration such as 90s, 10m, 2h or 30d")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 def parse_since(text: str, now: float | None = None) -> float:
     """'30s', '10m', '2h', '1d' ago, or an ISO time (UTC unless it says otherwise) -> unix seconds."""
     now = time.time() if now is None else now

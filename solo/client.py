@@ -182,8 +182,22 @@ class SoloClient(_Base):
     def metrics(self) -> dict:
         return to_dict(self._rpc("GetMetrics", pb.GetMetricsRequest()))
 
-    def mint_token(self, tenant: str, description: str = "") -> str:
-        return self._rpc("MintToken", pb.MintTokenRequest(tenant=tenant, description=description)).token
+    def mint_token(self, tenant: str, description: str = "", **options) -> str:
+        """A new token for `tenant` (options: rights=[...], ttl_seconds=, operator=)."""
+        return self.mint(tenant, description, **options)["token"]
+
+    def mint(self, tenant: str, description: str = "", *, rights=(), ttl_seconds: float = 0,
+             operator: bool = False) -> dict:
+        """Mint and return token, revocation_id, expires_at, key_id and rights."""
+        return to_dict(self._rpc("MintToken", pb.MintTokenRequest(
+            tenant=tenant, description=description, rights=list(rights), ttl_seconds=ttl_seconds, operator=operator)))
+
+    def revoke_token(self, revocation_id: str = "", *, token: str = "", reason: str = "") -> dict:
+        return to_dict(self._rpc("RevokeToken", pb.RevokeTokenRequest(revocation_id=revocation_id, token=token,
+                                                                       reason=reason)))
+
+    def list_tokens(self, tenant: str = "") -> list[dict]:
+        return [to_dict(t) for t in self._rpc("ListTokens", pb.ListTokensRequest(tenant=tenant)).tokens]
 
     def whoami(self) -> dict:
         return to_dict(self._rpc("WhoAmI", pb.WhoAmIRequest()))
@@ -265,8 +279,20 @@ class AsyncSoloClient(_Base):
     async def metrics(self) -> dict:
         return to_dict(await self._rpc("GetMetrics", pb.GetMetricsRequest()))
 
-    async def mint_token(self, tenant: str, description: str = "") -> str:
-        return (await self._rpc("MintToken", pb.MintTokenRequest(tenant=tenant, description=description))).token
+    async def mint_token(self, tenant: str, description: str = "", **options) -> str:
+        return (await self.mint(tenant, description, **options))["token"]
+
+    async def mint(self, tenant: str, description: str = "", *, rights=(), ttl_seconds: float = 0,
+                   operator: bool = False) -> dict:
+        return to_dict(await self._rpc("MintToken", pb.MintTokenRequest(
+            tenant=tenant, description=description, rights=list(rights), ttl_seconds=ttl_seconds, operator=operator)))
+
+    async def revoke_token(self, revocation_id: str = "", *, token: str = "", reason: str = "") -> dict:
+        return to_dict(await self._rpc("RevokeToken", pb.RevokeTokenRequest(revocation_id=revocation_id, token=token,
+                                                                             reason=reason)))
+
+    async def list_tokens(self, tenant: str = "") -> list[dict]:
+        return [to_dict(t) for t in (await self._rpc("ListTokens", pb.ListTokensRequest(tenant=tenant))).tokens]
 
     async def whoami(self) -> dict:
         return to_dict(await self._rpc("WhoAmI", pb.WhoAmIRequest()))

@@ -70,6 +70,17 @@ class EventsConfig(_Section):
         default=30.0, gt=0, description="a watcher that takes no event for this long is ended (resume by id)")
 
 
+class SecurityConfig(_Section):
+    token_ttl_days: float = Field(default=30.0, gt=0, description="lifetime of a minted token unless it asks for less")
+    max_token_ttl_days: float = Field(default=365.0, gt=0, description="the longest lifetime a mint may ask for")
+    operator_token_days: float = Field(default=365.0, gt=0,
+                                       description="lifetime of the operator token `solo up` writes (renewed when due)")
+    key_cutoff_days: float = Field(default=7.0, ge=0, description="after `solo keys rotate`, how long tokens "
+                                   "signed by the old key keep working")
+    verify_cache_seconds: float = Field(default=10.0, ge=0, description="how long a verified (token, request) "
+                                        "answer is reused; revocation and expiry are still checked on every call")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -77,6 +88,7 @@ class SoloConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     events: EventsConfig = EventsConfig()
+    security: SecurityConfig = SecurityConfig()
 
 
 def loop_factory(name: str) -> Callable[[], "asyncio.AbstractEventLoop"]:

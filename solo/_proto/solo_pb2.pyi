@@ -216,32 +216,102 @@ class GetMetricsResponse(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceMetrics, _Mapping]]] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
 
 class MintTokenRequest(_message.Message):
-    __slots__ = ("tenant", "description")
+    __slots__ = ("tenant", "description", "rights", "ttl_seconds", "operator")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     description: str
-    def __init__(self, tenant: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    ttl_seconds: float
+    operator: bool
+    def __init__(self, tenant: _Optional[str] = ..., description: _Optional[str] = ..., rights: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[float] = ..., operator: _Optional[bool] = ...) -> None: ...
 
 class MintTokenResponse(_message.Message):
-    __slots__ = ("token", "tenant")
+    __slots__ = ("token", "tenant", "revocation_id", "expires_at", "key_id", "rights")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
     token: str
     tenant: str
-    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    revocation_id: str
+    expires_at: float
+    key_id: int
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., revocation_id: _Optional[str] = ..., expires_at: _Optional[float] = ..., key_id: _Optional[int] = ..., rights: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("revocation_id", "token", "reason")
+    REVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    revocation_id: str
+    token: str
+    reason: str
+    def __init__(self, revocation_id: _Optional[str] = ..., token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revocation_id", "tenant")
+    REVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    revocation_id: str
+    tenant: str
+    def __init__(self, revocation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("revocation_id", "tenant", "rights", "description", "created_at", "expires_at", "operator", "revoked", "key_id", "minted_by")
+    REVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MINTED_BY_FIELD_NUMBER: _ClassVar[int]
+    revocation_id: str
+    tenant: str
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    created_at: float
+    expires_at: float
+    operator: bool
+    revoked: bool
+    key_id: int
+    minted_by: str
+    def __init__(self, revocation_id: _Optional[str] = ..., tenant: _Optional[str] = ..., rights: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., operator: _Optional[bool] = ..., revoked: _Optional[bool] = ..., key_id: _Optional[int] = ..., minted_by: _Optional[str] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("tenant", "operator")
+    __slots__ = ("tenant", "operator", "token_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     operator: bool
-    def __init__(self, tenant: _Optional[str] = ..., operator: _Optional[bool] = ...) -> None: ...
+    token_id: str
+    def __init__(self, tenant: _Optional[str] = ..., operator: _Optional[bool] = ..., token_id: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("id", "time_us", "tenant", "type", "subject", "principal", "causation_id", "correlation_id", "payload_json", "schema_version")

@@ -75,6 +75,16 @@ class GatewayStub:
                 request_serializer=solo_dot_v1_dot_solo__pb2.MintTokenRequest.SerializeToString,
                 response_deserializer=solo_dot_v1_dot_solo__pb2.MintTokenResponse.FromString,
                 _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/solo.v1.Gateway/RevokeToken',
+                request_serializer=solo_dot_v1_dot_solo__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/solo.v1.Gateway/ListTokens',
+                request_serializer=solo_dot_v1_dot_solo__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/solo.v1.Gateway/WhoAmI',
                 request_serializer=solo_dot_v1_dot_solo__pb2.WhoAmIRequest.SerializeToString,
@@ -144,6 +154,20 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeToken(self, request, context):
+        """Revoked tokens (and every token derived from them) are refused by every gateway within a second,
+        also after restarts: the revocation is an event in the log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WhoAmI(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -207,6 +231,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.MintToken,
                     request_deserializer=solo_dot_v1_dot_solo__pb2.MintTokenRequest.FromString,
                     response_serializer=solo_dot_v1_dot_solo__pb2.MintTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.ListTokensRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.ListTokensResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -440,6 +474,60 @@ class Gateway:
             '/solo.v1.Gateway/MintToken',
             solo_dot_v1_dot_solo__pb2.MintTokenRequest.SerializeToString,
             solo_dot_v1_dot_solo__pb2.MintTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/RevokeToken',
+            solo_dot_v1_dot_solo__pb2.RevokeTokenRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/ListTokens',
+            solo_dot_v1_dot_solo__pb2.ListTokensRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.ListTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,24 +44,37 @@ def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | 
     expression = _expression(tenant, types, subject, since, until, min_id, max_id)
     prune = {"tenant": tenant, "types": types, "min_id": min_id, "max_id": max_id,
              "since_us": _micros(since), "until_us": _micros(until)}
+    for _ in range(20):
+        try:
+            # the WAL first, then the segments: a roll finishing in between leaves its events in both
+            # (duplicates dropped by id), never in neither
+            wal = _wal_table(directory, 0) if include_wal else None
+            tables, last_segment_id = _read_segments(directory, prune, expression)
+            break
+        except FileNotFoundError:
+            continue  # a roll or a merge replaced files while we read: read again
+    else:
+        raise RuntimeError(f"the event files in {directory} kept changing while being read")
+    if wal is not None and wal.num_rows:
+        wal = wal.filter(pc.greater(wal["id"], last_segment_id))
+        tables.append(wal.filter(expression) if wal.num_rows else wal)
+    table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+    return table.sort_by("id")
+
+
+def _read_segments(directory: Path, prune: dict, expression) -> tuple[list[pa.Table], int]:
     tables, last_segment_id = [], 0
+    min_id, max_id = prune["min_id"], prune["max_id"]
     for path in segment_files(directory):
         first, last = segment_range(path)
         last_segment_id = max(last_segment_id, last)
         if (min_id is not None and last < min_id) or (max_id is not None and first > max_id):
             continue  # the name says the whole segment is outside the id range
-        try:
-            index = INDEXES.get(path)
-            groups = index.row_groups(**prune)
-            if groups:
-                tables.append(read_row_groups(path, index, groups).filter(expression))
-        except FileNotFoundError:
-            continue  # merged or dropped by the log while we listed: its events are in the merged segment
-    if include_wal:
-        wal = _wal_table(directory, last_segment_id)
-        tables.append(wal.filter(expression) if wal.num_rows else wal)
-    table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
-    return table.sort_by("id")
+        index = INDEXES.get(path)
+        groups = index.row_groups(**prune)
+        if groups:
+            tables.append(read_row_groups(path, index, groups).filter(expression))
+    return tables, last_segment_id
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -90,9 +103,10 @@ def events_duckdb(data_dir: str | Path, con=None):
 
     con = con or duckdb.connect()
     directory = events_dir(data_dir)
+    wal = _wal_table(directory, 0)  # before listing segments: a roll in between duplicates, never drops
     files = [str(f) for f in segment_files(directory)]
-    last_segment_id = max((segment_range(f)[1] for f in segment_files(directory)), default=0)
-    wal = _wal_table(directory, last_segment_id)
+    last_segment_id = max((segment_range(Path(f))[1] for f in files), default=0)
+    wal = wal.filter(pc.greater(wal["id"], last_segment_id)) if wal.num_rows else wal
     con.register("solo_events_wal", wal)
     parts = ["select * from solo_events_wal"]
     if files:

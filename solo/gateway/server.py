@@ -19,7 +19,9 @@ from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
-from solo.security.tokens import Authenticator
+from solo.gateway.audit import Audit
+from solo.gateway.tokens import TokenService
+from solo.security.tokens import CapabilityAuthenticator
 
 SERVICE_NAME = solo_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
@@ -33,6 +35,7 @@ class Gateway:
     health: HealthServicer
     event_log_watcher: asyncio.Task | None = None
     metrics_port: int = 0  # where /metrics is served (0 = off)
+    tasks: tuple[asyncio.Task, ...] = ()  # revocations followed from the log, audit flushes
 
     @property
     def address(self) -> str:
@@ -42,12 +45,19 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         if self.event_log_watcher is not None:
             self.event_log_watcher.cancel()
+        for task in self.tasks:
+            task.cancel()
         await self.follower.stop()
         await self.server.stop(grace)
         await self.dispatcher.close()
 
 
-async def start_gateway(config: SoloConfig, registry, authenticator: Authenticator, event_feed=None) -> Gateway:
+async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityAuthenticator,
+                        event_feed=None) -> Gateway:
+    tokens = TokenService(config.data_dir, authenticator, event_feed)
+    follow_from = await tokens.load_revocations()  # a revoked token is refused from the first call on
+    audit = Audit(event_feed)
+    authenticator.verifier.on_first_seen = audit.first_seen
     table = RouteTable()
     dispatcher = Dispatcher(table)
     follower = RouteFollower(registry, table, dispatcher)
@@ -57,7 +67,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
                                       ("grpc.max_receive_message_length", size),
                                       ("grpc.so_reuseport", 0)])
     solo_pb2_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed), server)
+        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -71,6 +81,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
                                  "this machine's; pick another with --port (0 = any free port) or --host")
     await server.start()
     watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
+    tasks = (asyncio.create_task(tokens.follow_revocations(follow_from)), asyncio.create_task(audit.run())) \
+        if event_feed is not None else ()
     metrics_port = 0
     if config.gateway.metrics_port:
         httpd, _ = start_http_server(max(0, config.gateway.metrics_port), addr=config.gateway.host,
@@ -78,7 +90,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: Authenticat
         metrics_port = httpd.server_port
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port)
+    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks)
 
 
 async def _watch_event_log(feed, every: float = 5.0) -> None:

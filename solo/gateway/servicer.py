@@ -11,12 +11,20 @@ from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
 from solo.core.spec import validate_name, validate_spec
-from solo.errors import InvalidRequest, Overloaded, SoloError
+from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
+from solo.gateway.audit import Audit
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
+from solo.gateway.tokens import TokenService
+from solo.security.capabilities import Request
 from solo.security.tokens import Authenticator, Principal
+
+
+def _on(operation: str, service=lambda r: "", method=lambda r: ""):
+    """What an RPC needs its token to allow: an operation, on a service and method of the request."""
+    return lambda r: Request(operation, service(r), method(r))
 
 
 def _input(request: pb.InvokeRequest) -> tuple[str | None, bytes | None]:
@@ -36,10 +44,12 @@ def _check_call(request: pb.InvokeRequest) -> None:
 
 class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
-                 dispatcher: Dispatcher, event_feed: events.EventFeed):
+                 dispatcher: Dispatcher, event_feed: events.EventFeed, tokens: TokenService, audit: Audit):
         self.config = config
         self.registry = registry
         self.authenticator = authenticator
+        self.tokens = tokens
+        self.audit = audit
         self.routes = routes
         self.dispatcher = dispatcher
         self.events = event_feed
@@ -50,31 +60,31 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         """Who asked, for the events: the principal's label and the request id (x-request-id or new)."""
         return {"principal": principal.label, "request_id": request_id(context.invocation_metadata() or ())}
 
-    @rpc
+    @rpc(_on("deploy", lambda r: r.spec.name))
     async def DeployService(self, request, context, principal):
         spec = validate_spec(spec_from_proto(request.spec), self.config.limits, self.config.runtime.default_num_cpus)
         result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.DeployServiceResponse(service=info_to_proto(result["service"]), changed=result["changed"])
 
-    @rpc
+    @rpc(_on("discover", lambda r: r.name))
     async def GetService(self, request, context, principal):
         validate_name(request.name)
         return info_to_proto(await self.registry.get(principal.tenant, request.name))
 
-    @rpc
+    @rpc(_on("discover"))
     async def ListServices(self, request, context, principal):
         for info in await self.registry.list(principal.tenant):
             yield info_to_proto(info)
 
-    @rpc
+    @rpc(_on("stop", lambda r: r.name))
     async def StopService(self, request, context, principal):
         validate_name(request.name)
         result = await self.registry.stop(principal.tenant, request.name, request.remove, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.StopServiceResponse(service=info_to_proto(result["service"]))
 
-    @rpc
+    @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def Invoke(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
@@ -99,7 +109,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             if series:
                 series.done(code, time.perf_counter() - start)
 
-    @rpc
+    @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def InvokeStream(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
@@ -120,7 +130,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             if labelled:
                 metrics.CALLS.labels(principal.tenant, request.service, code).inc()
 
-    @rpc
+    @rpc(_on("discover"))
     async def GetMetrics(self, request, context, principal):
         summary = metrics.tenant_summary(principal.tenant)
         services = [pb.ServiceMetrics(service=name, calls=int(v["calls"]), errors=int(v["errors"]),
@@ -130,12 +140,29 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         return pb.GetMetricsResponse(tenant=principal.tenant, services=services,
                                      calls=sum(s.calls for s in services), errors=sum(s.errors for s in services))
 
-    @rpc
+    @rpc(_on("mint"))
     async def MintToken(self, request, context, principal):
-        token = self.authenticator.mint(principal, request.tenant, request.description)
-        return pb.MintTokenResponse(token=token, tenant=request.tenant)
+        minted, rights = await self.tokens.mint(principal, context.invocation_metadata() or (), request.tenant,
+                                        list(request.rights), request.ttl_seconds, request.operator,
+                                        request.description, self._who(principal, context))
+        return pb.MintTokenResponse(token=minted.token, tenant=request.tenant, revocation_id=minted.revocation_id,
+                                    expires_at=minted.expires_at, key_id=minted.key_id, rights=rights)
 
-    @rpc
+    @rpc(_on("mint"))
+    async def RevokeToken(self, request, context, principal):
+        revocation_id, tenant = await self.tokens.revoke(principal, request.revocation_id, request.token,
+                                                         request.reason, self._who(principal, context))
+        return pb.RevokeTokenResponse(revocation_id=revocation_id, tenant=tenant)
+
+    @rpc(_on("mint"))
+    async def ListTokens(self, request, context, principal):
+        if request.tenant and request.tenant != principal.tenant and not principal.operator:
+            raise PermissionDenied("a tenant can only list its own tokens; leave the tenant empty")
+        tenant = request.tenant or (None if principal.operator else principal.tenant)
+        found = await asyncio.to_thread(self.tokens.list, tenant)
+        return pb.ListTokensResponse(tokens=[pb.TokenInfo(**t) for t in found])
+
+    @rpc(_on("read_events"))
     async def QueryEvents(self, request, context, principal):
         wanted, limit = events.scope(principal, request.filter), events.page_size(request.limit)
         table = await asyncio.to_thread(events.query, self.config.data_dir, wanted)
@@ -144,7 +171,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         return pb.QueryEventsResponse(events=[events.to_proto(r) for r in page], more=more,
                                       next_after_id=page[-1]["id"] if page else wanted.after_id)
 
-    @rpc
+    @rpc(_on("watch"))
     async def Watch(self, request, context, principal):
         wanted = events.scope(principal, request.filter)
         cursor = delivered = wanted.after_id
@@ -163,9 +190,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                                      f"after_id set to the last id you received (at least {delivered})") from None
                 delivered = row["id"]
 
-    @rpc
+    @rpc(_on("whoami"))
     async def WhoAmI(self, request, context, principal):
-        return pb.WhoAmIResponse(tenant=principal.tenant, operator=principal.operator)
+        return pb.WhoAmIResponse(tenant=principal.tenant, operator=principal.operator, token_id=principal.token_id)
 
 
 __all__ = ["GatewayServicer"]

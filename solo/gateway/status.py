@@ -1,7 +1,7 @@
 """The one table from Solo error codes to gRPC status codes, and the wrapper that applies it.
 
-Every RPC handler is wrapped by `rpc`: it authenticates the caller (one Authenticator), gives the
-handler the Principal, and turns SoloError into the mapped status with the error's message.
+Every RPC handler is wrapped by `rpc`: it authenticates and authorises the caller for what the
+request wants (one Authenticator), gives the handler the Principal, and turns SoloError into the mapped status with the error's message.
 Anything unexpected becomes INTERNAL with a request id and never leaks platform internals.
 """
 from __future__ import annotations
@@ -10,10 +10,12 @@ import functools
 import inspect
 import logging
 import uuid
+from typing import Callable
 
 import grpc
 
-from solo.errors import Internal, SoloError
+from solo.errors import Internal, PermissionDenied, SoloError, Unauthenticated
+from solo.security.capabilities import Request
 
 log = logging.getLogger("solo.gateway")
 
@@ -50,37 +52,52 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     await context.abort(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message, tuple(trailers))
 
 
-def rpc(handler):
-    """Wrap a servicer method `(self, request, context, principal)` (unary or streaming)."""
+def rpc(need: Callable[[object], Request]):
+    """Wrap a servicer method `(self, request, context, principal)` (unary or server streaming).
 
-    def _unexpected(exc: BaseException, metadata) -> SoloError:
-        rid = request_id(metadata)
-        log.exception("unexpected error in %s (request %s)", handler.__name__, rid)
-        return Internal(f"internal error in the gateway (request id {rid}); the operator can find it in "
-                         "the gateway log")
+    `need(request)` says what the call wants (operation, service, method): the token must allow
+    exactly that. Refusals are counted by `self.audit` (aggregated into events, never per call).
+    """
 
-    if inspect.isasyncgenfunction(handler):
+    def decorate(handler):
+        def _unexpected(exc: BaseException, metadata) -> SoloError:
+            rid = request_id(metadata)
+            log.exception("unexpected error in %s (request %s)", handler.__name__, rid)
+            return Internal(f"internal error in the gateway (request id {rid}); the operator can find it in "
+                            "the gateway log")
+
+        def _authenticate(self, request, context, metadata):
+            wanted = need(request)
+            try:
+                return self.authenticator.authenticate(metadata, wanted, context)
+            except (Unauthenticated, PermissionDenied) as exc:
+                self.audit.denied(exc, wanted)
+                raise
+
+        if inspect.isasyncgenfunction(handler):
+            @functools.wraps(handler)
+            async def stream_wrapper(self, request, context):
+                metadata = context.invocation_metadata() or ()
+                try:
+                    principal = _authenticate(self, request, context, metadata)
+                    async for item in handler(self, request, context, principal):
+                        yield item
+                except SoloError as exc:
+                    await abort_with(context, exc)
+                except Exception as exc:  # noqa: BLE001
+                    await abort_with(context, _unexpected(exc, metadata))
+            return stream_wrapper
+
         @functools.wraps(handler)
-        async def stream_wrapper(self, request, context):
+        async def unary_wrapper(self, request, context):
             metadata = context.invocation_metadata() or ()
             try:
-                principal = self.authenticator.authenticate(metadata)
-                async for item in handler(self, request, context, principal):
-                    yield item
+                principal = _authenticate(self, request, context, metadata)
+                return await handler(self, request, context, principal)
             except SoloError as exc:
                 await abort_with(context, exc)
             except Exception as exc:  # noqa: BLE001
                 await abort_with(context, _unexpected(exc, metadata))
-        return stream_wrapper
+        return unary_wrapper
 
-    @functools.wraps(handler)
-    async def unary_wrapper(self, request, context):
-        metadata = context.invocation_metadata() or ()
-        try:
-            principal = self.authenticator.authenticate(metadata)
-            return await handler(self, request, context, principal)
-        except SoloError as exc:
-            await abort_with(context, exc)
-        except Exception as exc:  # noqa: BLE001
-            await abort_with(context, _unexpected(exc, metadata))
-    return unary_wrapper
+    return decorate

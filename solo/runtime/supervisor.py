@@ -24,7 +24,8 @@ from solo.registry.handle import RegistryHandle, find_registry, get_or_create_re
 from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
-from solo.security.tokens import BearerAuthenticator, TokenStore, ensure_operator_token
+from solo.security.keys import KeyRing
+from solo.security.tokens import authenticator, ensure_operator_token
 
 log = logging.getLogger("solo")
 STATE_FILE = "solo.json"
@@ -76,12 +77,12 @@ class Supervisor:
                                                        self.config.events, on_this_node,
                                                        checkpoint_file=self.config.data_dir / CHECKPOINT_FILE)
         self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node)
-        self.store = TokenStore(self.config.data_dir / "tokens.json")
-        ensure_operator_token(self.store, self.operator_token_path)
+        self.keys = KeyRing(self.config.data_dir / "keys")
+        ensure_operator_token(self.keys, self.operator_token_path, self.config.security.operator_token_days)
 
     async def serve(self) -> Gateway:
         self.gateway = await start_gateway(self.config, RegistryHandle(self.registry_actor),
-                                           BearerAuthenticator(self.store), EventLogHandle(self.config.namespace))
+                                           authenticator(self.config, self.keys), EventLogHandle(self.config.namespace))
         # Long-lived start-up objects leave the collector's view; collections get rarer (measured in bench/).
         gc.freeze()
         gc.set_threshold(20_000, 50, 50)

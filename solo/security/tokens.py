@@ -1,33 +1,34 @@
-"""Interim identity: opaque bearer tokens mapped to a tenant (the capability-token issue replaces it).
+"""Who is calling: capability tokens from the `authorization: Bearer <token>` metadata → Principal.
 
-Only SHA-256 hashes of tokens are stored (`<data-dir>/tokens.json`, mode 0600), so the file never
-holds a usable credential. The gateway resolves every call through `Authenticator.authenticate`;
-nothing trusts a tenant named in a request body.
+The gateway resolves every call through `CapabilityAuthenticator.authenticate(metadata,
+request)`: the token's signature, key, revocation, expiry and rights for that request (see
+capabilities.py and verifier.py). The tenant always comes from the token; nothing trusts a
+tenant named in a request body.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from solo.core.spec import validate_name
-from solo.errors import PermissionDenied, Unauthenticated
+from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
+from solo.security.capabilities import RIGHTS, Minted, Request, authorize, check_rights, mint, parse
+from solo.security.keys import KeyRing, write_private
+from solo.security.verifier import RevocationSet, TokenVerifier
 
-TOKEN_PREFIX = "solo_"
 OPERATOR_TENANT = "default"
+TENANT_RIGHTS = tuple(r for r in RIGHTS)  # what a tenant token gets unless the mint narrows it
+DAY = 86_400.0
 
 
 @dataclass(frozen=True)
 class Principal:
     tenant: str
     operator: bool = False
-    token_id: str = ""  # the first characters of the token's hash: safe to log, useless to replay
+    token_id: str = ""  # the first characters of the token's newest revocation id: safe to log
+    revocation_ids: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -35,100 +36,83 @@ class Principal:
 
 
 class Authenticator(Protocol):
-    def authenticate(self, metadata: Iterable[tuple[str, str]]) -> Principal: ...
-
-    def mint(self, caller: Principal, tenant: str, description: str = "") -> str: ...
+    def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal: ...
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def bearer(metadata: Iterable[tuple[str, str]]) -> str:
+    header = next((v for k, v in metadata if k == "authorization"), None)
+    if not header:
+        raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' metadata "
+                              "(the operator token is written by `solo up`; tenants get one from `solo tokens mint`)")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("malformed authorization metadata: expected 'Bearer <token>'")
+    return token.strip()
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+class CapabilityAuthenticator:
+    def __init__(self, keys: KeyRing, verifier: TokenVerifier, token_ttl_days: float = 30.0,
+                 max_token_ttl_days: float = 365.0):
+        self.keys = keys
+        self.verifier = verifier
+        self.token_ttl = token_ttl_days * DAY
+        self.max_token_ttl = max_token_ttl_days * DAY
 
+    def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal:
+        grant = self.verifier.verify(bearer(metadata), request)
+        return Principal(grant.tenant, grant.operator, grant.revocation_ids[-1][:12], grant.revocation_ids)
 
-class TokenStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._signature: tuple = ()
-        self._entries: dict[str, dict] = {}
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return
-        # every write replaces the file (new inode), so this notices changes even within one mtime tick
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if signature != self._signature:
-            self._entries = json.loads(self.path.read_text() or "{}")
-            self._signature = signature
-
-    def lookup(self, token: str) -> Principal | None:
-        digest = _hash(token)
-        entry = self._entries.get(digest)
-        if entry is None:
-            with self._lock:
-                self._load()  # another gateway process may have minted it
-            entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        return Principal(entry["tenant"], entry.get("operator", False), digest[:12])
-
-    def add(self, tenant: str, operator: bool = False, description: str = "") -> str:
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._lock:
-            self._load()
-            self._entries[_hash(token)] = {"tenant": tenant, "operator": operator, "description": description,
-                                           "created_at": time.time()}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(self.path, json.dumps(self._entries, indent=1, sort_keys=True))
-            st = self.path.stat()
-            self._signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        return token
-
-
-class BearerAuthenticator:
-    """`authorization: Bearer solo_...` metadata → Principal."""
-
-    def __init__(self, store: TokenStore):
-        self.store = store
-
-    def authenticate(self, metadata: Iterable[tuple[str, str]]) -> Principal:
-        header = next((v for k, v in metadata if k == "authorization"), None)
-        if not header:
-            raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' metadata "
-                                  "(the operator token is written by `solo up`; tenants get one from `solo tokens mint`)")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("malformed authorization metadata: expected 'Bearer <token>'")
-        principal = self.store.lookup(token.strip())
-        if principal is None:
-            raise Unauthenticated("unknown or revoked token; ask the operator for a new one (`solo tokens mint`)")
-        return principal
-
-    def mint(self, caller: Principal, tenant: str, description: str = "") -> str:
-        if not caller.operator:
-            raise PermissionDenied("only the operator can mint tokens")
+    def mint(self, caller: Principal, tenant: str, rights: Iterable[str] = (), ttl_seconds: float = 0,
+             operator: bool = False) -> Minted:
+        """A token for `tenant`. The operator mints for anyone; a tenant token with the `mint`
+        right mints for its own tenant, with at most its own rights (checked by the gateway,
+        which authorised `mint` for the caller)."""
         validate_name(tenant, "tenant name")
-        return self.store.add(tenant, operator=False, description=description)
+        rights = check_rights(rights) if rights else list(TENANT_RIGHTS)
+        if ttl_seconds < 0 or ttl_seconds > self.max_token_ttl:
+            raise InvalidRequest(f"ttl_seconds must be between 0 (the default, {self.token_ttl / DAY:g} days) and "
+                                 f"{self.max_token_ttl:g} ([security] max_token_ttl_days)")
+        if not caller.operator:
+            if operator:
+                raise PermissionDenied("only the operator can mint operator tokens")
+            if tenant != caller.tenant:
+                raise PermissionDenied(f"a tenant token can only mint tokens for its own tenant ({caller.tenant!r})")
+        key_id, private = self.keys.private_key()
+        return mint(private, key_id, tenant, rights, ttl_seconds or self.token_ttl, operator=operator)
+
+    def rights_allowed(self, token: str, rights: Iterable[str]) -> list[str]:
+        """The subset of `rights` that `token` itself has (a minted token never exceeds its minter)."""
+        allowed = []
+        for right in rights:
+            try:
+                self.verifier.verify(token, Request(right))
+                allowed.append(right)
+            except SoloError:
+                pass
+        return allowed
 
 
-def ensure_operator_token(store: TokenStore, path: Path) -> Path:
-    """Write the operator token to `path` (0600) on first start; keep it afterwards."""
-    if path.exists() and store.lookup(path.read_text().strip()) is not None:
-        return path
-    token = store.add(OPERATOR_TENANT, operator=True, description="operator (written by solo up)")
-    _write_private(path, token + "\n")
+def authenticator(config, keys: KeyRing) -> CapabilityAuthenticator:
+    """The gateway's authenticator from the [security] config."""
+    c = config.security
+    verifier = TokenVerifier(keys, RevocationSet(), cache_seconds=c.verify_cache_seconds)
+    return CapabilityAuthenticator(keys, verifier, c.token_ttl_days, c.max_token_ttl_days)
+
+
+def ensure_operator_token(keys: KeyRing, path: Path, ttl_days: float = 365.0) -> Path:
+    """Write an operator token to `path` (0600) on first start, or when the one there is no longer
+    valid (expired, or its key was cut off); keep it otherwise."""
+    if path.exists():
+        try:  # still good for at least a day?
+            authorize(parse(path.read_text().strip(), keys.public_key), Request("deploy"), time.time() + DAY)
+            return path
+        except SoloError:
+            pass
+    key_id, private = keys.private_key()
+    minted = mint(private, key_id, OPERATOR_TENANT, RIGHTS, ttl_days * DAY, operator=True)
+    write_private(path, minted.token + "\n")
     return path
 
 
-__all__ = ["Authenticator", "BearerAuthenticator", "Principal", "TokenStore", "ensure_operator_token"]
+__all__ = ["Authenticator", "CapabilityAuthenticator", "authenticator", "OPERATOR_TENANT", "Principal", "bearer",
+           "ensure_operator_token"]

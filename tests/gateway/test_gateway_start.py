@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from solo.config import load_config
 from solo.errors import FailedPrecondition
 from solo.gateway.server import start_gateway
-from solo.security.tokens import BearerAuthenticator, TokenStore
+from solo.security.keys import KeyRing
+from solo.security.tokens import authenticator
 from tests.conftest import EXAMPLES
 
 
@@ -30,7 +31,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         config = load_config(None, data_dir=str(tmp_path), gateway__port=port)
-        auth = BearerAuthenticator(TokenStore(tmp_path / "tokens.json"))
+        auth = authenticator(config, KeyRing(tmp_path / "keys"))
 
         async def start():
             await start_gateway(config, StillRegistry(), auth)

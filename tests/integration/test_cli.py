@@ -86,11 +86,30 @@ def test_errors_exit_non_zero_with_the_servers_message(cli, tmp_path):
 
 
 def test_tokens_for_tenants(cli):
-    token = json.loads(cli("tokens", "mint", "carol", "--json").stdout)["token"]
+    minted = json.loads(cli("tokens", "mint", "carol", "--description", "ci", "--ttl", "2h", "--json").stdout)
+    token = minted["token"]
     who = json.loads(cli("whoami", "--json", "--token", token).stdout)
-    assert who == {"tenant": "carol", "operator": False}
+    assert who == {"tenant": "carol", "operator": False, "token_id": minted["revocation_id"][:12]}
     # carol does not see the operator's services
     assert json.loads(cli("ls", "--json", "--token", token).stdout) == []
+    # attenuate offline (public key from the data dir), then the narrower token cannot list or deploy
+    narrow = json.loads(cli("tokens", "attenuate", "--token", token, "--service", "kv", "--right", "invoke",
+                            "--ttl", "10m", "--json").stdout)["token"]
+    blocks = json.loads(cli("tokens", "inspect", "--token", narrow, "--json").stdout)["blocks"]
+    assert len(blocks) == 2 and 'tenant("carol")' in blocks[0] and '"kv"' in blocks[1]
+    denied = cli("ls", "--token", narrow, check=False)
+    assert denied.returncode != 0 and "does not allow discover" in denied.stderr
+    assert json.loads(cli("whoami", "--json", "--token", narrow).stdout)["tenant"] == "carol"
+    listed = json.loads(cli("tokens", "list", "--tenant", "carol", "--json").stdout)
+    assert [(t["revocation_id"], t["description"], t["revoked"]) for t in listed] == \
+        [(minted["revocation_id"], "ci", False)]
+    cli("tokens", "revoke", minted["revocation_id"], "--reason", "test")
+    for t in (token, narrow):  # revoking the parent revokes what was derived from it
+        gone = cli("whoami", "--token", t, check=False)
+        assert gone.returncode != 0 and "revoked" in gone.stderr
+    assert json.loads(cli("tokens", "list", "--tenant", "carol", "--json").stdout)[0]["revoked"] is True
+    keys = json.loads(cli("keys", "list", "--json").stdout)
+    assert [k["key_id"] for k in keys] == [1] and keys[0]["active"]
 
 
 def test_events_command(cli):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from solo import SoloClient
+from solo import SoloClient, Unauthenticated
 from solo.events import read_events
 from tests.conftest import EXAMPLES
 
@@ -30,6 +30,8 @@ def test_kill_9_everything_then_start_again(tmp_path):
     state = json.loads((tmp_path / "solo.json").read_text())
     client = SoloClient(data_dir=tmp_path)
     client.deploy(EXAMPLES / "counter.py")
+    kept, revoked = client.mint("acme")["token"], client.mint("acme")
+    client.revoke_token(revoked["revocation_id"], reason="leaked")
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -65,6 +67,11 @@ def test_kill_9_everything_then_start_again(tmp_path):
             while again.get("counter")["state"] != "RUNNING" and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert again.call("counter", "incr") == 1  # back (fresh state: its process was killed)
+        with SoloClient(data_dir=tmp_path, token=kept) as acme:
+            assert acme.whoami()["tenant"] == "acme"  # the root key survived
+        with SoloClient(data_dir=tmp_path, token=revoked["token"]) as leaked:
+            with pytest.raises(Unauthenticated, match="revoked"):
+                leaked.whoami()  # the revocation survived too
         ids = read_events(tmp_path).column("id").to_pylist()
         assert ids == list(range(1, len(ids) + 1))
     finally:

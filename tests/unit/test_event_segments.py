@@ -204,3 +204,27 @@ def test_rows_turned_into_columns_by_the_producer_store_the_same_events(tmp_path
     assert as_dicts.tail_table().equals(as_columns.tail_table())
     with pytest.raises(KeyError):
         to_columns([{"type": "x"}])  # the handle checks groups first and answers INVALID_ARGUMENT
+
+
+def test_reads_racing_rolls_and_merges_see_every_event_exactly_once(tmp_path):
+    import threading
+
+    log = EventLog(tmp_path, auto_roll=False)
+    stop = threading.Event()
+
+    def churn():  # append, seal, flush and merge as fast as possible while the reader reads
+        while not stop.is_set():
+            log.append(mixed_rows(7, 0))
+            log.seal()
+            log.flush()
+            log.compact(small_rows=1000, min_parts=3)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(200):
+            ids = read_events(tmp_path).column("id").to_pylist()
+            assert ids == list(range(1, len(ids) + 1))
+    finally:
+        stop.set()
+        worker.join()

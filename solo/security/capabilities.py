@@ -1,0 +1,207 @@
+"""Capability tokens: Biscuit tokens signed by the root key, attenuable offline.
+
+A token's first (authority) block, written only by the gateway when it mints, says who and what:
+
+    tenant("acme");  right("invoke");  right("discover");  ...  [operator(true);]
+    check if time($t), $t <= 2026-12-27T10:00:00Z;
+
+Anyone holding a token can append a block of *checks* without asking the server
+(`attenuate`): one service, some methods, some rights, an earlier expiry. Checks can only
+narrow: every block's checks must pass, and the gateway's policy trusts only the authority
+block and its own facts, so a fact a holder appends (`right("stop")`, `tenant("bob")`)
+grants nothing. For each call the gateway supplies the facts of the request:
+
+    time(now); operation("invoke"); service("kv"); method("get");
+
+and allows it if `right($op), operation($op)` holds and every check passes. The revocation id
+of a block (Biscuit's, a hex string) revokes that token and everything derived from it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import biscuit_auth as biscuit
+
+from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
+
+# what a token can allow (the gRPC methods map onto these: see gateway/status.py)
+RIGHTS = ("deploy", "swap", "stop", "invoke", "discover", "read_events", "watch", "secrets.read", "secrets.write",
+          "mint")
+READ_ONLY = ("discover", "read_events", "watch", "secrets.read")
+WHOAMI = "whoami"  # any valid token may ask who it is; attenuation checks always let it through
+
+POLICY = """
+time({now});
+operation({op});
+allow if right($op), operation($op);
+allow if operation("whoami");
+"""
+
+
+def _limits() -> "biscuit.AuthorizerLimits":
+    """Biscuit's default 1 ms wall-clock budget fails honest tokens when two busy cores preempt the
+    thread; facts and iterations (1000 / 100) still bound what a crafted token can make us compute."""
+    limits = biscuit.AuthorizerBuilder("").limits()
+    limits.max_time = dt.timedelta(milliseconds=200)
+    return limits
+
+
+LIMITS = _limits()
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc)
+
+
+def check_rights(rights: Iterable[str]) -> list[str]:
+    rights = list(dict.fromkeys(rights))
+    unknown = [r for r in rights if r not in RIGHTS]
+    if unknown:
+        raise InvalidRequest(f"unknown rights {unknown}; the rights are {', '.join(RIGHTS)}")
+    return rights
+
+
+@dataclass(frozen=True)
+class Minted:
+    token: str
+    revocation_id: str
+    expires_at: float
+    key_id: int
+
+
+def mint(private_key: biscuit.PrivateKey, key_id: int, tenant: str, rights: Iterable[str], ttl_seconds: float,
+         operator: bool = False, now: float | None = None) -> Minted:
+    """A new token for `tenant` with `rights`, valid for `ttl_seconds`, signed by key `key_id`."""
+    rights = check_rights(rights)
+    expires = (now or time.time()) + ttl_seconds
+    builder = biscuit.BiscuitBuilder("tenant({tenant}); check if time($t), $t <= {expires};",
+                                     {"tenant": tenant, "expires": _utc(expires)})
+    for right in rights:
+        builder.add_fact(biscuit.Fact("right({r})", {"r": right}))
+    if operator:
+        builder.add_fact(biscuit.Fact("operator(true)"))
+    builder.set_root_key_id(key_id)
+    token = builder.build(private_key)
+    return Minted(token.to_base64(), token.revocation_ids[0], float(int(expires)), key_id)
+
+
+def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey], *,
+              services: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+              rights: Iterable[str] | None = None, ttl_seconds: float | None = None,
+              now: float | None = None) -> str:
+    """A narrower token derived from `token`, offline (needs only the public key to parse it).
+
+    services: only these services; methods: only these methods (for invoke); rights: only these
+    operations; ttl_seconds: expire sooner. Each given restriction becomes one check.
+    """
+    parsed = parse(token, public_key)
+    checks: list[tuple[str, dict]] = []
+    if services is not None:
+        checks.append(('check if service($s), {services}.contains($s) or operation("whoami")',
+                       {"services": set(services)}))
+    if methods is not None:
+        checks.append(('check if method($m), {methods}.contains($m) or operation($op), $op != "invoke"',
+                       {"methods": set(methods)}))
+    if rights is not None:
+        checks.append(('check if operation($op), {rights}.contains($op)',
+                       {"rights": set(check_rights(rights)) | {WHOAMI}}))
+    if ttl_seconds is not None:
+        checks.append(("check if time($t), $t <= {expires}", {"expires": _utc((now or time.time()) + ttl_seconds)}))
+    if not checks:
+        raise InvalidRequest("nothing to restrict: give services, methods, rights or a shorter expiry")
+    block = biscuit.BlockBuilder()
+    for source, params in checks:
+        block.add_check(biscuit.Check(source, params))
+    return parsed.append(block).to_base64()
+
+
+def parse(token: str, public_key: Callable[[int | None], biscuit.PublicKey]) -> biscuit.Biscuit:
+    """Verify the signatures (with the key named by the token's key id) or raise Unauthenticated."""
+    refused: list[Unauthenticated] = []
+
+    def key_for(key_id):
+        try:
+            return public_key(key_id)
+        except Unauthenticated as exc:  # biscuit would hide why behind a generic validation error
+            refused.append(exc)
+            raise
+
+    try:
+        return biscuit.Biscuit.from_base64(token, key_for)
+    except (biscuit.BiscuitValidationError, biscuit.BiscuitSerializationError, ValueError, TypeError) as exc:
+        if refused:
+            raise refused[0] from None
+        raise Unauthenticated(f"invalid token ({_short(exc)}): it is not a Solo token, was changed, or was "
+                              "signed by another key; ask for a new one (`solo tokens mint`)") from None
+
+
+def inspect(token: str) -> dict:
+    """What a token says, without verifying it (for `solo tokens inspect`)."""
+    try:
+        unverified = biscuit.UnverifiedBiscuit.from_base64(token)
+    except Exception as exc:  # noqa: BLE001 - whatever the library raises for garbage
+        raise InvalidRequest(f"not a token ({_short(exc)})") from None
+    return {"key_id": unverified.root_key_id(), "revocation_ids": list(unverified.revocation_ids),
+            "blocks": [unverified.block_source(i) for i in range(unverified.block_count())]}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a call wants to do: an operation (a right), and the service and method it touches."""
+    operation: str
+    service: str = ""
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class Grant:
+    tenant: str
+    operator: bool
+    revocation_ids: tuple[str, ...]
+    key_id: int | None
+    blocks: int = 1
+    facts: dict = field(default_factory=dict)
+
+
+def authorize(token: biscuit.Biscuit, request: Request, now: float) -> Grant:
+    """Run the policy for `request` at time `now`; PermissionDenied/Unauthenticated say why not."""
+    builder = biscuit.AuthorizerBuilder(POLICY, {"now": _utc(now), "op": request.operation})
+    builder.set_limits(LIMITS)
+    if request.service:
+        builder.add_fact(biscuit.Fact("service({s})", {"s": request.service}))
+    if request.method:
+        builder.add_fact(biscuit.Fact("method({m})", {"m": request.method}))
+    authorizer = builder.build(token)
+    try:
+        authorizer.authorize()
+    except biscuit.AuthorizationError as exc:
+        failed = str(exc).split("following checks failed:")[-1].strip()
+        if "check if time($" in failed:
+            refusal: SoloError = Unauthenticated("the token has expired; ask for a new one (`solo tokens mint`)")
+        else:
+            target = f" on {request.service!r}" if request.service else ""
+            target += f" method {request.method!r}" if request.method else ""
+            refusal = PermissionDenied(f"the token does not allow {request.operation}{target}"
+                                       + (f" (failed: {failed})" if failed else ""))
+        try:  # whose token it was, for the audit summary
+            refusal.tenant = authorizer.query(biscuit.Rule("t($t) <- tenant($t)"))[0].terms[0]
+        except Exception:  # noqa: BLE001
+            pass
+        raise refusal from None
+    tenant = authorizer.query(biscuit.Rule("t($t) <- tenant($t)"))
+    operator = authorizer.query(biscuit.Rule("o(true) <- operator(true)"))
+    if len(tenant) != 1:
+        raise Unauthenticated("the token names no single tenant; ask for a new one")
+    return Grant(tenant[0].terms[0], bool(operator), tuple(token.revocation_ids), None, token.block_count())
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+__all__ = ["READ_ONLY", "RIGHTS", "Grant", "Minted", "Request", "attenuate", "authorize", "check_rights", "inspect",
+           "mint", "parse"]
