@@ -24,7 +24,7 @@ from solo._proto import solo_pb2_grpc
 from solo.config import DEFAULT_DATA_DIR
 from solo.core.payload import decode_result, encode_args
 from solo.errors import InvalidRequest, SoloError, Unavailable, from_code
-from solo.gateway.status import ERROR_HEADER, EXCEPTION_HEADER, STATUS_BY_CODE
+from solo.gateway.status import ERROR_HEADER, EXCEPTION_HEADER, RETRY_AFTER_HEADER, STATUS_BY_CODE
 
 _CODE_BY_STATUS = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
 _CODE_BY_STATUS[grpc.StatusCode.UNKNOWN] = "SERVICE_FAILED"
@@ -52,7 +52,10 @@ def translate(exc: grpc.RpcError) -> SoloError:
     code = trailers.get(ERROR_HEADER) or _CODE_BY_STATUS.get(exc.code(), "UNKNOWN")
     if exc.code() == grpc.StatusCode.UNAVAILABLE and ERROR_HEADER not in trailers:
         return Unavailable(f"cannot reach the Solo gateway: {exc.details()}")
-    return from_code(code, exc.details() or exc.code().name, trailers.get(EXCEPTION_HEADER, ""))
+    error = from_code(code, exc.details() or exc.code().name, trailers.get(EXCEPTION_HEADER, ""))
+    if trailers.get(RETRY_AFTER_HEADER, "").isdigit():
+        error.retry_after = int(trailers[RETRY_AFTER_HEADER]) / 1000  # seconds to wait before retrying
+    return error
 
 
 def spec_message(source: str | Path, name: str | None = None, *, filename: str | None = None, version: str = "",

@@ -32,6 +32,11 @@ class GatewayConfig(_Section):
         default="uvloop", description="the gateway's event loop; uvloop measured 10-20% more calls/s at c=64 (bench/)")
 
 
+class TokenRate(_Section):
+    rate_per_second: float = Field(ge=0, description="calls per second (0 = unlimited)")
+    burst: float = Field(default=0, ge=0, description="bucket size (0 = 2 s of rate_per_second)")
+
+
 class LimitsConfig(_Section):
     max_source_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_cpus: float = Field(default=256, gt=0, description="largest num_cpus one service may ask for")
@@ -40,6 +45,11 @@ class LimitsConfig(_Section):
     max_custom_resource: float = Field(default=1_000_000, gt=0)
     max_concurrency: int = Field(default=1000, ge=1)
     max_services_per_tenant: int = Field(default=1000, ge=1)
+    token_rate_per_second: float = Field(default=10_000, ge=0, description="calls per second per token "
+                                         "(a token and its attenuations share one bucket); 0 = unlimited")
+    token_burst: float = Field(default=0, ge=0, description="calls a token may make at once (0 = 2 s of the rate)")
+    tenant_token_rates: dict[str, TokenRate] = Field(
+        default_factory=dict, description="per-tenant overrides, e.g. acme = {rate_per_second = 50, burst = 100}")
 
 
 class RuntimeConfig(_Section):

@@ -27,7 +27,8 @@ def solo(tmp_path_factory):
                          runtime__schedule_timeout_seconds=4.0,
                          runtime__restart_backoff_seconds=0.2, runtime__start_timeout_seconds=30.0,
                          runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024,
-                         events__watch_slow_consumer_seconds=3.0, events__checkpoint_seconds=1.0)
+                         events__watch_slow_consumer_seconds=3.0, events__checkpoint_seconds=1.0,
+                         limits__tenant_token_rates={"ratey": {"rate_per_second": 2, "burst": 3}})
     instance = ThreadedSolo(config, num_cpus=2, resources={"slot": 1}).start()
     yield instance
     instance.stop()

@@ -21,6 +21,7 @@ from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
 from solo.gateway.audit import Audit
 from solo.gateway.tokens import TokenService
+from solo.security.ratelimit import Rate, RateLimiter
 from solo.security.tokens import CapabilityAuthenticator
 
 SERVICE_NAME = solo_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -67,7 +68,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
                                       ("grpc.max_receive_message_length", size),
                                       ("grpc.so_reuseport", 0)])
     solo_pb2_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit), server)
+        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit,
+                        rate_limiter(config)), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -91,6 +93,16 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks)
+
+
+def rate_limiter(config: SoloConfig) -> RateLimiter:
+    """Per-token buckets from [limits]; a burst of 0 means two seconds' worth of the rate."""
+    limits = config.limits
+
+    def rate(per_second: float, burst: float) -> Rate:
+        return Rate(per_second, burst or max(1.0, 2 * per_second))
+    return RateLimiter(rate(limits.token_rate_per_second, limits.token_burst),
+                       {t: rate(r.rate_per_second, r.burst) for t, r in limits.tenant_token_rates.items()})
 
 
 async def _watch_event_log(feed, every: float = 5.0) -> None:

@@ -19,6 +19,7 @@ from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
 from solo.gateway.tokens import TokenService
 from solo.security.capabilities import Request
+from solo.security.ratelimit import RateLimiter
 from solo.security.tokens import Authenticator, Principal
 
 
@@ -44,12 +45,14 @@ def _check_call(request: pb.InvokeRequest) -> None:
 
 class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
-                 dispatcher: Dispatcher, event_feed: events.EventFeed, tokens: TokenService, audit: Audit):
+                 dispatcher: Dispatcher, event_feed: events.EventFeed, tokens: TokenService, audit: Audit,
+                 limiter: RateLimiter):
         self.config = config
         self.registry = registry
         self.authenticator = authenticator
         self.tokens = tokens
         self.audit = audit
+        self.limiter = limiter
         self.routes = routes
         self.dispatcher = dispatcher
         self.events = event_feed

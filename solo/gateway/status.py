@@ -14,7 +14,7 @@ from typing import Callable
 
 import grpc
 
-from solo.errors import Internal, PermissionDenied, SoloError, Unauthenticated
+from solo.errors import Internal, Overloaded, PermissionDenied, SoloError, Unauthenticated
 from solo.security.capabilities import Request
 
 log = logging.getLogger("solo.gateway")
@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     "UNKNOWN": grpc.StatusCode.UNKNOWN,
 }
 ERROR_HEADER = "solo-error"
+RETRY_AFTER_HEADER = "retry-after-ms"
 EXCEPTION_HEADER = "solo-exception-type"
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -49,6 +50,8 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     trailers = [(ERROR_HEADER, exc.code)]
     if exc.exception_type:
         trailers.append((EXCEPTION_HEADER, exc.exception_type))
+    if getattr(exc, "retry_after", None) is not None:
+        trailers.append((RETRY_AFTER_HEADER, str(max(1, round(exc.retry_after * 1000)))))
     await context.abort(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message, tuple(trailers))
 
 
@@ -69,8 +72,12 @@ def rpc(need: Callable[[object], Request]):
         def _authenticate(self, request, context, metadata):
             wanted = need(request)
             try:
-                return self.authenticator.authenticate(metadata, wanted, context)
-            except (Unauthenticated, PermissionDenied) as exc:
+                principal = self.authenticator.authenticate(metadata, wanted, context)
+                self.limiter.take(principal.tenant, principal.revocation_ids[0] if principal.revocation_ids else "")
+                return principal
+            except (Unauthenticated, PermissionDenied, Overloaded) as exc:
+                if isinstance(exc, Overloaded):
+                    exc.tenant = principal.tenant
                 self.audit.denied(exc, wanted)
                 raise
 

@@ -168,3 +168,21 @@ def test_an_attenuated_token_is_recorded_when_it_first_reaches_the_server(solo, 
             break
         time.sleep(0.5)
     assert len(rows) == 1
+
+
+def test_a_token_over_its_rate_gets_resource_exhausted_with_retry_after(solo, operator):
+    from solo import Overloaded
+
+    token = operator.mint("ratey")["token"]  # [limits.tenant_token_rates] ratey: 2/s, bursts of 3
+    derived = attenuate(token, keys(solo).public_key, rights=["discover"])
+    with client(solo, token) as c, client(solo, derived) as d:
+        c.whoami()
+        c.whoami()
+        d.list()  # an attenuated token draws from its root's bucket: no fresh bucket by deriving
+        with pytest.raises(Overloaded, match="rate limit") as err:
+            c.whoami()
+        assert 0 < err.value.retry_after <= 0.5
+        time.sleep(err.value.retry_after + 0.05)
+        assert c.whoami()["tenant"] == "ratey"
+    with client(solo, operator.mint("ratey")["token"]) as fresh:
+        assert fresh.whoami()["tenant"] == "ratey"  # another root token, another bucket
