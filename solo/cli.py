@@ -21,7 +21,8 @@ EXIT_CODES = {"INVALID_ARGUMENT": 2, "NOT_FOUND": 3, "UNAUTHENTICATED": 4, "PERM
 
 def _client(args):
     from solo.client import SoloClient
-    return SoloClient(args.address, args.token, data_dir=args.data_dir)
+    return SoloClient(args.address, args.token, data_dir=args.data_dir, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                      tls_key=args.tls_key)
 
 
 def _emit(args, value, human) -> None:
@@ -213,6 +214,32 @@ def cmd_tokens_list(args) -> int:
     return 0
 
 
+def cmd_certs(args) -> int:
+    from solo.config import load_config
+    from solo.security import certs
+
+    config = load_config(Path(args.config) if args.config else None, data_dir=args.data_dir)
+    directory = config.tls_dir
+    days = certs.check_days(args.days) if args.days else None
+    if args.certs_command == "init":
+        ca = certs.init_ca(directory, days or certs.CA_DAYS, force=args.force)
+        server = certs.issue_server(directory, args.host + [config.gateway.host], days or certs.SERVER_DAYS)
+        made = {"ca": str(ca.cert), "ca_key": str(ca.key), "server": str(server.cert), "server_key": str(server.key),
+                "expires": server.not_after.isoformat()}
+        _emit(args, made, lambda d: print(
+            f"CA {d['ca']} (its key {d['ca_key']}: keep it private)\ngateway certificate {d['server']}\n"
+            f"start with `solo up --tls` (or --require-client-cert); clients pass --tls-ca {d['ca']}"))
+        return 0
+    issued = certs.issue_client(directory, args.name, args.tenant, days or certs.CLIENT_DAYS)
+    made = {"cert": str(issued.cert), "key": str(issued.key), "tenant": args.tenant or "",
+            "expires": issued.not_after.isoformat(), "ca": str(directory / "ca.crt")}
+    _emit(args, made, lambda d: print(
+        f"client certificate {d['cert']}, key {d['key']} (0600), expires {d['expires'][:10]}"
+        + (f", bound to tenant {d['tenant']}" if d["tenant"] else "")
+        + f"\nuse: --tls-ca {d['ca']} --tls-cert {d['cert']} --tls-key {d['key']} (or SOLO_TLS_CA/CERT/KEY)"))
+    return 0
+
+
 def cmd_keys(args) -> int:
     from solo.config import load_config
     from solo.security.keys import KeyRing
@@ -274,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, parents=[local])
     common.add_argument("--address", help="gateway host:port (default: from `solo up`, or SOLO_ADDRESS)")
     common.add_argument("--token", help="bearer token (default: the operator token, or SOLO_TOKEN)")
+    common.add_argument("--tls-ca", help="CA certificate of a TLS gateway (default SOLO_TLS_CA, or a local --tls up)")
+    common.add_argument("--tls-cert", help="client certificate for mutual TLS (default SOLO_TLS_CERT)")
+    common.add_argument("--tls-key", help="its private key (default SOLO_TLS_KEY)")
 
     parser = argparse.ArgumentParser(prog="solo", description="Solo: a multi-tenant service runtime on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -287,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--num-cpus", type=int, help="logical CPUs of the embedded Ray (default: all)")
     up.add_argument("--no-example", action="store_true", help="do not deploy the example echo service")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
+    up.add_argument("--tls", action="store_true", help="serve TLS only (creates a CA and certificate on first use)")
+    up.add_argument("--require-client-cert", action="store_true",
+                    help="mutual TLS: clients need a certificate from `solo certs issue` (implies --tls)")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", parents=[local], help="stop Solo and every service (events stay on disk)")
@@ -355,6 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst = tokens_sub.add_parser("list", parents=[common], help="tokens minted for your tenant (operator: all)")
     lst.add_argument("--tenant", help="operator only: one tenant's tokens")
     lst.set_defaults(func=cmd_tokens_list)
+    certs = sub.add_parser("certs", parents=[local], help="TLS: a private CA, the gateway's and clients' certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    certs_local = argparse.ArgumentParser(add_help=False, parents=[local])
+    certs_local.add_argument("--config", help="TOML config file (default <data-dir>/solo.toml if present)")
+    certs_local.add_argument("--days", type=int, help="validity (default: CA 1825, server 365, client 90)")
+    cinit = certs_sub.add_parser("init", parents=[certs_local], help="create the CA and the gateway's certificate")
+    cinit.add_argument("--host", action="append", default=[],
+                       help="another name or IP clients use to reach the gateway (repeatable)")
+    cinit.add_argument("--force", action="store_true", help="replace an existing CA")
+    cinit.set_defaults(func=cmd_certs)
+    issue = certs_sub.add_parser("issue", parents=[certs_local], help="a client certificate")
+    issue.add_argument("name", help="who it is for (a name: letters, digits, -)")
+    issue.add_argument("--tenant", help="bind it to a tenant: only that tenant's tokens work over it")
+    issue.set_defaults(func=cmd_certs)
     keys = sub.add_parser("keys", parents=[local], help="the root keys that sign tokens (on the Solo machine)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     keys_local = argparse.ArgumentParser(add_help=False, parents=[local])

@@ -42,7 +42,10 @@ def _alive(pid: int) -> bool:
 
 
 def _config(args):
-    return load_config(args.config, data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host)
+    mutual = args.require_client_cert  # implies --tls; flags only switch on (None: keep the config file's)
+    return load_config(args.config, data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host,
+                       tls__enabled=True if args.tls or mutual else None,
+                       tls__require_client_cert=True if mutual else None)
 
 
 def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
@@ -54,6 +57,10 @@ def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
           f"  operator token:  {state['operator_token_file']}\n"
           f"  data directory:  {data_dir}\n"
           f"  ray:             {'embedded (started by Solo)' if state['embedded'] else state['ray_address']}")
+    if state.get("tls_ca"):
+        print(f"  tls:             on, CA {state['tls_ca']}"
+              + ("; client certificates required (`solo certs issue NAME`)" if state.get("client_cert_required")
+                 else ""))
     if state.get("example"):
         print(f"  example service: {state['example']}   try: solo call echo echo '\"hello\"'")
     print("Stop it with: solo down")
@@ -75,8 +82,10 @@ def up(args) -> int:
                         ("--address", args.ray_address), ("--num-cpus", args.num_cpus)):
         if value is not None:
             argv += [flag, str(value)]
-    if args.no_example:
-        argv.append("--no-example")
+    for flag, on in (("--no-example", args.no_example), ("--tls", args.tls),
+                     ("--require-client-cert", args.require_client_cert)):
+        if on:
+            argv.append(flag)
     with open(log_path, "ab") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
@@ -103,6 +112,15 @@ def run_foreground(args, config) -> int:
         os.environ.setdefault(LOOPBACK_ONLY, "0")  # embedded: nothing of Ray's listens beyond loopback
     from solo.runtime.supervisor import Supervisor
 
+    if config.tls.enabled and not (config.tls_dir / "server.crt").exists():
+        from solo.security.certs import init_ca, issue_server
+        if not (config.tls_dir / "ca.key").exists():
+            init_ca(config.tls_dir)
+        issue_server(config.tls_dir, [config.gateway.host])
+        print(f"created a CA and the gateway's certificate in {config.tls_dir}", flush=True)
+    if config.tls.require_client_cert and not (config.tls_dir / "clients" / "operator.crt").exists():
+        from solo.security.certs import issue_client
+        issue_client(config.tls_dir, "operator", days=365)  # so the CLI on this machine can connect
     supervisor = Supervisor(config, args.ray_address, args.num_cpus)
     supervisor.prepare()
 

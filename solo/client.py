@@ -129,12 +129,38 @@ def to_dict(message) -> dict:
                                      always_print_fields_with_no_presence=True)
 
 
+def tls_credentials(data_dir: str | Path | None, ca: str | Path | None, cert: str | Path | None,
+                    key: str | Path | None) -> grpc.ChannelCredentials | None:
+    """TLS for the channel: files from the arguments, else SOLO_TLS_CA / SOLO_TLS_CERT / SOLO_TLS_KEY,
+    else the CA a local `solo up --tls` recorded in solo.json; None means plaintext."""
+    ca = ca or os.environ.get("SOLO_TLS_CA")
+    cert, key = cert or os.environ.get("SOLO_TLS_CERT"), key or os.environ.get("SOLO_TLS_KEY")
+    if not ca:  # a local `solo up --tls`: its CA (and with mutual TLS the operator's client certificate)
+        state = Path(data_dir or os.environ.get("SOLO_DATA_DIR") or DEFAULT_DATA_DIR).expanduser() / "solo.json"
+        if state.exists():
+            info = json.loads(state.read_text())
+            ca = info.get("tls_ca") or None
+            if ca and not cert and info.get("tls_cert") and Path(info["tls_cert"]).exists():
+                cert, key = info["tls_cert"], info["tls_key"]
+    if bool(cert) != bool(key):
+        raise InvalidRequest("a client certificate needs both files: tls_cert and tls_key (SOLO_TLS_CERT, SOLO_TLS_KEY)")
+    if not ca and not cert:
+        return None
+    try:
+        read = lambda p: Path(p).expanduser().read_bytes() if p else None  # noqa: E731
+        return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read a TLS file: {exc}") from None
+
+
 class _Base:
     def __init__(self, address: str | None = None, token: str | None = None, *, data_dir: str | Path | None = None,
-                 timeout: float | None = 60.0):
+                 timeout: float | None = 60.0, tls_ca: str | Path | None = None, tls_cert: str | Path | None = None,
+                 tls_key: str | Path | None = None):
         self.address, self.token = resolve_target(address, token, data_dir)
         self.timeout = timeout
         self.metadata = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        self.credentials = tls_credentials(data_dir, tls_ca, tls_cert, tls_key)
 
 
 class SoloClient(_Base):
@@ -142,7 +168,8 @@ class SoloClient(_Base):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.channel = grpc.secure_channel(self.address, self.credentials, options=CHANNEL_OPTIONS) \
+            if self.credentials else grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.stub = solo_pb2_grpc.GatewayStub(self.channel)
 
     def _rpc(self, method, request, timeout: float | None = None):
@@ -238,7 +265,8 @@ class AsyncSoloClient(_Base):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.channel = grpc.aio.secure_channel(self.address, self.credentials, options=CHANNEL_OPTIONS) \
+            if self.credentials else grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.stub = solo_pb2_grpc.GatewayStub(self.channel)
 
     async def _rpc(self, method, request, timeout: float | None = None):

@@ -91,6 +91,14 @@ class SecurityConfig(_Section):
                                         "answer is reused; revocation and expiry are still checked on every call")
 
 
+class TlsConfig(_Section):
+    enabled: bool = Field(default=False, description="serve TLS only (no plaintext port); `solo up --tls`")
+    dir: Path | None = Field(default=None, description="ca.crt, server.crt, server.key (default <data_dir>/tls; "
+                             "`solo certs init` creates them)")
+    require_client_cert: bool = Field(default=False, description="mutual TLS: refuse clients without a "
+                                      "certificate from this CA; `solo up --require-client-cert`")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -99,6 +107,11 @@ class SoloConfig(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     events: EventsConfig = EventsConfig()
     security: SecurityConfig = SecurityConfig()
+    tls: TlsConfig = TlsConfig()
+
+    @property
+    def tls_dir(self) -> Path:
+        return Path(self.tls.dir).expanduser() if self.tls.dir else self.data_dir / "tls"
 
 
 def loop_factory(name: str) -> Callable[[], "asyncio.AbstractEventLoop"]:

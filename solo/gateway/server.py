@@ -75,7 +75,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     where = f"{config.gateway.host}:{config.gateway.port}"
     try:
-        port = server.add_insecure_port(where)
+        port = server.add_secure_port(where, tls_credentials(config)) if config.tls.enabled \
+            else server.add_insecure_port(where)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -93,6 +94,19 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks)
+
+
+def tls_credentials(config: SoloConfig) -> grpc.ServerCredentials:
+    """The gateway's certificate from [tls] dir; with require_client_cert, only clients of that CA."""
+    directory = config.tls_dir
+    files = {name: directory / name for name in ("server.crt", "server.key", "ca.crt")}
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        raise FailedPrecondition(f"TLS is on but {', '.join(missing)} is missing: run `solo certs init` "
+                                 f"(or `solo up --tls`, which does it) or point [tls] dir at your files")
+    return grpc.ssl_server_credentials([(files["server.key"].read_bytes(), files["server.crt"].read_bytes())],
+                                       root_certificates=files["ca.crt"].read_bytes(),
+                                       require_client_auth=config.tls.require_client_cert)
 
 
 def rate_limiter(config: SoloConfig) -> RateLimiter:

@@ -106,6 +106,11 @@ class Supervisor:
             "address": f"{self.config.gateway.host}:{self.gateway.port}", "pid": os.getpid(),
             "embedded": self.embedded, "ray_address": ray.get_runtime_context().gcs_address,
             "operator_token_file": str(self.operator_token_path), "started_at": time.time(),
+            "tls_ca": str(self.config.tls_dir / "ca.crt") if self.config.tls.enabled else "",
+            "client_cert_required": self.config.tls.require_client_cert,
+            **({"tls_cert": str(self.config.tls_dir / "clients" / "operator.crt"),
+                "tls_key": str(self.config.tls_dir / "clients" / "operator.key")}
+               if self.config.tls.require_client_cert else {}),
         }, indent=1))
         return path
 

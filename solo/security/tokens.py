@@ -15,6 +15,7 @@ from typing import Iterable, Protocol
 from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
 from solo.security.capabilities import RIGHTS, Minted, Request, authorize, check_rights, mint, parse
+from solo.security.certs import bound_tenant
 from solo.security.keys import KeyRing, write_private
 from solo.security.verifier import RevocationSet, TokenVerifier
 
@@ -60,6 +61,12 @@ class CapabilityAuthenticator:
 
     def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal:
         grant = self.verifier.verify(bearer(metadata), request)
+        bound = bound_tenant(context.auth_context()) if context is not None else None
+        if bound is not None and bound != grant.tenant:
+            refusal = PermissionDenied(f"this client certificate is bound to tenant {bound!r}; a token of tenant "
+                                       f"{grant.tenant!r} cannot be used over it")
+            refusal.tenant = grant.tenant
+            raise refusal
         return Principal(grant.tenant, grant.operator, grant.revocation_ids[-1][:12], grant.revocation_ids)
 
     def mint(self, caller: Principal, tenant: str, rights: Iterable[str] = (), ttl_seconds: float = 0,
