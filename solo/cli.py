@@ -168,7 +168,8 @@ def cmd_tokens_attenuate(args) -> int:
         from solo.security.capabilities import READ_ONLY
         rights = [r for r in (rights or READ_ONLY) if r in READ_ONLY]
     narrower = attenuate(_read_token(args), _public_keys(args), services=args.service, methods=args.method,
-                         rights=rights or None, ttl_seconds=parse_duration(args.ttl) if args.ttl else None)
+                         rights=rights or None, ttl_seconds=parse_duration(args.ttl) if args.ttl else None,
+                         secrets=args.secret)
     _emit(args, {"token": narrower}, lambda d: print(d["token"]))
     return 0
 
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--method", action="append", help="only this method, for invoke (repeatable)")
     att.add_argument("--right", action="append", help=f"only this right (repeatable): {RIGHTS_HELP}")
     att.add_argument("--read-only", action="store_true", help="only discover, read_events, watch, secrets.read")
+    att.add_argument("--secret", action="append", help="only secret keys matching this (exact, or a prefix like db/*)")
     att.add_argument("--ttl", help="expire sooner, e.g. 1h")
     att.add_argument("--public-key", help="root public key (hex, `solo keys`); default SOLO_PUBLIC_KEY or --data-dir")
     att.set_defaults(func=cmd_tokens_attenuate)

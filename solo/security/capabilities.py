@@ -91,11 +91,12 @@ def mint(private_key: biscuit.PrivateKey, key_id: int, tenant: str, rights: Iter
 def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey], *,
               services: Iterable[str] | None = None, methods: Iterable[str] | None = None,
               rights: Iterable[str] | None = None, ttl_seconds: float | None = None,
-              now: float | None = None) -> str:
+              secrets: Iterable[str] | None = None, now: float | None = None) -> str:
     """A narrower token derived from `token`, offline (needs only the public key to parse it).
 
     services: only these services; methods: only these methods (for invoke); rights: only these
-    operations; ttl_seconds: expire sooner. Each given restriction becomes one check.
+    operations; ttl_seconds: expire sooner; secrets: only secret keys matching these patterns
+    (`db/*` is a prefix, anything else one exact key). Each given restriction becomes one check.
     """
     parsed = parse(token, public_key)
     checks: list[tuple[str, dict]] = []
@@ -108,6 +109,8 @@ def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey],
     if rights is not None:
         checks.append(('check if operation($op), {rights}.contains($op)',
                        {"rights": set(check_rights(rights)) | {WHOAMI}}))
+    if secrets is not None:
+        checks.append(_secrets_check(list(secrets)))
     if ttl_seconds is not None:
         checks.append(("check if time($t), $t <= {expires}", {"expires": _utc((now or time.time()) + ttl_seconds)}))
     if not checks:
@@ -116,6 +119,22 @@ def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey],
     for source, params in checks:
         block.add_check(biscuit.Check(source, params))
     return parsed.append(block).to_base64()
+
+
+def _secrets_check(patterns: list[str]) -> tuple[str, dict]:
+    """Secret keys matching `patterns`, for the secret operations only; other operations pass."""
+    bodies, params = [], {}
+    for i, pattern in enumerate(patterns):
+        if not pattern or "*" in pattern[:-1]:
+            raise InvalidRequest(f"secret pattern {pattern!r}: use an exact key or a prefix ending in *, e.g. db/*")
+        if pattern.endswith("*"):
+            bodies.append(f"secret($k), $k.starts_with({{p{i}}})")
+            params[f"p{i}"] = pattern[:-1]
+        else:
+            bodies.append(f"secret($k), $k == {{p{i}}}")
+            params[f"p{i}"] = pattern
+    bodies.append('operation($op), !["secrets.read", "secrets.write"].contains($op)')
+    return "check if " + " or ".join(bodies), params
 
 
 def parse(token: str, public_key: Callable[[int | None], biscuit.PublicKey]) -> biscuit.Biscuit:
@@ -150,10 +169,11 @@ def inspect(token: str) -> dict:
 
 @dataclass(frozen=True)
 class Request:
-    """What a call wants to do: an operation (a right), and the service and method it touches."""
+    """What a call wants to do: an operation (a right), and the service, method or secret it touches."""
     operation: str
     service: str = ""
     method: str = ""
+    secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,8 @@ def authorize(token: biscuit.Biscuit, request: Request, now: float) -> Grant:
         builder.add_fact(biscuit.Fact("service({s})", {"s": request.service}))
     if request.method:
         builder.add_fact(biscuit.Fact("method({m})", {"m": request.method}))
+    if request.secret:
+        builder.add_fact(biscuit.Fact("secret({k})", {"k": request.secret}))
     authorizer = builder.build(token)
     try:
         authorizer.authorize()

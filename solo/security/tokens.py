@@ -111,7 +111,9 @@ def ensure_operator_token(keys: KeyRing, path: Path, ttl_days: float = 365.0) ->
     valid (expired, or its key was cut off); keep it otherwise."""
     if path.exists():
         try:  # still good for at least a day?
-            authorize(parse(path.read_text().strip(), keys.public_key), Request("deploy"), time.time() + DAY)
+            soon = time.time() + DAY
+            authorize(parse(path.read_text().strip(), lambda key_id: keys.public_key(key_id, soon)), Request("deploy"),
+                      soon)
             return path
         except SoloError:
             pass

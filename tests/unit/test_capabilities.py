@@ -171,12 +171,13 @@ def test_a_derived_token_is_revoked_with_its_parent_and_not_the_other_way(ring):
 
 
 REQUESTS = st.builds(Request, st.sampled_from(RIGHTS + ("whoami",)), st.sampled_from(["", "kv", "db", "web"]),
-                     st.sampled_from(["", "get", "put"]))
+                     st.sampled_from(["", "get", "put"]), st.sampled_from(["", "db/pw", "web/key"]))
 STEPS = st.lists(st.fixed_dictionaries({}, optional={
     "services": st.lists(st.sampled_from(["kv", "db", "web"]), max_size=3),
     "methods": st.lists(st.sampled_from(["get", "put"]), max_size=2),
     "rights": st.lists(st.sampled_from(RIGHTS), max_size=4),
     "ttl_seconds": st.sampled_from([10.0, 600.0, 7200.0]),
+    "secrets": st.lists(st.sampled_from(["db/*", "web/key", "x"]), min_size=1, max_size=2),
 }).filter(bool), min_size=1, max_size=4)
 
 
@@ -208,3 +209,16 @@ def _property_ring(factory):
     if "ring" not in _RINGS:
         _RINGS["ring"] = KeyRing(factory.mktemp("property") / "keys")
     return _RINGS["ring"]
+
+
+def test_secret_rights_narrow_by_key_pattern(ring):
+    token = token_for(ring)
+    scoped = attenuate(token, ring.public_key, secrets=["db/*", "api-key"], now=NOW)
+    allowed(ring, scoped, Request("secrets.read", secret="db/password"))
+    allowed(ring, scoped, Request("secrets.write", secret="api-key"))
+    for key in ("api-key-2", "dbx/password", "web/db/x"):
+        with pytest.raises(PermissionDenied):
+            allowed(ring, scoped, Request("secrets.read", secret=key))
+    allowed(ring, scoped, Request("invoke", "kv", "get"))  # other operations are not narrowed by it
+    with pytest.raises(InvalidRequest, match="prefix ending in"):
+        attenuate(token, ring.public_key, secrets=["d*b"])
