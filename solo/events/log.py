@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from solo.events.reader import read_events
 from solo.events.schema import EVENT_SCHEMA, SCHEMA_VERSION
-from solo.events.segments import INDEXES, segment_files, segment_range, write_segment
+from solo.events.segments import INDEXES, covered, segment_files, segment_range, write_segment
 from solo.events.wal import WriteAheadLog, fsync_dir
 
 _PAYLOAD = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": "))
@@ -140,13 +140,10 @@ class EventLog:
     @staticmethod
     def _drop_covered(segments: list[Path]) -> list[Path]:
         """A compaction that died after writing its merged segment leaves the parts behind: drop them."""
-        kept: list[Path] = []
-        for path in sorted(segments, key=lambda p: (segment_range(p)[0], -segment_range(p)[1])):
-            if kept and segment_range(path)[1] <= segment_range(kept[-1])[1]:
-                path.unlink()
-                continue
-            kept.append(path)
-        return kept
+        parts = covered(segments)
+        for path in parts:
+            path.unlink()
+        return [p for p in segments if p not in parts]
 
     # -- writing -------------------------------------------------------------------------------
     def _batch(self, rows: list[dict], first_id: int) -> pa.RecordBatch:

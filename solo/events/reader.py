@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from solo.events.schema import EVENT_SCHEMA
-from solo.events.segments import INDEXES, read_row_groups, segment_files, segment_range
+from solo.events.segments import INDEXES, covered, read_row_groups, segment_files, segment_range
 from solo.events.wal import read_records, wal_files
 
 def events_dir(data_dir: str | Path) -> Path:
@@ -65,7 +65,11 @@ def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | 
 def _read_segments(directory: Path, prune: dict, expression) -> tuple[list[pa.Table], int]:
     tables, last_segment_id = [], 0
     min_id, max_id = prune["min_id"], prune["max_id"]
-    for path in segment_files(directory):
+    listed = segment_files(directory)
+    merged_parts = covered(listed)  # a merge in progress: its merged segment holds these ids too
+    for path in listed:
+        if path in merged_parts:
+            continue
         first, last = segment_range(path)
         last_segment_id = max(last_segment_id, last)
         if (min_id is not None and last < min_id) or (max_id is not None and first > max_id):
@@ -104,7 +108,8 @@ def events_duckdb(data_dir: str | Path, con=None):
     con = con or duckdb.connect()
     directory = events_dir(data_dir)
     wal = _wal_table(directory, 0)  # before listing segments: a roll in between duplicates, never drops
-    files = [str(f) for f in segment_files(directory)]
+    listed = segment_files(directory)
+    files = [str(f) for f in listed if f not in covered(listed)]
     last_segment_id = max((segment_range(Path(f))[1] for f in files), default=0)
     wal = wal.filter(pc.greater(wal["id"], last_segment_id)) if wal.num_rows else wal
     con.register("solo_events_wal", wal)

@@ -44,6 +44,19 @@ def segment_range(path: Path) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def covered(segments: list[Path]) -> set[Path]:
+    """Segments whose ids another listed segment also holds: the parts of a merge whose merged
+    segment is already written (a reader skips them; recovery deletes them)."""
+    out: set[Path] = set()
+    widest_last = 0
+    for path in sorted(segments, key=lambda p: (segment_range(p)[0], -segment_range(p)[1])):
+        if segment_range(path)[1] <= widest_last:
+            out.add(path)
+        else:
+            widest_last = segment_range(path)[1]
+    return out
+
+
 def segment_name(first: int, last: int) -> str:
     return f"segment-{first:020d}-{last:020d}.parquet"
 
