@@ -163,12 +163,14 @@ def _public_keys(args):
 def cmd_tokens_attenuate(args) -> int:
     from solo.security.capabilities import attenuate
 
-    rights = list(args.right or ())
+    rights = list(args.right) if args.right else None
     if args.read_only:
         from solo.security.capabilities import READ_ONLY
         rights = [r for r in (rights or READ_ONLY) if r in READ_ONLY]
+        if not rights:  # never fail open into "no rights check"
+            raise InvalidRequest(f"none of the --right values is read-only ({', '.join(READ_ONLY)})")
     narrower = attenuate(_read_token(args), _public_keys(args), services=args.service, methods=args.method,
-                         rights=rights or None, ttl_seconds=parse_duration(args.ttl) if args.ttl else None,
+                         rights=rights, ttl_seconds=parse_duration(args.ttl) if args.ttl else None,
                          secrets=args.secret)
     _emit(args, {"token": narrower}, lambda d: print(d["token"]))
     return 0

@@ -39,7 +39,8 @@ def resolve_target(address: str | None, token: str | None, data_dir: str | Path 
     if (not address or not token) and state.exists():
         info = json.loads(state.read_text())
         address = address or info["address"]
-        if not token and Path(info["operator_token_file"]).exists():
+        # the local operator token goes only to the local Solo, never to an address given elsewhere
+        if not token and address == info["address"] and Path(info["operator_token_file"]).exists():
             token = Path(info["operator_token_file"]).read_text().strip()
     if not address:
         raise Unavailable(f"no Solo to talk to: run `solo up`, or pass --address / set SOLO_ADDRESS "

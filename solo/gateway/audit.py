@@ -11,6 +11,7 @@ from solo.errors import SoloError
 from solo.security.capabilities import Grant, Request
 
 log = logging.getLogger("solo.gateway")
+MAX_LISTED = 100
 
 
 class Audit:
@@ -19,14 +20,20 @@ class Audit:
         self.every = every
         self._denied: Counter[tuple[str, str, str]] = Counter()
         self._pending: list[dict] = []
+        self._unlisted: Counter[str] = Counter()  # attenuated tokens past the per-window cap, per tenant
 
     def denied(self, exc: SoloError, request: Request) -> None:
         """Count one refusal (tenant if the token named one, else "")."""
         self._denied[(getattr(exc, "tenant", "") or "", exc.code, request.operation)] += 1
 
     def first_seen(self, grant: Grant) -> None:
-        """An attenuated token reached the gateway for the first time."""
-        self._pending.append({"tenant": grant.tenant, "type": "token.attenuated", "subject": grant.revocation_ids[0][:16],
+        """An attenuated token reached the gateway for the first time (at most MAX_LISTED events per
+        window; beyond that they are counted, so minting tokens offline cannot flood the log)."""
+        if len(self._pending) >= MAX_LISTED:
+            self._unlisted[grant.tenant] += 1
+            return
+        self._pending.append({"tenant": grant.tenant, "type": "token.attenuated",
+                              "subject": grant.revocation_ids[0][:16],
                               "payload": {"revocation_ids": list(grant.revocation_ids), "blocks": grant.blocks}})
 
     def rows(self) -> list[dict]:
@@ -39,7 +46,11 @@ class Audit:
                  "payload": {"counts": counts, "total": sum(counts.values()), "window_seconds": self.every}}
                 for tenant, counts in sorted(by_tenant.items())]
         rows += self._pending
+        rows += [{"tenant": tenant, "type": "token.attenuated", "subject": "many",
+                  "payload": {"unlisted": count, "window_seconds": self.every}}
+                 for tenant, count in sorted(self._unlisted.items())]
         self._pending = []
+        self._unlisted.clear()
         return rows
 
     async def run(self) -> None:

@@ -162,7 +162,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         if request.tenant and request.tenant != principal.tenant and not principal.operator:
             raise PermissionDenied("a tenant can only list its own tokens; leave the tenant empty")
         tenant = request.tenant or (None if principal.operator else principal.tenant)
-        found = await asyncio.to_thread(self.tokens.list, tenant)
+        found = await asyncio.to_thread(self.tokens.list, tenant, principal.operator)
         return pb.ListTokensResponse(tokens=[pb.TokenInfo(**t) for t in found])
 
     @rpc(_on("read_events"))
@@ -180,6 +180,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         cursor = delivered = wanted.after_id
         while True:
             table = await self.events.since(cursor, 1000, self.config.events.watch_poll_seconds)
+            # still allowed? (a revocation is itself an event, so this runs right after one)
+            self.authenticator.authenticate(context.invocation_metadata() or (), Request("watch"), context)
             if not table.num_rows:
                 continue
             cursor = table["id"][-1].as_py()

@@ -87,7 +87,10 @@ def rpc(need: Callable[[object], Request]):
                 metadata = context.invocation_metadata() or ()
                 try:
                     principal = _authenticate(self, request, context, metadata)
+                    wanted = need(request)
                     async for item in handler(self, request, context, principal):
+                        # a token revoked or expired while its stream is open ends the stream (cached: cheap)
+                        self.authenticator.authenticate(metadata, wanted, context)
                         yield item
                 except SoloError as exc:
                     await abort_with(context, exc)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
-
-import biscuit_auth as biscuit
 
 from solo.errors import InvalidRequest, NotFound, PermissionDenied, SoloError
 from solo.events.reader import read_events
-from solo.security.capabilities import Minted, parse
+from solo.security.capabilities import Minted, authority, parse
 from solo.security.tokens import TENANT_RIGHTS, CapabilityAuthenticator, Principal, bearer
 from solo.security.verifier import RevocationSet
 
@@ -28,14 +27,28 @@ class TokenService:
 
     async def mint(self, caller: Principal, metadata, tenant: str, rights: list[str], ttl_seconds: float,
                    operator: bool, description: str, who: dict) -> tuple[Minted, list[str]]:
+        """A new token, never more than the caller's own: an attenuated token cannot mint (its checks
+        would not carry over), and a tenant's new token expires no later than the minting one."""
         if len(description) > 200:
             raise InvalidRequest("description is longer than 200 characters")
-        if rights and not caller.operator:  # never more than the minting token itself has
-            missing = sorted(set(rights) - set(self.auth.rights_allowed(bearer(metadata), rights)))
-            if missing:
-                raise PermissionDenied(f"your token does not have the rights {missing}, so it cannot grant them")
-        elif not caller.operator:
-            rights = self.auth.rights_allowed(bearer(metadata), TENANT_RIGHTS)
+        if len(caller.revocation_ids) > 1:
+            raise PermissionDenied("an attenuated token cannot mint tokens: mint with the token it was derived from, "
+                                   "or narrow this one locally with `solo tokens attenuate`")
+        caller_token = bearer(metadata)
+        if not caller.operator:
+            if rights:  # never more than the minting token itself has
+                missing = sorted(set(rights) - set(self.auth.rights_allowed(caller_token, rights)))
+                if missing:
+                    raise PermissionDenied(f"your token does not have the rights {missing}, so it cannot grant them")
+            else:
+                rights = self.auth.rights_allowed(caller_token, TENANT_RIGHTS)
+            left = authority(parse(caller_token, self.auth.keys.public_key)).expires_at - time.time()
+            if ttl_seconds > left:
+                raise InvalidRequest(f"ttl_seconds {ttl_seconds:g} is past your own token's expiry "
+                                     f"({left:.0f} s from now)")
+            ttl_seconds = ttl_seconds or min(left, self.auth.token_ttl)
+            if ttl_seconds < 1:
+                raise PermissionDenied("your token expires within a second; it cannot mint")
         minted = self.auth.mint(caller, tenant, rights, ttl_seconds, operator)
         rights = rights or list(TENANT_RIGHTS)
         await self._record(MINTED, tenant, minted.revocation_id, who, {
@@ -44,44 +57,44 @@ class TokenService:
         return minted, rights  # only once the event is durable: an unrecorded token is never handed out
 
     async def revoke(self, caller: Principal, revocation_id: str, token: str, reason: str, who: dict) -> tuple:
+        """Revoke a token of the caller's tenant (any tenant's for the operator); operator tokens
+        only by the operator. Otherwise the same NOT_FOUND as for an id nobody minted."""
         if bool(revocation_id) == bool(token):
             raise InvalidRequest("give either revocation_id or token")
         if token:
             parsed = parse(token, self.auth.keys.public_key)
             revocation_id = parsed.revocation_ids[-1]
-            tenant = await asyncio.to_thread(self._owner_of_token, parsed)
+            owner = authority(parsed)
+            tenant, is_operator = owner.tenant, owner.operator
         else:
             if len(revocation_id) != 128 or any(c not in "0123456789abcdef" for c in revocation_id):
                 raise InvalidRequest("revocation_id must be 128 hex characters (see `solo tokens list`)")
-            tenant = await asyncio.to_thread(self._minted_tenant, revocation_id)
-        if tenant is None or (tenant != caller.tenant and not caller.operator):
-            # the same answer whether the id belongs to another tenant or to nobody
+            tenant, is_operator = await asyncio.to_thread(self._minted, revocation_id)
+        if tenant is None or (not caller.operator and (tenant != caller.tenant or is_operator)):
             raise NotFound("no token with that revocation id was minted for your tenant")
         await self._record(REVOKED, tenant, revocation_id, who, {"revocation_id": revocation_id,
                                                                  "reason": reason[:200]})
         self.revocations.add([revocation_id])
         return revocation_id, tenant
 
-    @staticmethod
-    def _owner_of_token(parsed) -> str | None:
-        """The tenant a (verified) token was minted for: its authority block's tenant fact."""
-        found = biscuit.AuthorizerBuilder("allow if true;").build(parsed).query(biscuit.Rule("t($t) <- tenant($t)"))
-        return found[0].terms[0] if len(found) == 1 else None
-
-    def _minted_tenant(self, revocation_id: str) -> str | None:
+    def _minted(self, revocation_id: str) -> tuple[str | None, bool]:
+        """(tenant, operator) of the token minted with this revocation id, or (None, False)."""
         table = read_events(self.data_dir, type=MINTED, subject=revocation_id[:16])
         for row in table.to_pylist():
-            if json.loads(row["payload"]).get("revocation_id") == revocation_id:
-                return row["tenant"]
-        return None
+            payload = json.loads(row["payload"])
+            if payload.get("revocation_id") == revocation_id:
+                return row["tenant"], bool(payload.get("operator"))
+        return None, False
 
-    def list(self, tenant: str | None) -> list[dict]:
+    def list(self, tenant: str | None, include_operator: bool) -> list[dict]:
         minted = read_events(self.data_dir, tenant=tenant, type=MINTED).to_pylist()
         revoked = {json.loads(r["payload"])["revocation_id"]
                    for r in read_events(self.data_dir, tenant=tenant, type=REVOKED).to_pylist()}
         out = []
         for row in minted:
             p = json.loads(row["payload"])
+            if p.get("operator") and not include_operator:
+                continue  # operator tokens are the operator's business, even in tenant "default"
             out.append({"revocation_id": p["revocation_id"], "tenant": row["tenant"], "rights": p["rights"],
                         "description": p.get("description", ""), "created_at": row["time"].timestamp(),
                         "expires_at": p["expires_at"], "operator": p.get("operator", False),

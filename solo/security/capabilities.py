@@ -19,12 +19,15 @@ of a block (Biscuit's, a hex string) revokes that token and everything derived f
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import biscuit_auth as biscuit
 
+from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
 
 # what a token can allow (the gRPC methods map onto these: see gateway/status.py)
@@ -76,7 +79,7 @@ def mint(private_key: biscuit.PrivateKey, key_id: int, tenant: str, rights: Iter
          operator: bool = False, now: float | None = None) -> Minted:
     """A new token for `tenant` with `rights`, valid for `ttl_seconds`, signed by key `key_id`."""
     rights = check_rights(rights)
-    expires = (now or time.time()) + ttl_seconds
+    expires = math.ceil((now or time.time()) + ttl_seconds)  # whole seconds, never shorter than asked
     builder = biscuit.BiscuitBuilder("tenant({tenant}); check if time($t), $t <= {expires};",
                                      {"tenant": tenant, "expires": _utc(expires)})
     for right in rights:
@@ -101,9 +104,14 @@ def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey],
     parsed = parse(token, public_key)
     checks: list[tuple[str, dict]] = []
     if services is not None:
+        services = [validate_name(s, "service name") for s in services]
         checks.append(('check if service($s), {services}.contains($s) or operation("whoami")',
                        {"services": set(services)}))
     if methods is not None:
+        methods = list(methods)
+        bad = [m for m in methods if not m.isidentifier() or m.startswith("_") or not m.isascii()]
+        if bad:
+            raise InvalidRequest(f"invalid method names {bad}: give public method names such as get")
         checks.append(('check if method($m), {methods}.contains($m) or operation($op), $op != "invoke"',
                        {"methods": set(methods)}))
     if rights is not None:
@@ -112,7 +120,7 @@ def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey],
     if secrets is not None:
         checks.append(_secrets_check(list(secrets)))
     if ttl_seconds is not None:
-        checks.append(("check if time($t), $t <= {expires}", {"expires": _utc((now or time.time()) + ttl_seconds)}))
+        checks.append(("check if time($t), $t <= {expires}", {"expires": _utc(math.ceil((now or time.time()) + ttl_seconds))}))
     if not checks:
         raise InvalidRequest("nothing to restrict: give services, methods, rights or a shorter expiry")
     block = biscuit.BlockBuilder()
@@ -121,11 +129,14 @@ def attenuate(token: str, public_key: Callable[[int | None], biscuit.PublicKey],
     return parsed.append(block).to_base64()
 
 
+_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_./:-]{1,127}\*?")
+
+
 def _secrets_check(patterns: list[str]) -> tuple[str, dict]:
     """Secret keys matching `patterns`, for the secret operations only; other operations pass."""
     bodies, params = [], {}
     for i, pattern in enumerate(patterns):
-        if not pattern or "*" in pattern[:-1]:
+        if not _SECRET_PATTERN.fullmatch(pattern or "") or "*" in pattern[:-1]:
             raise InvalidRequest(f"secret pattern {pattern!r}: use an exact key or a prefix ending in *, e.g. db/*")
         if pattern.endswith("*"):
             bodies.append(f"secret($k), $k.starts_with({{p{i}}})")
@@ -148,13 +159,68 @@ def parse(token: str, public_key: Callable[[int | None], biscuit.PublicKey]) -> 
             refused.append(exc)
             raise
 
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Unauthenticated(f"the token is longer than {MAX_TOKEN_CHARS} characters; Solo tokens are far shorter")
     try:
-        return biscuit.Biscuit.from_base64(token, key_for)
+        parsed = biscuit.Biscuit.from_base64(token, key_for)
     except (biscuit.BiscuitValidationError, biscuit.BiscuitSerializationError, ValueError, TypeError) as exc:
         if refused:
             raise refused[0] from None
         raise Unauthenticated(f"invalid token ({_short(exc)}): it is not a Solo token, was changed, or was "
                               "signed by another key; ask for a new one (`solo tokens mint`)") from None
+    check_shape(parsed)
+    return parsed
+
+
+# The only statements an appended block may hold: the checks `attenuate` writes. Anything else (facts,
+# rules, scopes, third-party blocks, other checks) is refused before any Datalog runs, so a holder
+# cannot make the gateway compute more than a few set lookups per block.
+_NAME = r'"[A-Za-z0-9_.:/*-]{1,128}"'
+_SET = rf"\{{(?:,|{_NAME}(?:, {_NAME})*)\}}"  # Biscuit prints the empty set as {,}
+_SECRET = rf"secret\(\$k\), \$k(?:\.starts_with\({_NAME}\)| == {_NAME})"
+_ALLOWED = [re.compile(p) for p in (
+    rf'check if service\(\$s\), {_SET}\.contains\(\$s\) or operation\("whoami"\);',
+    rf'check if method\(\$m\), {_SET}\.contains\(\$m\) or operation\(\$op\), \$op != "invoke";',
+    rf"check if operation\(\$op\), {_SET}\.contains\(\$op\);",
+    rf'check if (?:{_SECRET} or )+operation\(\$op\), !\["secrets\.read", "secrets\.write"\]\.contains\(\$op\);',
+    r"check if time\(\$t\), \$t <= \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ;",
+)]
+MAX_TOKEN_CHARS = 8192
+MAX_BLOCKS = 16
+
+
+def check_shape(parsed: biscuit.Biscuit) -> None:
+    """Refuse appended blocks that are not made of attenuation checks (see _ALLOWED)."""
+    if parsed.block_count() > MAX_BLOCKS:
+        raise Unauthenticated(f"the token has {parsed.block_count()} blocks; at most {MAX_BLOCKS} are accepted")
+    for i in range(1, parsed.block_count()):
+        if parsed.block_external_key(i) is not None:
+            raise Unauthenticated("the token has a third-party block; Solo accepts only `solo tokens attenuate` blocks")
+        for line in parsed.block_source(i).splitlines():
+            if line.strip() and not any(p.fullmatch(line.strip()) for p in _ALLOWED):
+                raise Unauthenticated(f"the token has a block statement Solo does not accept ({line.strip()[:80]!r}); "
+                                      "narrow tokens with `solo tokens attenuate`")
+
+
+_AUTHORITY_TENANT = re.compile(r'^tenant\("([a-z0-9-]+)"\);$', re.M)
+_AUTHORITY_EXPIRY = re.compile(r"^check if time\(\$t\), \$t <= (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ);$", re.M)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """What the first block (written by the gateway at mint time) says."""
+    tenant: str
+    operator: bool
+    expires_at: float
+
+
+def authority(parsed: biscuit.Biscuit) -> Authority:
+    source = parsed.block_source(0)
+    tenant, expiry = _AUTHORITY_TENANT.search(source), _AUTHORITY_EXPIRY.search(source)
+    if tenant is None or expiry is None:
+        raise Unauthenticated("the token's first block is not one Solo mints; ask for a new token")
+    when = dt.datetime.strptime(expiry.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return Authority(tenant.group(1), "operator(true);" in source.splitlines(), when.timestamp())
 
 
 def inspect(token: str) -> dict:
@@ -188,7 +254,8 @@ class Grant:
 
 def authorize(token: biscuit.Biscuit, request: Request, now: float) -> Grant:
     """Run the policy for `request` at time `now`; PermissionDenied/Unauthenticated say why not."""
-    builder = biscuit.AuthorizerBuilder(POLICY, {"now": _utc(now), "op": request.operation})
+    # rounded up: Biscuit dates have whole seconds, and a token must not pass after its expiry
+    builder = biscuit.AuthorizerBuilder(POLICY, {"now": _utc(math.ceil(now)), "op": request.operation})
     builder.set_limits(LIMITS)
     if request.service:
         builder.add_fact(biscuit.Fact("service({s})", {"s": request.service}))

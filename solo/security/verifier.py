@@ -12,6 +12,7 @@ answer is cached. A cached answer is only used while it is provably still right:
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -57,13 +58,13 @@ class TokenVerifier:
         self.clock = clock
         self.on_first_seen = on_first_seen  # e.g. audit an attenuated token the first time it is used
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._seen: set[str] = set()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # attenuated tokens already reported
         self._lock = threading.Lock()
         self._keys_checked = 0.0
 
     def verify(self, token: str, request: Request) -> Grant:
         now = self.clock()
-        key = (token, request.operation, request.service, request.method)
+        key = (hashlib.blake2b(token.encode(), digest_size=16).digest(), request)  # 16 bytes, not the token
         entry = self._cache.get(key)
         if entry is not None and entry.until > now:
             if self.revocations.revoked(entry.grant.revocation_ids):
@@ -94,7 +95,9 @@ class TokenVerifier:
         key_id = used_key[0] if used_key else None
         grant = Grant(grant.tenant, grant.operator, grant.revocation_ids, key_id, grant.blocks)
         if grant.blocks > 1 and self.on_first_seen is not None and grant.revocation_ids[-1] not in self._seen:
-            self._seen.add(grant.revocation_ids[-1])
+            self._seen[grant.revocation_ids[-1]] = None
+            if len(self._seen) > self.cache_size:
+                self._seen.popitem(last=False)
             self.on_first_seen(grant)
         until = now + self.cache_seconds
         info = next((k for k in self.keys.keys() if k.key_id == key_id), None)

@@ -8,7 +8,7 @@ import time
 import biscuit_auth as biscuit
 import pytest
 
-from solo import NotFound, PermissionDenied, SoloClient, Unauthenticated
+from solo import NotFound, PermissionDenied, SoloClient, SoloError, Unauthenticated
 from solo.events import read_events
 from solo.security.capabilities import attenuate, mint
 from solo.security.keys import KeyRing
@@ -69,9 +69,9 @@ def test_attenuated_tokens_never_exceed_their_parent(solo, alice, name):
     parsed = biscuit.Biscuit.from_base64(only_echo, ring.public_key)
     forged = parsed.append(biscuit.BlockBuilder('right("stop"); tenant("bob"); operator(true);')).to_base64()
     with client(solo, forged) as c:
-        with pytest.raises(PermissionDenied):
-            c.stop(name)
-        assert c.whoami() == {"tenant": "alice", "operator": False, "token_id": c.whoami()["token_id"]}
+        for attempt in (lambda: c.stop(name), c.whoami):
+            with pytest.raises(Unauthenticated, match="does not accept"):
+                attempt()
     alice.stop(name, remove=True)
     alice.stop(name + "-other", remove=True)
 
@@ -186,3 +186,52 @@ def test_a_token_over_its_rate_gets_resource_exhausted_with_retry_after(solo, op
         assert c.whoami()["tenant"] == "ratey"
     with client(solo, operator.mint("ratey")["token"]) as fresh:
         assert fresh.whoami()["tenant"] == "ratey"  # another root token, another bucket
+
+
+def test_an_attenuated_token_cannot_mint_and_a_tenant_mint_never_outlives_its_minter(solo, operator):
+    short = operator.mint("gina", ttl_seconds=600)["token"]
+    with client(solo, short) as gina:
+        with pytest.raises(SoloError, match="past your own token's expiry"):
+            gina.mint("gina", ttl_seconds=3600)
+        child = gina.mint("gina")
+        assert child["expires_at"] <= time.time() + 603  # no later than the minting token (whole seconds)
+    narrowed = attenuate(short, keys(solo).public_key, rights=["mint"], ttl_seconds=60)
+    with client(solo, narrowed) as c, pytest.raises(PermissionDenied, match="attenuated token cannot mint"):
+        c.mint("gina")
+    op_narrow = attenuate(operator.token, keys(solo).public_key, rights=["mint"], ttl_seconds=60)
+    with client(solo, op_narrow) as c, pytest.raises(PermissionDenied, match="attenuated token cannot mint"):
+        c.mint("gina", operator=True)
+
+
+def test_operator_tokens_are_invisible_and_irrevocable_to_tenant_default(solo, operator):
+    op = operator.mint("default", operator=True, description="second operator")
+    plain_default = operator.mint("default")["token"]
+    with client(solo, plain_default) as d:
+        assert op["revocation_id"] not in [t["revocation_id"] for t in d.list_tokens()]
+        with pytest.raises(NotFound):
+            d.revoke_token(op["revocation_id"])
+        with pytest.raises(NotFound):
+            d.revoke_token(token=op["token"])
+    operator.revoke_token(op["revocation_id"])
+
+
+def test_a_watch_ends_when_its_token_is_revoked(solo, operator):
+    import threading
+
+    minted = operator.mint("hank")
+    ended: list[BaseException] = []
+
+    def watch():
+        with client(solo, minted["token"]) as h:
+            try:
+                for _ in h.watch(after_id=0):
+                    pass
+            except BaseException as exc:  # noqa: BLE001 - what ended it is the assertion
+                ended.append(exc)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(1.0)
+    operator.revoke_token(minted["revocation_id"])
+    watcher.join(10)
+    assert ended and isinstance(ended[0], Unauthenticated) and "revoked" in str(ended[0])

@@ -75,11 +75,51 @@ def test_a_tampered_block_is_refused(ring):
 
 def test_facts_appended_by_a_holder_grant_nothing(ring):
     parsed = parse(token_for(ring, rights=["invoke"]), ring.public_key)
-    forged = parsed.append(biscuit.BlockBuilder('right("stop"); tenant("bob"); operator(true);')).to_base64()
+    forged = parsed.append(biscuit.BlockBuilder('right("stop"); tenant("bob"); operator(true);'))
+    with pytest.raises(Unauthenticated, match="does not accept"):
+        parse(forged.to_base64(), ring.public_key)  # refused before any Datalog runs
+    # and even past that gate, the policy trusts only the first block: still acme, still no operator
     with pytest.raises(PermissionDenied):
-        allowed(ring, forged, Request("stop", "kv"))
-    grant = allowed(ring, forged, Request("invoke", "kv", "get"))
-    assert (grant.tenant, grant.operator) == ("acme", False)  # still acme, still no operator
+        authorize(forged, Request("stop", "kv"), NOW + 60)
+    grant = authorize(forged, Request("invoke", "kv", "get"), NOW + 60)
+    assert (grant.tenant, grant.operator) == ("acme", False)
+
+
+@pytest.mark.parametrize("block", [
+    "f(0); f(1); check if f($a), f($b), $a + $b == -1;",             # costly Datalog a holder could add
+    'check if [0, 1, 2].all($x -> [0, 1, 2].all($y -> $x != $y + 9));',
+    'check if service($s), $s == "kv";',                               # a check attenuate never writes
+    'check if time($t), $t <= 2030-01-01T00:00:00Z or true;',
+    'rule($x) <- right($x);',
+])
+def test_only_the_checks_attenuate_writes_are_accepted_in_appended_blocks(ring, block):
+    parsed = parse(token_for(ring), ring.public_key)
+    with pytest.raises(Unauthenticated, match="does not accept"):
+        parse(parsed.append(biscuit.BlockBuilder(block)).to_base64(), ring.public_key)
+
+
+def test_oversized_tokens_and_too_many_blocks_are_refused(ring):
+    with pytest.raises(Unauthenticated, match="longer than"):
+        parse("A" * 9000, ring.public_key)
+    token = token_for(ring)
+    for _ in range(16):
+        token = attenuate(token, ring.public_key, ttl_seconds=3000, now=NOW)
+    with pytest.raises(Unauthenticated, match="at most 16"):
+        parse(token, ring.public_key)
+
+
+def test_the_first_block_says_tenant_operator_and_expiry(ring):
+    from solo.security.capabilities import authority
+    found = authority(parse(token_for(ring, tenant="dora", ttl=3600, operator=True), ring.public_key))
+    assert (found.tenant, found.operator, found.expires_at) == ("dora", True, NOW + 3600)
+
+
+def test_attenuation_inputs_are_checked(ring):
+    token = token_for(ring)
+    with pytest.raises(InvalidRequest, match="service name"):
+        attenuate(token, ring.public_key, services=['kv"); right("stop'])
+    with pytest.raises(InvalidRequest, match="method names"):
+        attenuate(token, ring.public_key, methods=["_private"])
 
 
 def test_expiry_is_enforced(ring):
@@ -105,6 +145,8 @@ def test_attenuation_narrows_service_method_rights_and_expiry(ring):
     short = attenuate(token, ring.public_key, ttl_seconds=60, now=NOW)
     with pytest.raises(Unauthenticated, match="expired"):
         allowed(ring, short, Request("invoke", "kv", "get"), now=NOW + 120)
+    with pytest.raises(Unauthenticated, match="expired"):  # not a second more: dates are rounded up
+        allowed(ring, short, Request("invoke", "kv", "get"), now=NOW + 60.2)
     assert allowed(ring, short, Request("whoami"), now=NOW + 30).tenant == "acme"
 
 
@@ -222,3 +264,26 @@ def test_secret_rights_narrow_by_key_pattern(ring):
     allowed(ring, scoped, Request("invoke", "kv", "get"))  # other operations are not narrowed by it
     with pytest.raises(InvalidRequest, match="prefix ending in"):
         attenuate(token, ring.public_key, secrets=["d*b"])
+
+
+def test_the_cache_tells_requests_apart_including_the_secret(ring):
+    verifier = TokenVerifier(ring, RevocationSet(), clock=Clock(NOW))
+    scoped = attenuate(token_for(ring), ring.public_key, secrets=["db/*"], now=NOW)
+    verifier.verify(scoped, Request("secrets.read", secret="db/pw"))
+    with pytest.raises(PermissionDenied):
+        verifier.verify(scoped, Request("secrets.read", secret="web/key"))
+    assert all(len(key[0]) == 16 for key in verifier._cache)  # keyed by a digest, not the token text
+
+
+def test_first_seen_attenuated_tokens_are_capped_per_window():
+    from solo.gateway.audit import MAX_LISTED, Audit
+    from solo.security.capabilities import Grant
+
+    audit = Audit()
+    for i in range(MAX_LISTED + 50):
+        audit.first_seen(Grant("acme", False, ("a" * 128, f"{i:0128x}"), 1, 2))
+    rows = audit.rows()
+    listed = [r for r in rows if r["subject"] != "many"]
+    assert len(listed) == MAX_LISTED
+    assert [r["payload"]["unlisted"] for r in rows if r["subject"] == "many"] == [50]
+    assert audit.rows() == []
