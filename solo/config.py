@@ -99,6 +99,25 @@ class TlsConfig(_Section):
                                       "certificate from this CA; `solo up --require-client-cert`")
 
 
+class TenantQuota(_Section):
+    max_services: int | None = Field(default=None, ge=0)
+    max_cpus: float | None = Field(default=None, ge=0)
+    max_gpus: float | None = Field(default=None, ge=0)
+    max_memory_bytes: int | None = Field(default=None, ge=0)
+    max_concurrent_calls: int | None = Field(default=None, ge=0)
+
+
+class QuotasConfig(_Section):
+    max_cpus: float = Field(default=0, ge=0, description="num_cpus a tenant's active services may request in all "
+                            "(0 = no quota)")
+    max_gpus: float = Field(default=0, ge=0, description="num_gpus in all (0 = no quota)")
+    max_memory_bytes: int = Field(default=0, ge=0, description="memory in all, bytes (0 = no quota)")
+    max_concurrent_calls: int = Field(default=0, ge=0, description="calls of one tenant in flight at the gateway "
+                                      "(0 = no quota); more get RESOURCE_EXHAUSTED at once")
+    tenants: dict[str, TenantQuota] = Field(default_factory=dict, description="per-tenant overrides, e.g. "
+                                            "[quotas.tenants.acme] max_cpus = 8 (max_services too)")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -107,6 +126,7 @@ class SoloConfig(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     events: EventsConfig = EventsConfig()
     security: SecurityConfig = SecurityConfig()
+    quotas: QuotasConfig = QuotasConfig()
     tls: TlsConfig = TlsConfig()
 
     @property

@@ -13,11 +13,13 @@ from solo.core.dispatch import Dispatcher
 from solo.core.spec import validate_name, validate_spec
 from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
+from solo.gateway.admission import TenantCalls
 from solo.gateway.audit import Audit
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
 from solo.gateway.tokens import TokenService
+from solo.registry.quotas import quota_for
 from solo.security.capabilities import Request
 from solo.security.ratelimit import RateLimiter
 from solo.security.tokens import Authenticator, Principal
@@ -53,6 +55,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.tokens = tokens
         self.audit = audit
         self.limiter = limiter
+        self.calls = TenantCalls(lambda tenant: quota_for(config, tenant).max_concurrent_calls)
         self.routes = routes
         self.dispatcher = dispatcher
         self.events = event_feed
@@ -99,8 +102,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         if series:
             series.in_flight.inc()
         try:
-            result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
-                                                  context.time_remaining())
+            with self.calls.admit(tenant):
+                result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
+                                                      context.time_remaining())
             return _output(result)
         except SoloError as exc:
             code = exc.code
@@ -119,10 +123,11 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         code = "OK"
         labelled = self.dispatcher.routes.get(principal.tenant, request.service) is not None
         try:
-            stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
-                                            context.time_remaining())
-            async for result in stream:
-                yield _output(result)
+            with self.calls.admit(principal.tenant):
+                stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
+                                                context.time_remaining())
+                async for result in stream:
+                    yield _output(result)
         except SoloError as exc:
             code = exc.code
             raise

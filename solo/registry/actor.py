@@ -20,6 +20,7 @@ from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
 from solo.registry.events import event_rows
+from solo.registry.quotas import quota_for
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord
@@ -37,7 +38,8 @@ class RegistryActor:
         # Route versions keep growing across registry restarts (gateways ignore older versions):
         # start at this incarnation's start time in ms, times 1000 (never 1000 changes a millisecond).
         self.state = RegistryState(self.config.limits.max_services_per_tenant,
-                                   first_route_version=int(time.time() * 1000) * 1000)
+                                   first_route_version=int(time.time() * 1000) * 1000,
+                                   quota_for=lambda tenant: quota_for(self.config, tenant))
         self.launcher = Launcher(self.config.namespace, bind_host)
         self.sink = EventLogHandle(self.config.namespace)
         self.specs = SpecStore(self.config.data_dir / "specs")

@@ -13,7 +13,8 @@ from typing import Callable
 
 from solo.core.routes import Route
 from solo.core.spec import ServiceSpec
-from solo.errors import AlreadyExists, NotFound, Overloaded
+from solo.registry.quotas import Quota, check_deploy, usage
+from solo.errors import AlreadyExists, NotFound
 
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
 STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
@@ -61,11 +62,11 @@ class Event:
 
 class RegistryState:
     def __init__(self, max_services_per_tenant: int = 1000, clock: Callable[[], float] = time.time,
-                 first_route_version: int = 1):
+                 first_route_version: int = 1, quota_for: Callable[[str], Quota] | None = None):
         self.services: dict[tuple[str, str], ServiceRecord] = {}
         self.route_version = first_route_version
         self.outbox: list[Event] = []
-        self.max_services = max_services_per_tenant
+        self.quota_for = quota_for or (lambda tenant: Quota(max_services=max_services_per_tenant))
         self.clock = clock
         self._generations: dict[tuple[str, str], int] = {}
 
@@ -96,11 +97,10 @@ class RegistryState:
             if not replace_existing:
                 raise AlreadyExists(f"service {spec.name!r} already runs version {current.version} with a "
                                     "different spec; pass --replace (replace=true) to replace it, or pick another name")
-        elif current is None:
-            owned = sum(1 for r in self.services.values() if r.tenant == tenant)
-            if owned >= self.max_services:
-                raise Overloaded(f"tenant has {owned} services (stopped and failed ones included), the limit is "
-                                 f"{self.max_services}; remove some first (solo stop --remove NAME)")
+        mine = [r for r in self.services.values() if r.tenant == tenant]
+        replacing = current.spec.resources if current is not None and current.state in ACTIVE else None
+        check_deploy(self.quota_for(tenant), usage([r.spec.resources for r in mine if r.state in ACTIVE], len(mine)),
+                     spec.resources, replacing, new_service=current is None)
         generation = self._generations.get(key, 0) + 1
         record = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation,
                                "STARTING", self.clock())

@@ -381,7 +381,7 @@ def test_per_tenant_service_limit_is_overloaded(state):
         state.plan_deploy("acme", spec(name), False)
     with pytest.raises(Overloaded) as err:
         state.plan_deploy("acme", spec("d"), False)
-    assert "the limit is 3" in err.value.message
+    assert "quota max_services" in err.value.message and "may have 3" in err.value.message
     state.plan_deploy("beta", spec("d"), False)  # other tenants are not affected
     assert state.plan_deploy("acme", spec("a", max_concurrency=2), True)[0] == "replace"  # existing names still work
 
