@@ -94,6 +94,7 @@ def print_service(info: dict) -> None:
         ("class", f"{info.get('class_name', '')} ({info.get('filename', '')})"),
         ("node", f"{info.get('node_ip', '')} {info.get('node_id', '')[:12]}".strip() or "-"),
         ("pid", info.get("pid") or "-"), ("restarts", info.get("restarts", 0)), ("resources", resources),
+        ("enforced", info.get("limits") or "-"),
         ("calls", stats.get("calls", 0)), ("errors", stats.get("errors", 0)),
         ("in flight", stats.get("in_flight", 0)),
         ("memory (rss)", format_bytes(int(stats.get("rss_bytes", 0))) if int(stats.get("rss_bytes", 0)) else "-"),

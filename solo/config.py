@@ -61,6 +61,11 @@ class RuntimeConfig(_Section):
     schedule_timeout_seconds: float = Field(default=30.0, gt=0, description="how long a host may wait for resources")
     start_timeout_seconds: float = Field(default=60.0, gt=0, description="how long constructor + start() may take")
     stop_grace_seconds: float = Field(default=5.0, ge=0)
+    memory_check_seconds: float = Field(default=0.1, gt=0, description="how often a host with a memory limit "
+                                        "samples its resident memory")
+    on_limit_exceeded: Literal["restart", "stop"] = Field(
+        default="restart", description="a service past its memory limit is restarted (within max_restarts) or "
+        "stopped (FAILED at once)")
 
 
 class EventsConfig(_Section):

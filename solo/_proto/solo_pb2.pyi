@@ -89,7 +89,7 @@ class ServiceStats(_message.Message):
     def __init__(self, calls: _Optional[int] = ..., errors: _Optional[int] = ..., in_flight: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., cpu_seconds: _Optional[float] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("name", "version", "state", "node_id", "node_ip", "pid", "restarts", "resources", "stats", "created_at", "started_at", "uptime_seconds", "message", "labels", "methods", "class_name", "filename")
+    __slots__ = ("name", "version", "state", "node_id", "node_ip", "pid", "restarts", "resources", "stats", "created_at", "started_at", "uptime_seconds", "message", "labels", "methods", "class_name", "filename", "limits")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class ServiceInfo(_message.Message):
     METHODS_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: str
@@ -131,7 +132,8 @@ class ServiceInfo(_message.Message):
     methods: _containers.RepeatedScalarFieldContainer[str]
     class_name: str
     filename: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ..., node_ip: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., stats: _Optional[_Union[ServiceStats, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., message: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., methods: _Optional[_Iterable[str]] = ..., class_name: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+    limits: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ..., node_ip: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., stats: _Optional[_Union[ServiceStats, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., message: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., methods: _Optional[_Iterable[str]] = ..., class_name: _Optional[str] = ..., filename: _Optional[str] = ..., limits: _Optional[str] = ...) -> None: ...
 
 class DeployServiceResponse(_message.Message):
     __slots__ = ("service", "changed")

@@ -28,4 +28,4 @@ def info_to_proto(info: dict) -> pb.ServiceInfo:
                               cpu_seconds=stats.get("cpu_seconds", 0.0)),
         created_at=info["created_at"], started_at=info["started_at"], uptime_seconds=info["uptime_seconds"],
         message=info["message"], labels=info["labels"], methods=info["methods"],
-        class_name=info["class_name"], filename=info["filename"])
+        class_name=info["class_name"], filename=info["filename"], limits=info.get("limits", ""))

@@ -21,6 +21,7 @@ from solo.registry.convert import record_info
 from solo.events.reader import read_events
 from solo.registry.events import event_rows
 from solo.registry.quotas import quota_for
+from solo.runtime import limits
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord
@@ -104,6 +105,7 @@ class RegistryActor:
                 await asyncio.to_thread(self._checkpoint)
             except Exception:  # noqa: BLE001 - a later round retries; the rebuild just reads more
                 log.exception("writing the registry checkpoint failed")
+            await asyncio.to_thread(limits.sweep)  # cgroups of hosts that are gone (this node)
 
     async def _reattach(self, record: ServiceRecord, view) -> bool:
         handle = self.launcher.find(view.host) if view.host else None
@@ -118,7 +120,8 @@ class RegistryActor:
         self.state.started(record, Placement(
             address=found["address"], key=found["key"], pid=found["pid"], node_id=found["node_id"],
             node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
-            class_name=found["class_name"], host=found["host"]), recovered="reattached")
+            class_name=found["class_name"], host=found["host"], limits=found.get("limits", "")),
+            recovered="reattached")
         self.hosts[record.key] = handle
         self._spawn(self._watch(record.tenant, record.name, record.generation, found["pid"], handle))
         return True
@@ -223,7 +226,9 @@ class RegistryActor:
         try:
             loaded = await call_host(
                 handle.load.remote(record.tenant, spec.name, record.version, spec.source, spec.filename,
-                                   spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency),
+                                   spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency,
+                                   spec.resources.memory_bytes, spec.resources.num_cpus,
+                                   self.config.runtime.memory_check_seconds),
                 self.config.runtime.start_timeout_seconds, f"starting service {spec.name!r}")
         except BaseException:
             self.launcher.kill(handle)
@@ -231,7 +236,8 @@ class RegistryActor:
         started = self.state.started(record, Placement(
             address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
             node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
-            class_name=loaded["class_name"], host=loaded["host"]), restarted=restarted, recovered=recovered)
+            class_name=loaded["class_name"], host=loaded["host"], limits=loaded.get("limits", "")),
+            restarted=restarted, recovered=recovered)
         if started is None:
             self.launcher.kill(handle)
             raise Unavailable(f"service {record.name!r} was stopped or replaced while it was starting")
@@ -242,11 +248,19 @@ class RegistryActor:
 
     async def _watch(self, tenant: str, name: str, generation: int, pid: int, handle) -> None:
         try:
-            await handle.wait_closed.remote()
-            return  # stopped on purpose
+            violation = await handle.wait_closed.remote()
+            if violation is None:
+                return  # stopped on purpose
         except Exception as exc:  # noqa: BLE001 - RayActorError and friends: the process is gone
-            message = died_message(exc)
-        await self._crashed(tenant, name, generation, pid, message)
+            await self._crashed(tenant, name, generation, pid, died_message(exc))
+            return
+        # the host ended itself for breaking a limit: an event, then the policy
+        policy = self.config.runtime.on_limit_exceeded
+        message = (f"memory limit exceeded: the service used {violation['used_bytes'] >> 20} MiB, the limit is "
+                   f"{violation['limit_bytes'] >> 20} MiB ({violation['mechanism']})")
+        self.state.limit_exceeded(tenant, name, generation, policy=policy, **violation)
+        await self._crashed(tenant, name, generation, pid, message,
+                            max_restarts=0 if policy == "stop" else None)
 
     def _max_restarts(self, tenant: str, name: str) -> int:
         record = self.state.services.get((tenant, name))
@@ -254,8 +268,10 @@ class RegistryActor:
             return record.spec.max_restarts
         return self.config.runtime.max_restarts
 
-    async def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str) -> None:
-        to_restart = self.state.crashed(tenant, name, generation, pid, message, self._max_restarts(tenant, name))
+    async def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str,
+                       max_restarts: int | None = None) -> None:
+        to_restart = self.state.crashed(tenant, name, generation, pid, message,
+                                        self._max_restarts(tenant, name) if max_restarts is None else max_restarts)
         await self._commit()
         if to_restart is not None:
             self._spawn(self._restart(to_restart))

@@ -19,5 +19,5 @@ def record_info(record: ServiceRecord, now: float, stats: dict | None = None) ->
         "message": record.message, "labels": dict(record.spec.labels),
         "methods": list(placement.methods) if placement else [],
         "class_name": placement.class_name if placement else record.spec.class_name,
-        "filename": record.spec.filename,
+        "filename": record.spec.filename, "limits": placement.limits if placement else "",
     }

@@ -31,6 +31,7 @@ class Placement:
     methods: tuple[str, ...] = ()
     class_name: str = ""
     host: str = ""  # the host actor's name, so a rebuilt registry can take it over
+    limits: str = ""  # how the host's limits are enforced (cgroup, watchdog, none)
 
 
 @dataclass
@@ -154,6 +155,12 @@ class RegistryState:
         self._bump()
 
     # -- crashes -------------------------------------------------------------------------------
+    def limit_exceeded(self, tenant: str, name: str, generation: int, policy: str, **details) -> None:
+        """A host ended itself for breaking a limit (the crash that follows applies the policy)."""
+        record = self.services.get((tenant, name))
+        if record is not None and record.generation == generation:
+            self._emit(record, "service.limit_exceeded", version=record.version, policy=policy, **details)
+
     def crashed(self, tenant: str, name: str, generation: int, pid: int, message: str,
                 max_restarts: int) -> ServiceRecord | None:
         """The host died. Returns the record to restart, or None (stale, or out of restarts)."""

@@ -14,6 +14,7 @@ import time
 
 from solo.api import context_from
 from solo.errors import FailedPrecondition, ServiceFailed, SoloError
+from solo.runtime import limits
 from solo.runtime.host_server import HostChannel, start_host_server
 from solo.runtime.instance import ServiceInstance
 
@@ -40,6 +41,9 @@ class ServiceHost:
         self._closed = asyncio.Event()
         self._load_lock = asyncio.Lock()
         self.instance: ServiceInstance | None = None
+        self._violation: dict | None = None  # set when the host ended itself for breaking a limit
+        self._watchdog: asyncio.Task | None = None
+        self._limits = ""
 
     async def ready(self) -> dict:
         if self._server is None:
@@ -52,14 +56,21 @@ class ServiceHost:
         if self.instance is None:
             return None
         return {**await self.ready(), "methods": sorted(self.instance.methods),
-                "class_name": self.instance.class_name, "started_at": self.instance.started_at}
+                "class_name": self.instance.class_name, "started_at": self.instance.started_at,
+                "limits": self._limits}
 
     async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
-                   env: dict, config_json: str, labels: dict, max_concurrency: int) -> dict:
+                   env: dict, config_json: str, labels: dict, max_concurrency: int, memory_bytes: int = 0,
+                   num_cpus: float = 0.0, check_seconds: float = 0.1) -> dict:
         async with self._load_lock:
             if self.instance is not None:
                 raise FailedPrecondition("this host already runs a service")
             placement = await self.ready()
+            # limits first, so the service's imports count; the host's own footprint (Python, Ray) does not:
+            # the watchdog measures growth above it, and a cgroup charges only what is allocated after joining
+            baseline = limits.rss_bytes()
+            applied = limits.apply(os.getpid(), self._name or f"host-{os.getpid()}", memory_bytes, num_cpus)
+            self._limits = applied.describe()
             os.environ.update(env)
             context = context_from(tenant, name, version, config_json, labels)
             instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
@@ -69,8 +80,26 @@ class ServiceHost:
                 raise ServiceFailed(f"{instance.class_name} started but its health check failed: {why}")
             self.instance = instance
             self._channel.instance = instance
+            if memory_bytes:
+                self._watchdog = asyncio.get_running_loop().create_task(
+                    self._watch_memory(baseline, memory_bytes, check_seconds, applied.memory))
             return {**placement, "methods": sorted(self.instance.methods), "class_name": self.instance.class_name,
-                    "started_at": self.instance.started_at}
+                    "started_at": self.instance.started_at, "limits": self._limits}
+
+    async def _watch_memory(self, baseline: int, limit: int, every: float, mechanism: str) -> None:
+        """Sample RSS; once the service uses more than `limit` above the host's baseline, stop serving
+        and end this process, telling why (wait_closed)."""
+        while not self._closed.is_set():
+            rss = limits.rss_bytes()
+            if rss - baseline > limit:
+                self._violation = {"limit": "memory", "used_bytes": rss - baseline, "limit_bytes": limit,
+                                   "rss_bytes": rss, "baseline_bytes": baseline, "mechanism": mechanism}
+                if self._server is not None:
+                    self._server.close()
+                self._closed.set()  # wait_closed returns the violation to the registry...
+                await asyncio.sleep(0.5)
+                os._exit(137)  # ...then the memory goes back to the machine at once
+            await asyncio.sleep(every)
 
     async def stats(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -102,6 +131,8 @@ class ServiceHost:
         self._closed.set()
         return message
 
-    async def wait_closed(self) -> None:
-        """Returns when the host is stopped; raises (via Ray) when the process dies."""
+    async def wait_closed(self) -> dict | None:
+        """Returns when the host is stopped (None) or ended itself for breaking a limit (what and by how
+        much); raises (via Ray) when the process dies."""
         await self._closed.wait()
+        return self._violation

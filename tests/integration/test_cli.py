@@ -64,8 +64,10 @@ def test_deploy_call_ls_status_stop(cli):
     status = json.loads(cli("status", "counter", "--json").stdout)
     assert status["state"] == "RUNNING" and status["labels"] == {"team": "core"}
     assert int(status["resources"]["memory_bytes"]) == 64 * 1024 * 1024
+    assert status["limits"].startswith("memory: ") and "watchdog" in status["limits"]  # how --memory is enforced
     human = cli("status", "counter").stdout
-    for field in ("state:", "version:", "node:", "pid:", "restarts:", "resources:", "calls:", "errors:", "uptime:"):
+    for field in ("state:", "version:", "node:", "pid:", "restarts:", "resources:", "enforced:", "calls:", "errors:",
+                  "uptime:"):
         assert field in human
     streamed = cli("deploy", str(EXAMPLES / "ticker.py"))
     assert streamed.returncode == 0

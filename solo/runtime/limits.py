@@ -1,0 +1,131 @@
+"""Limits Solo enforces on a service's host process (Ray's num_cpus and memory only place it).
+
+Memory: a watchdog in the host samples its RSS every `interval` and reports a violation as soon
+as it passes the service's `memory`; where the machine lets us, a cgroup (v2 `memory.max`, or v1
+`memory.limit_in_bytes`) set a little higher is the hard backstop for spikes between samples.
+CPU: a cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`) of `num_cpus` cores where
+possible; otherwise nothing enforces CPU (documented; `solo status` says which).
+
+Each host applies its own limits when it loads a service: it knows its pid and runs where the
+cgroup files are. Everything here is files in /sys/fs/cgroup and /proc; no Ray.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+HEADROOM = 1.10  # the cgroup sits 10 % (plus 16 MiB) above the watchdog's line: the watchdog acts first
+HEADROOM_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Applied:
+    memory: str  # how memory is enforced: "cgroup v1 + watchdog", "watchdog", or "none"
+    cpu: str     # "cgroup v1 quota", "cgroup v2 quota", or "none (Ray's num_cpus only places it)"
+
+    def describe(self) -> str:
+        return f"memory: {self.memory}; cpu: {self.cpu}"
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _v2(root: Path) -> bool:
+    return (root / "cgroup.controllers").exists()
+
+
+def _group(root: Path, controller: str | None, name: str) -> Path:
+    """Make (or reuse) the cgroup solo/<name> under the controller's hierarchy."""
+    base = root if controller is None else root / controller
+    path = base / "solo" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _join(group: Path, pid: int) -> None:
+    _write(group / "cgroup.procs", str(pid))
+
+
+def limit_memory(pid: int, name: str, limit_bytes: int, root: Path = CGROUP_ROOT) -> str:
+    """Put `pid` in a memory cgroup a little above `limit_bytes`; returns the mechanism used."""
+    hard = int(limit_bytes * HEADROOM) + HEADROOM_BYTES
+    try:
+        if _v2(root):
+            group = _group(root, None, name)
+            _write(group / "memory.max", str(hard))
+            _join(group, pid)
+            return "cgroup v2 memory.max + watchdog"
+        if (root / "memory").is_dir():
+            group = _group(root, "memory", name)
+            _write(group / "memory.limit_in_bytes", str(hard))
+            _join(group, pid)
+            return "cgroup v1 memory.limit_in_bytes + watchdog"
+    except OSError:
+        pass  # read-only hierarchy, not root, a container without delegation: the watchdog alone
+    return "watchdog"
+
+
+def limit_cpu(pid: int, name: str, cpus: float, root: Path = CGROUP_ROOT) -> str:
+    quota = max(1000, int(cpus * PERIOD_US))
+    try:
+        if _v2(root):
+            group = _group(root, None, name)
+            _write(group / "cpu.max", f"{quota} {PERIOD_US}")
+            _join(group, pid)
+            return "cgroup v2 cpu.max"
+        if (root / "cpu").is_dir():
+            group = _group(root, "cpu", name)
+            _write(group / "cpu.cfs_period_us", str(PERIOD_US))
+            _write(group / "cpu.cfs_quota_us", str(quota))
+            _join(group, pid)
+            return "cgroup v1 cpu.cfs_quota_us"
+    except OSError:
+        pass
+    return "none (no writable cgroup: Ray's num_cpus only places it)"
+
+
+def apply(pid: int, name: str, memory_bytes: int, cpus: float, root: Path = CGROUP_ROOT) -> Applied:
+    memory = limit_memory(pid, name, memory_bytes, root) if memory_bytes else "none (no memory asked for)"
+    cpu = limit_cpu(pid, name, cpus, root) if cpus else "none (no num_cpus asked for)"
+    return Applied(memory, cpu)
+
+
+def release(name: str, root: Path = CGROUP_ROOT) -> None:
+    """Remove the host's cgroups once its process is gone (empty groups only; best effort)."""
+    for base in (root, root / "memory", root / "cpu"):
+        path = base / "solo" / name
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+
+def sweep(root: Path = CGROUP_ROOT) -> int:
+    """Remove the cgroups of hosts that are gone on this node (the kernel refuses to remove a group
+    that still has a process, so live hosts are safe). Returns how many were removed."""
+    removed = 0
+    for base in (root, root / "memory", root / "cpu"):
+        parent = base / "solo"
+        if not parent.is_dir():
+            continue
+        for group in parent.iterdir():
+            try:
+                if group.is_dir() and not (group / "cgroup.procs").read_text().strip():
+                    group.rmdir()
+                    removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    with open(f"/proc/{pid or 'self'}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+__all__ = ["Applied", "apply", "limit_cpu", "limit_memory", "release", "rss_bytes", "sweep"]
