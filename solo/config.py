@@ -45,6 +45,10 @@ class LimitsConfig(_Section):
     max_custom_resource: float = Field(default=1_000_000, gt=0)
     max_concurrency: int = Field(default=1000, ge=1)
     max_services_per_tenant: int = Field(default=1000, ge=1)
+    service_queue_limit: int = Field(default=1000, ge=0, description="calls that may wait for a service beyond "
+                                     "its concurrency; more are shed with RESOURCE_EXHAUSTED")
+    max_in_flight: int = Field(default=10_000, ge=1, description="calls in flight at one gateway; at the limit "
+                               "each tenant keeps its fair share and the rest is shed")
     token_rate_per_second: float = Field(default=10_000, ge=0, description="calls per second per token "
                                          "(a token and its attenuations share one bucket); 0 = unlimited")
     token_burst: float = Field(default=0, ge=0, description="calls a token may make at once (0 = 2 s of the rate)")

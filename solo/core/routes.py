@@ -17,6 +17,7 @@ class Route:
     address: str = ""
     key: str = ""
     message: str = ""
+    concurrency: int = 1  # calls the service runs at a time (the gateway queues at most a limit beyond)
 
 
 class RouteTable:

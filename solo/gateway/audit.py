@@ -21,10 +21,15 @@ class Audit:
         self._denied: Counter[tuple[str, str, str]] = Counter()
         self._pending: list[dict] = []
         self._unlisted: Counter[str] = Counter()  # attenuated tokens past the per-window cap, per tenant
+        self._shed: Counter[tuple[str, str, str]] = Counter()  # (tenant, service, reason) of shed calls
 
     def denied(self, exc: SoloError, request: Request) -> None:
         """Count one refusal (tenant if the token named one, else "")."""
         self._denied[(getattr(exc, "tenant", "") or "", exc.code, request.operation)] += 1
+
+    def shed(self, tenant: str, service: str, reason: str) -> None:
+        """Count one call shed by admission (summarised as `calls.shed`, never one event per call)."""
+        self._shed[(tenant, service, reason)] += 1
 
     def first_seen(self, grant: Grant) -> None:
         """An attenuated token reached the gateway for the first time (at most MAX_LISTED events per
@@ -42,9 +47,16 @@ class Audit:
         for (tenant, code, operation), count in self._denied.items():
             by_tenant.setdefault(tenant, {})[f"{code} {operation}"] = count
         self._denied.clear()
+        shed: dict[str, dict] = {}
+        for (tenant, service, reason), count in self._shed.items():
+            shed.setdefault(tenant, {})[f"{service or '-'} {reason}"] = count
+        self._shed.clear()
         rows = [{"tenant": tenant, "type": "auth.denied", "subject": "gateway",
                  "payload": {"counts": counts, "total": sum(counts.values()), "window_seconds": self.every}}
                 for tenant, counts in sorted(by_tenant.items())]
+        rows += [{"tenant": tenant, "type": "calls.shed", "subject": "gateway",
+                  "payload": {"counts": counts, "total": sum(counts.values()), "window_seconds": self.every}}
+                 for tenant, counts in sorted(shed.items())]
         rows += self._pending
         rows += [{"tenant": tenant, "type": "token.attenuated", "subject": "many",
                   "payload": {"unlisted": count, "window_seconds": self.every}}

@@ -13,7 +13,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.spec import validate_name, validate_spec
 from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
-from solo.gateway.admission import TenantCalls
+from solo.gateway.admission import Admission
 from solo.gateway.audit import Audit
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
@@ -55,11 +55,20 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.tokens = tokens
         self.audit = audit
         self.limiter = limiter
-        self.calls = TenantCalls(lambda tenant: quota_for(config, tenant).max_concurrent_calls)
+        self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
+                                   config.limits.service_queue_limit, config.limits.max_in_flight)
         self.routes = routes
         self.dispatcher = dispatcher
         self.events = event_feed
         self.metrics = metrics.CallSeries()
+
+    def _admit(self, tenant: str, service: str, route):
+        """Admission for one call; a shed call is counted for the `calls.shed` summary."""
+        try:
+            return self.admission.admit(tenant, service, route.concurrency if route else 1)
+        except Overloaded as exc:
+            self.audit.shed(tenant, service, getattr(exc, "reason", "shed"))
+            raise
 
     @staticmethod
     def _who(principal: Principal, context) -> dict:
@@ -96,13 +105,14 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
         # metrics only for services that exist, so label values stay bounded
-        series = self.metrics.get(tenant, service) if self.dispatcher.routes.get(tenant, service) else None
+        route = self.dispatcher.routes.get(tenant, service)
+        series = self.metrics.get(tenant, service) if route else None
         start = time.perf_counter()
         code = "OK"
         if series:
             series.in_flight.inc()
         try:
-            with self.calls.admit(tenant):
+            with self._admit(tenant, service, route):
                 result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
                                                       context.time_remaining())
             return _output(result)
@@ -123,7 +133,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         code = "OK"
         labelled = self.dispatcher.routes.get(principal.tenant, request.service) is not None
         try:
-            with self.calls.admit(principal.tenant):
+            with self._admit(principal.tenant, request.service,
+                             self.dispatcher.routes.get(principal.tenant, request.service)):
                 stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
                                                 context.time_remaining())
                 async for result in stream:

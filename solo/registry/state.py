@@ -84,7 +84,8 @@ class RegistryState:
     def routes(self) -> list[Route]:
         return [Route(r.tenant, r.name, r.version, r.state,
                       r.placement.address if r.placement and r.state == "RUNNING" else "",
-                      r.placement.key if r.placement and r.state == "RUNNING" else "", r.message)
+                      r.placement.key if r.placement and r.state == "RUNNING" else "", r.message,
+                      r.spec.max_concurrency)
                 for r in self.services.values()]
 
     # -- deploy --------------------------------------------------------------------------------
