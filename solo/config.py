@@ -49,6 +49,10 @@ class LimitsConfig(_Section):
                                      "its concurrency; more are shed with RESOURCE_EXHAUSTED")
     max_in_flight: int = Field(default=10_000, ge=1, description="calls in flight at one gateway; at the limit "
                                "each tenant keeps its fair share and the rest is shed")
+    breaker_failures: int = Field(default=5, ge=1, description="infrastructure failures in a row (host gone or "
+                                  "unreachable, timeouts) that open a service version's circuit breaker")
+    breaker_open_seconds: float = Field(default=5.0, gt=0, description="how long an open breaker fails calls fast "
+                                        "before one probe call tests the service")
     token_rate_per_second: float = Field(default=10_000, ge=0, description="calls per second per token "
                                          "(a token and its attenuations share one bucket); 0 = unlimited")
     token_burst: float = Field(default=0, ge=0, description="calls a token may make at once (0 = 2 s of the rate)")

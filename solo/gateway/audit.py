@@ -31,6 +31,12 @@ class Audit:
         """Count one call shed by admission (summarised as `calls.shed`, never one event per call)."""
         self._shed[(tenant, service, reason)] += 1
 
+    def breaker(self, key: tuple, state: str, reason: str) -> None:
+        """A service version's circuit breaker changed state."""
+        tenant, service, version = key
+        self._pending.append({"tenant": tenant, "type": "service.breaker", "subject": service,
+                              "payload": {"version": version, "state": state, "reason": reason}})
+
     def first_seen(self, grant: Grant) -> None:
         """An attenuated token reached the gateway for the first time (at most MAX_LISTED events per
         window; beyond that they are counted, so minting tokens offline cannot flood the log)."""

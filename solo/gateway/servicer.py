@@ -15,6 +15,7 @@ from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
 from solo.gateway.admission import Admission
 from solo.gateway.audit import Audit
+from solo.gateway.breaker import FAILURE_CODES, Breakers
 from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
@@ -55,6 +56,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.tokens = tokens
         self.audit = audit
         self.limiter = limiter
+        limits = config.limits
+        self.breakers = Breakers(limits.breaker_failures, limits.breaker_open_seconds,
+                                 on_change=lambda key, state, reason: audit.breaker(key, state, reason))
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
                                    config.limits.service_queue_limit, config.limits.max_in_flight)
         self.routes = routes
@@ -111,20 +115,28 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         code = "OK"
         if series:
             series.in_flight.inc()
+        breaker = (tenant, service, route.version) if route is not None and route.state == "RUNNING" else None
+        error = ""
         try:
             with self._admit(tenant, service, route):
+                if breaker is not None:
+                    self.breakers.before(breaker)
                 result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
                                                       context.time_remaining())
             return _output(result)
         except SoloError as exc:
-            code = exc.code
+            code, error = exc.code, exc.message
             raise
         except asyncio.CancelledError:
-            code = "CANCELLED"
+            remaining = context.time_remaining()
+            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0.05 else "CANCELLED"
+            error = "the call timed out"
             raise
         finally:
             if series:
                 series.done(code, time.perf_counter() - start)
+            if breaker is not None and "circuit breaker is open" not in error and code != "RESOURCE_EXHAUSTED":
+                self.breakers.record(breaker, code in FAILURE_CODES, error)
 
     @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def InvokeStream(self, request, context, principal):

@@ -38,12 +38,13 @@ def test_killed_registry_comes_back_and_takes_running_services_over(solo, alice,
     assert alice.call(name, "incr") == 6
 
     after = wait_for(lambda: (i := alice.get(name))["state"] == "RUNNING" and i)
-    assert after["pid"] == before["pid"] and after["version"] == before["version"]
+    assert after["pid"] == before["pid"] and after["version"] == before["version"], (before, after)
     assert alice.call(name, "get") == 6            # same process: its state survived
     assert bob.call(name, "get", key="k") == "v"
     recovered = [e for e in read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()
                  if e["type"] == "service.recovered"]
-    assert {(e["tenant"], '"reattached"' in e["payload"]) for e in recovered} >= {("alice", True), ("bob", True)}
+    assert {(e["tenant"], '"reattached"' in e["payload"]) for e in recovered} >= {("alice", True), ("bob", True)}, \
+        recovered
     # the rebuilt registry still manages them
     alice.stop(name, remove=True)
     bob.stop(name, remove=True)
