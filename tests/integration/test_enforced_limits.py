@@ -78,3 +78,45 @@ def test_a_memory_hog_is_stopped_and_reported_while_its_neighbour_keeps_serving(
     assert not failures and len(served) > 10
     types = [r["type"] for r in read_events(solo.supervisor.config.data_dir, tenant="alice", subject=name).to_pylist()]
     assert types.index("service.limit_exceeded") < types.index("service.crashed") < types.index("service.restarted")
+
+
+CPU_HOG = source("""
+    import time
+
+    class Spin:
+        def spin(self, seconds):
+            end = time.time() + seconds
+            n = 0
+            while time.time() < end:
+                n += 1
+            return n
+""")
+
+
+def test_a_cpu_hog_is_held_to_its_quota_and_its_neighbour_stays_responsive(alice, bob, name):
+    alice.deploy(CPU_HOG, name, num_cpus=0.25, max_concurrency=4)
+    bob.deploy(EXAMPLES / "echo.py", name)
+    enforced = alice.get(name)["limits"]
+    print("enforced:", enforced)
+    hogs = [threading.Thread(target=alice.call, args=(name, "spin", 4.0)) for _ in range(4)]
+    latencies: list[float] = []
+    try:
+        for t in hogs:
+            t.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            t0 = time.monotonic()
+            assert bob.call(name, "echo", "x") == "x"
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.02)
+        for t in hogs:
+            t.join()
+    finally:
+        alice.stop(name, remove=True)
+        bob.stop(name, remove=True)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert len(latencies) > 30 and p99 < 0.5, (len(latencies), p99)  # generous: unloaded p99 is a few ms
+    if "cgroup" in enforced:
+        assert "cpu: cgroup" in enforced  # the quota, not just Ray's logical num_cpus
