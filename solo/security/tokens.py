@@ -53,15 +53,16 @@ def bearer(metadata: Iterable[tuple[str, str]]) -> str:
 
 class CapabilityAuthenticator:
     def __init__(self, keys: KeyRing, verifier: TokenVerifier, token_ttl_days: float = 30.0,
-                 max_token_ttl_days: float = 365.0):
+                 max_token_ttl_days: float = 365.0, client_certs: bool = False):
         self.keys = keys
         self.verifier = verifier
         self.token_ttl = token_ttl_days * DAY
         self.max_token_ttl = max_token_ttl_days * DAY
+        self.client_certs = client_certs  # mutual TLS: a certificate may bind the caller to a tenant
 
     def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal:
         grant = self.verifier.verify(bearer(metadata), request)
-        bound = bound_tenant(context.auth_context()) if context is not None else None
+        bound = bound_tenant(context.auth_context()) if self.client_certs and context is not None else None
         if bound is not None and bound != grant.tenant:
             refusal = PermissionDenied(f"this client certificate is bound to tenant {bound!r}; a token of tenant "
                                        f"{grant.tenant!r} cannot be used over it")
@@ -103,7 +104,8 @@ def authenticator(config, keys: KeyRing) -> CapabilityAuthenticator:
     """The gateway's authenticator from the [security] config."""
     c = config.security
     verifier = TokenVerifier(keys, RevocationSet(), cache_seconds=c.verify_cache_seconds)
-    return CapabilityAuthenticator(keys, verifier, c.token_ttl_days, c.max_token_ttl_days)
+    return CapabilityAuthenticator(keys, verifier, c.token_ttl_days, c.max_token_ttl_days,
+                                   client_certs=config.tls.enabled and config.tls.require_client_cert)
 
 
 def ensure_operator_token(keys: KeyRing, path: Path, ttl_days: float = 365.0) -> Path:
