@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Overload: 1,000+ concurrent callers across 10 tenants, one of them sending 10x its share.
+
+    python bench/load.py          # ~1.5 min, hard limit 300 s; writes the "load" section of bench/RESULTS.md
+
+Solo (`solo up --foreground` subprocess) with admission limits small enough that this load
+overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit). Each
+tenant deploys the same service: an async method that works 2 ms. Callers are closed-loop
+coroutines in this process, one grpc.aio channel per tenant; a shed call (RESOURCE_EXHAUSTED)
+waits its retry-after before trying again. Phases:
+
+  unloaded  9 well-behaved tenants x 2 callers: their p99
+  loaded    9 well-behaved tenants x 60 callers + the noisy tenant x 600 callers (1,140)
+
+Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
+per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
+gateway still answers. Ray Serve runs the same load in the same run (one deployment, 2 ms of
+work, max_ongoing_requests = 32, max_queued_requests = 128: its shedding), callers grouped the
+same way.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before anything imports ray
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc  # noqa: E402
+
+import _common as C  # noqa: E402
+from solo._proto import solo_pb2 as pb  # noqa: E402
+from solo._proto import solo_pb2_grpc  # noqa: E402
+
+HARD_LIMIT = 300
+TENANTS = [f"tenant-{i}" for i in range(10)]
+NOISY = TENANTS[-1]
+WELL = TENANTS[:-1]
+TARGET_P99_X, TARGET_JAIN = 3.0, 0.9
+CONFIG = """
+[limits]
+max_in_flight = 128
+service_queue_limit = 32
+token_rate_per_second = 0
+"""
+WORK = '''
+import asyncio
+
+class Work:
+    async def work(self):
+        await asyncio.sleep(0.002)
+        return 1
+'''
+SERVE_SERVICER = "_serve_grpc.add_InvokeServicer_to_server"
+
+
+def jain(values: list[float]) -> float:
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values)) if any(values) else 0.0
+
+
+class Stats:
+    def __init__(self):
+        self.ok: list[float] = []  # latencies of admitted, answered calls in the window
+        self.shed = self.timeouts = self.errors = 0
+        self.first_error = ""
+
+
+async def caller(stub, request, metadata, stats: Stats, window: tuple[float, float], stop: float) -> None:
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        try:
+            await stub.Invoke(request, metadata=metadata, timeout=5)
+            t1 = time.perf_counter()
+            if window[0] <= t1 <= window[1]:
+                stats.ok.append(t1 - t0)
+        except grpc.aio.AioRpcError as exc:
+            inside = window[0] <= time.perf_counter() <= window[1]
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or (
+                    exc.code() == grpc.StatusCode.UNAVAILABLE and "queue" in (exc.details() or "").lower()):
+                stats.shed += inside
+                trailers = dict(exc.trailing_metadata() or ())
+                await asyncio.sleep(int(trailers.get("retry-after-ms", "50")) / 1000)
+            elif exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                stats.timeouts += inside
+            else:
+                stats.errors += inside
+                stats.first_error = stats.first_error or f"{exc.code().name}: {exc.details()}"
+                await asyncio.sleep(0.05)
+
+
+async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], warmup: float,
+                duration: float) -> dict[str, Stats]:
+    channels = {t: grpc.aio.insecure_channel(address) for t in plan}
+    start = time.perf_counter()
+    window = (start + warmup, start + warmup + duration)
+    stats = {t: Stats() for t in plan}
+    tasks = []
+    for tenant, (callers, metadata, request) in plan.items():
+        stub = solo_pb2_grpc.GatewayStub(channels[tenant])
+        tasks += [caller(stub, request, metadata, stats[tenant], window, window[1]) for _ in range(callers)]
+    await asyncio.gather(*tasks)
+    for channel in channels.values():
+        await channel.close()
+    return stats
+
+
+def summarize(stats: dict[str, Stats], duration: float) -> dict:
+    well = [s for t, s in stats.items() if t != NOISY]
+    lat = sorted(x for s in well for x in s.ok)
+    goodput = {t: len(s.ok) / duration for t, s in stats.items()}
+    return {"p99_ms": C.percentile(lat, 99) * 1e3 if lat else float("nan"),
+            "p50_ms": C.percentile(lat, 50) * 1e3 if lat else float("nan"),
+            "goodput": goodput, "jain_well": jain([goodput[t] for t in stats if t != NOISY]),
+            "jain_all": jain(list(goodput.values())),
+            "shed": {t: s.shed for t, s in stats.items()}, "timeouts": sum(s.timeouts for s in stats.values()),
+            "errors": sum(s.errors for s in stats.values()),
+            "first_error": next((s.first_error for s in stats.values() if s.first_error), "")}
+
+
+def plan_for(callers_well: int, callers_noisy: int, requests: dict, metadata: dict) -> dict:
+    plan = {t: (callers_well, metadata[t], requests[t]) for t in WELL}
+    if callers_noisy:
+        plan[NOISY] = (callers_noisy, metadata[NOISY], requests[NOISY])
+    return plan
+
+
+def bench_solo(work: Path, args) -> dict:
+    from solo.client import SoloClient
+
+    config = work / "load.toml"
+    config.write_text(CONFIG)
+    solo = C.SoloProcess(work, str(config))
+    try:
+        solo.start()
+        metadata, requests = {}, {}
+        with SoloClient(solo.address, solo.token) as operator:
+            for tenant in TENANTS:
+                token = operator.mint_token(tenant)
+                with SoloClient(solo.address, token) as client:
+                    client.deploy(WORK, "work", max_concurrency=32)
+                metadata[tenant] = (("authorization", f"Bearer {token}"),)
+                requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
+        unloaded = asyncio.run(drive(solo.address, plan_for(2, 0, requests, metadata), 1.0, args.duration))
+        loaded = asyncio.run(drive(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                                   1.0, args.duration))
+        with SoloClient(solo.address, solo.token, timeout=10) as operator:
+            alive = operator.whoami()["tenant"] == "default"
+        return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
+                "alive": alive}
+    finally:
+        solo.stop()
+
+
+class ServeWork:
+    async def Invoke(self, request: bytes):
+        from solo._proto import solo_pb2
+        await asyncio.sleep(0.002)
+        return solo_pb2.InvokeResponse(json="1")
+
+
+def bench_serve(args) -> dict:
+    with C.local_ray():
+        from ray import serve
+        from ray.serve.config import HTTPOptions, gRPCOptions
+        port = C.free_port()
+        try:
+            serve.start(http_options=HTTPOptions(host="127.0.0.1", port=C.free_port()),
+                        grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVE_SERVICER]))
+            deployment = serve.deployment(ServeWork, name="work", num_replicas=1, max_ongoing_requests=32,
+                                          max_queued_requests=128, logging_config={"enable_access_log": False})
+            serve.run(deployment.bind(), name="work", route_prefix="/work")
+            metadata = {t: (("application", "work"),) for t in TENANTS}
+            requests = {t: pb.InvokeRequest(service="work", method="work", json="[]") for t in TENANTS}
+            address = f"127.0.0.1:{port}"
+            unloaded = asyncio.run(drive(address, plan_for(2, 0, requests, metadata), 1.0, args.duration))
+            loaded = asyncio.run(drive(address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                                       1.0, args.duration))
+            return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration)}
+        finally:
+            serve.shutdown()
+
+
+def report(res: dict, info: dict, args) -> str:
+    rows, checks = [], []
+    for system, r in res.items():
+        u, lo = r["unloaded"], r["loaded"]
+        well = [lo["goodput"][t] for t in WELL]
+        rows.append([system, f"{u['p99_ms']:.1f}", f"{lo['p50_ms']:.1f}", f"{lo['p99_ms']:.1f}",
+                     f"{lo['p99_ms'] / u['p99_ms']:.1f}x", f"{min(well):,.0f}-{max(well):,.0f}",
+                     f"{lo['goodput'][NOISY]:,.0f}", f"{lo['jain_well']:.3f}", f"{lo['jain_all']:.3f}",
+                     f"{sum(lo['shed'].values()):,} ({lo['shed'][NOISY]:,} noisy)", lo["timeouts"], lo["errors"]])
+        checks += [
+            [f"{system}: well-behaved admitted p99 loaded / unloaded", f"{lo['p99_ms'] / u['p99_ms']:.1f}x",
+             f"<= {TARGET_P99_X:g}x", lo["p99_ms"] / u["p99_ms"] <= TARGET_P99_X],
+            [f"{system}: Jain's index of well-behaved goodput", f"{lo['jain_well']:.3f}", f">= {TARGET_JAIN}",
+             lo["jain_well"] >= TARGET_JAIN],
+        ]
+    checks.append(["Solo gateway answers after the load", str(res["solo"]["alive"]), "True", res["solo"]["alive"]])
+    table = C.markdown_table(["system", "unloaded p99 ms", "loaded p50 ms", "loaded p99 ms", "p99 ratio",
+                              "goodput per well-behaved tenant /s", "noisy goodput /s", "Jain (9 well-behaved)",
+                              "Jain (all 10)", "shed calls", "timeouts", "other errors"], rows)
+    verdicts = C.markdown_table(["figure", "measured", "target", "verdict"],
+                                [[n, m, t, "met" if ok else "**MISSED**"] for n, m, t, ok in checks])
+    first = res["solo"]["loaded"]["first_error"]
+    return ("## Overload: fairness and shedding (bench/load.py)\n\n"
+            f"Command: `{C.command_line()}`  \nMachine: {info['machine']}  \n"
+            f"Load: {len(WELL)} well-behaved tenants x {args.callers} closed-loop callers plus one noisy tenant x "
+            f"{args.callers * 10} ({len(WELL) * args.callers + args.callers * 10} callers), one grpc.aio channel per "
+            f"tenant, each call 2 ms of async work in the service, 5 s deadline; a shed call waits its retry-after. "
+            f"Unloaded: the well-behaved tenants with 2 callers each. 1 s warm-up, {args.duration:g} s measured per "
+            f"phase. Solo: `[limits] max_in_flight = 128`, `service_queue_limit = 32`, no token rate limit, each "
+            f"tenant's service at concurrency 32. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
+            f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. Total run time "
+            f"{info['elapsed']:.0f} s.\n\n{table}\n\n{verdicts}\n"
+            + (f"\nFirst other error (Solo): `{first}`\n" if first else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
+    parser.add_argument("--callers", type=int, default=60, help="callers per well-behaved tenant (noisy: 10x)")
+    parser.add_argument("--only", choices=["solo", "serve"], help="one system only (does not write RESULTS.md)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+    info = {"machine": C.machine_line(C.machine())}
+    res: dict = {}
+    with C.hard_deadline(HARD_LIMIT, "bench/load.py"), C.workdir("solo-bench-load-") as work:
+        if args.only in (None, "solo"):
+            print("Solo ...", flush=True)
+            res["solo"] = bench_solo(work, args)
+        if args.only in (None, "serve"):
+            print("Ray Serve ...", flush=True)
+            res["serve"] = bench_serve(args)
+    info["elapsed"] = time.monotonic() - started
+    for system, r in res.items():
+        print(system, {k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "goodput"})
+                       for k, v in r.items()})
+    if "solo" in res and "serve" in res:
+        text = report(res, info, args)
+        print("\n" + text)
+        if not args.no_write:
+            C.write_section("load", text)
+            print(f"wrote {C.RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
