@@ -129,7 +129,7 @@ def cmd_tokens_mint(args) -> int:
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minted["expires_at"]))
     _emit(args, minted, lambda d: print(
         f"{d['token']}\n(token for tenant {d['tenant']}, rights {', '.join(d['rights'])}, expires {expires}; "
-        f"pass it as --token or SOLO_TOKEN; revoke with `solo tokens revoke {d['revocation_id'][:16]}...`)"))
+        f"pass it as --token or SOLO_TOKEN; revoke with `solo tokens revoke {d['revocation_id'][:16]}`)"))
     return 0
 
 
@@ -192,8 +192,14 @@ def cmd_tokens_inspect(args) -> int:
 
 def cmd_tokens_revoke(args) -> int:
     target = args.target
+    hexadecimal = all(c in "0123456789abcdef" for c in target)
     with _client(args) as client:
-        if len(target) == 128 and all(c in "0123456789abcdef" for c in target):
+        if hexadecimal and 16 <= len(target) < 128:  # the ID `solo tokens list` shows: a prefix
+            found = [t["revocation_id"] for t in client.list_tokens() if t["revocation_id"].startswith(target)]
+            if len(found) != 1:
+                raise InvalidRequest(f"{len(found)} of your tokens have an id starting with {target}; give more of it")
+            target = found[0]
+        if len(target) == 128 and hexadecimal:
             result = client.revoke_token(target, reason=args.reason or "")
         else:
             result = client.revoke_token(token=target if target != "-" else sys.stdin.read().strip(),
@@ -386,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     insp = tokens_sub.add_parser("inspect", parents=[common], help="show a token's blocks (no server call)")
     insp.set_defaults(func=cmd_tokens_inspect)
     rev = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token and everything derived from it")
-    rev.add_argument("target", help="a revocation id (from `solo tokens list --json`) or the token itself (- = stdin)")
+    rev.add_argument("target", help="a token's ID (from `solo tokens list`: 16+ hex characters of its revocation "
+                                    "id), a full revocation id, or the token itself (- = stdin)")
     rev.add_argument("--reason")
     rev.set_defaults(func=cmd_tokens_revoke)
     lst = tokens_sub.add_parser("list", parents=[common], help="tokens minted for your tenant (operator: all)")
