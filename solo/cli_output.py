@@ -1,6 +1,7 @@
 """Human output and argument parsing helpers for the CLI."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -11,6 +12,21 @@ from solo.errors import InvalidRequest
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "t": 1000**4, "tb": 1000**4}
+
+
+def client(args):
+    """A SoloClient from the common flags (address, token, data dir, TLS files)."""
+    from solo.client import SoloClient
+    return SoloClient(args.address, args.token, data_dir=args.data_dir, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                      tls_key=args.tls_key)
+
+
+def emit(args, value, human) -> None:
+    """`--json`: the value as JSON; otherwise `human(value)` prints it."""
+    if args.json:
+        print(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        human(value)
 
 
 def parse_bytes(text: str) -> int:

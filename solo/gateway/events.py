@@ -78,9 +78,8 @@ def select(table: pa.Table, s: Scope) -> pa.Table:
 
 def query(data_dir: Path, s: Scope) -> pa.Table:
     """Matching events from the files (segments and WAL), oldest first."""
-    table = read_events(data_dir, tenant=s.tenant, subject=s.subject or None, since=s.since, until=s.until,
-                        min_id=s.after_id + 1)
-    return select(table, s) if s.types else table
+    return read_events(data_dir, tenant=s.tenant, type=list(s.types) or None, subject=s.subject or None,
+                       since=s.since, until=s.until, min_id=s.after_id + 1)
 
 
 def to_proto(row: dict) -> pb.Event:

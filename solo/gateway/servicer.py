@@ -143,10 +143,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         _check_call(request)
         json_text, raw = _input(request)
         code = "OK"
-        labelled = self.dispatcher.routes.get(principal.tenant, request.service) is not None
+        route = self.dispatcher.routes.get(principal.tenant, request.service)
         try:
-            with self._admit(principal.tenant, request.service,
-                             self.dispatcher.routes.get(principal.tenant, request.service)):
+            with self._admit(principal.tenant, request.service, route):
                 stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
                                                 context.time_remaining())
                 async for result in stream:
@@ -158,7 +157,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             code = "CANCELLED"
             raise
         finally:
-            if labelled:
+            if route is not None:
                 metrics.CALLS.labels(principal.tenant, request.service, code).inc()
 
     @rpc(_on("discover"))

@@ -69,25 +69,27 @@ def rpc(need: Callable[[object], Request]):
             return Internal(f"internal error in the gateway (request id {rid}); the operator can find it in "
                             "the gateway log")
 
-        def _authenticate(self, request, context, metadata):
-            wanted = need(request)
+        def _authenticate(self, wanted: Request, context, metadata):
             try:
                 principal = self.authenticator.authenticate(metadata, wanted, context)
-                self.limiter.take(principal.tenant, principal.revocation_ids[0] if principal.revocation_ids else "")
-                return principal
-            except (Unauthenticated, PermissionDenied, Overloaded) as exc:
-                if isinstance(exc, Overloaded):
-                    exc.tenant = principal.tenant
+            except (Unauthenticated, PermissionDenied) as exc:
                 self.audit.denied(exc, wanted)
                 raise
+            try:
+                self.limiter.take(principal.tenant, principal.revocation_ids[0] if principal.revocation_ids else "")
+            except Overloaded as exc:
+                exc.tenant = principal.tenant
+                self.audit.denied(exc, wanted)
+                raise
+            return principal
 
         if inspect.isasyncgenfunction(handler):
             @functools.wraps(handler)
             async def stream_wrapper(self, request, context):
                 metadata = context.invocation_metadata() or ()
                 try:
-                    principal = _authenticate(self, request, context, metadata)
                     wanted = need(request)
+                    principal = _authenticate(self, wanted, context, metadata)
                     async for item in handler(self, request, context, principal):
                         # a token revoked or expired while its stream is open ends the stream (cached: cheap)
                         self.authenticator.authenticate(metadata, wanted, context)
@@ -102,7 +104,7 @@ def rpc(need: Callable[[object], Request]):
         async def unary_wrapper(self, request, context):
             metadata = context.invocation_metadata() or ()
             try:
-                principal = _authenticate(self, request, context, metadata)
+                principal = _authenticate(self, need(request), context, metadata)
                 return await handler(self, request, context, principal)
             except SoloError as exc:
                 await abort_with(context, exc)

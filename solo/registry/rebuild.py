@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from solo.files import write_atomic
 
 CHECKPOINT_FILE = "registry-checkpoint.json"
 
@@ -91,9 +92,5 @@ def load_checkpoint(data_dir: Path) -> tuple[int, dict]:
 
 
 def write_checkpoint(data_dir: Path, last_id: int, views: dict) -> None:
-    path = Path(data_dir) / CHECKPOINT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"last_id": last_id, "services": [dataclasses.asdict(v) for v in views.values()]}))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(Path(data_dir) / CHECKPOINT_FILE,
+                 json.dumps({"last_id": last_id, "services": [dataclasses.asdict(v) for v in views.values()]}), 0o644)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from solo.core.spec import Resources, ServiceSpec
+from solo.files import write_atomic
 
 
 class SpecStore:
@@ -23,13 +24,7 @@ class SpecStore:
         fingerprint = spec.fingerprint()
         path = self.directory / f"{fingerprint}.json"
         if not path.exists():
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(dataclasses.asdict(spec), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(dataclasses.asdict(spec)))
         return fingerprint
 
     def get(self, fingerprint: str) -> ServiceSpec | None:

@@ -95,16 +95,6 @@ def apply(pid: int, name: str, memory_bytes: int, cpus: float, root: Path = CGRO
     return Applied(memory, cpu)
 
 
-def release(name: str, root: Path = CGROUP_ROOT) -> None:
-    """Remove the host's cgroups once its process is gone (empty groups only; best effort)."""
-    for base in (root, root / "memory", root / "cpu"):
-        path = base / "solo" / name
-        try:
-            path.rmdir()
-        except OSError:
-            pass
-
-
 def sweep(root: Path = CGROUP_ROOT) -> int:
     """Remove the cgroups of hosts that are gone on this node (the kernel refuses to remove a group
     that still has a process, so live hosts are safe). Returns how many were removed."""
@@ -128,4 +118,4 @@ def rss_bytes(pid: int | None = None) -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-__all__ = ["Applied", "apply", "limit_cpu", "limit_memory", "release", "rss_bytes", "sweep"]
+__all__ = ["Applied", "apply", "limit_cpu", "limit_memory", "rss_bytes", "sweep"]

@@ -22,7 +22,7 @@ import datetime as dt
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import biscuit_auth as biscuit
@@ -249,7 +249,6 @@ class Grant:
     revocation_ids: tuple[str, ...]
     key_id: int | None
     blocks: int = 1
-    facts: dict = field(default_factory=dict)
 
 
 def authorize(token: biscuit.Biscuit, request: Request, now: float) -> Grant:

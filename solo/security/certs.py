@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from solo.core.spec import validate_name
 from solo.errors import FailedPrecondition, InvalidRequest
+from solo.files import write_atomic
 
 TENANT_URI = "solo://tenant/"
 CA_DAYS, SERVER_DAYS, CLIENT_DAYS = 5 * 365, 365, 90
@@ -39,12 +40,7 @@ class Issued:
 
 def _write(path: Path, data: bytes, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o600 if private else 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600 if private else 0o644)
 
 
 def _key_pem(key) -> bytes:

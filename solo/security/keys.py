@@ -20,20 +20,9 @@ from pathlib import Path
 import biscuit_auth as biscuit
 
 from solo.errors import Unauthenticated
+from solo.files import write_atomic
 
 ALGORITHM = biscuit.Algorithm.Ed25519
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600 (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -84,13 +73,13 @@ class KeyRing:
         self._signature = signature
 
     def _write(self, keys: dict[int, KeyInfo], active: int) -> None:
-        write_private(self._index, json.dumps({"active": active, "keys": {
+        write_atomic(self._index, json.dumps({"active": active, "keys": {
             str(k): {"public": v.public_hex, "created_at": v.created_at, "retired_at": v.retired_at,
                      "valid_until": v.valid_until} for k, v in sorted(keys.items())}}, indent=1))
 
     def _create_key(self, key_id: int, keys: dict[int, KeyInfo]) -> None:
         pair = biscuit.KeyPair()
-        write_private(self.directory / f"root-{key_id}.key", pair.private_key.to_bytes().hex() + "\n")
+        write_atomic(self.directory / f"root-{key_id}.key", pair.private_key.to_bytes().hex() + "\n")
         keys = {**keys, key_id: KeyInfo(key_id, pair.public_key.to_bytes().hex(), time.time())}
         self._write(keys, key_id)
 
@@ -142,4 +131,4 @@ class KeyRing:
             return new_id
 
 
-__all__ = ["KeyInfo", "KeyRing", "write_private"]
+__all__ = ["KeyInfo", "KeyRing"]

@@ -16,11 +16,12 @@ from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
 from solo.security.capabilities import RIGHTS, Minted, Request, authorize, check_rights, mint, parse
 from solo.security.certs import bound_tenant
-from solo.security.keys import KeyRing, write_private
+from solo.files import write_atomic
+from solo.security.keys import KeyRing
 from solo.security.verifier import RevocationSet, TokenVerifier
 
 OPERATOR_TENANT = "default"
-TENANT_RIGHTS = tuple(r for r in RIGHTS)  # what a tenant token gets unless the mint narrows it
+TENANT_RIGHTS = RIGHTS  # what a tenant token gets unless the mint narrows it
 DAY = 86_400.0
 
 
@@ -121,7 +122,7 @@ def ensure_operator_token(keys: KeyRing, path: Path, ttl_days: float = 365.0) ->
             pass
     key_id, private = keys.private_key()
     minted = mint(private, key_id, OPERATOR_TENANT, RIGHTS, ttl_days * DAY, operator=True)
-    write_private(path, minted.token + "\n")
+    write_atomic(path, minted.token + "\n")
     return path
 
 
