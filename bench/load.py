@@ -1,16 +1,20 @@
 #!/usr/bin/env python
 """Overload: 1,000+ concurrent callers across 10 tenants, one of them sending 10x its share.
 
-    python bench/load.py          # ~1.5 min, hard limit 300 s; writes the "load" section of bench/RESULTS.md
+    python bench/load.py          # ~3 min, hard limit 420 s; writes the "load" section of bench/RESULTS.md
 
 Solo (`solo up --foreground` subprocess) with admission limits small enough that this load
-overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit). Each
-tenant deploys the same service: an async method that works 2 ms. Callers are closed-loop
-coroutines in this process, one grpc.aio channel per tenant; a shed call (RESOURCE_EXHAUSTED)
-waits its retry-after before trying again. Phases:
+overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit), run
+twice: with the adaptive limit and fair rate cap (the default) and with the fixed limit only. Each
+tenant deploys the same service: an async method that works 2 ms. Every caller makes a call every
+callers/rate seconds (random phase): a well-behaved tenant sends --rate calls/s (100), well within
+its share, and the noisy tenant, with 10x the callers, tries to send --noisy-rate (2,500/s): about
+10x a tenth of what this 2-core machine serves. The callers run in --workers processes (a
+grpc.aio channel per tenant in each), started at the same instant; a shed call
+(RESOURCE_EXHAUSTED) waits its retry-after before trying again. Phases:
 
-  unloaded  9 well-behaved tenants x 2 callers: their p99
-  loaded    9 well-behaved tenants x 60 callers + the noisy tenant x 600 callers (1,140)
+  unloaded  9 well-behaved tenants x 60 callers (100 calls/s each)
+  loaded    the same + the noisy tenant x 600 callers: 1,140 callers
 
 Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
 per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
@@ -38,7 +42,7 @@ import _common as C  # noqa: E402
 from solo._proto import solo_pb2 as pb  # noqa: E402
 from solo._proto import solo_pb2_grpc  # noqa: E402
 
-HARD_LIMIT = 300
+HARD_LIMIT = 420
 TENANTS = [f"tenant-{i}" for i in range(10)]
 NOISY = TENANTS[-1]
 WELL = TENANTS[:-1]
@@ -67,11 +71,16 @@ def jain(values: list[float]) -> float:
 class Stats:
     def __init__(self):
         self.ok: list[float] = []  # latencies of admitted, answered calls in the window
+        self.at: list[float] = []  # when each of them finished (wall clock), for timelines
         self.shed = self.timeouts = self.errors = 0
         self.first_error = ""
 
 
-async def caller(stub, request, metadata, stats: Stats, window: tuple[float, float], stop: float) -> None:
+async def caller(stub, request, metadata, stats: Stats, window: tuple[float, float], stop: float,
+                 period: float) -> None:
+    """One caller: a call every `period` seconds (random phase; at once when 0); a shed call waits its retry-after."""
+    import random
+    await asyncio.sleep(random.random() * period)
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
         try:
@@ -79,6 +88,8 @@ async def caller(stub, request, metadata, stats: Stats, window: tuple[float, flo
             t1 = time.perf_counter()
             if window[0] <= t1 <= window[1]:
                 stats.ok.append(t1 - t0)
+                stats.at.append(t1)
+            await asyncio.sleep(max(0.0, t0 + period - t1))
         except grpc.aio.AioRpcError as exc:
             inside = window[0] <= time.perf_counter() <= window[1]
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or (
@@ -94,20 +105,67 @@ async def caller(stub, request, metadata, stats: Stats, window: tuple[float, flo
                 await asyncio.sleep(0.05)
 
 
-async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], warmup: float,
-                duration: float) -> dict[str, Stats]:
+async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], start_wall: float,
+                warmup: float, duration: float, period: dict[str, float]) -> dict[str, Stats]:
     channels = {t: grpc.aio.insecure_channel(address) for t in plan}
-    start = time.perf_counter()
+    for channel in channels.values():
+        await channel.channel_ready()
+    start = time.perf_counter() + (start_wall - time.time())  # the same instant in every worker process
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
     window = (start + warmup, start + warmup + duration)
     stats = {t: Stats() for t in plan}
     tasks = []
     for tenant, (callers, metadata, request) in plan.items():
         stub = solo_pb2_grpc.GatewayStub(channels[tenant])
-        tasks += [caller(stub, request, metadata, stats[tenant], window, window[1]) for _ in range(callers)]
+        tasks += [caller(stub, request, metadata, stats[tenant], window, window[1], period[tenant])
+                  for _ in range(callers)]
     await asyncio.gather(*tasks)
     for channel in channels.values():
         await channel.close()
     return stats
+
+
+def _worker(address: str, plan: dict, start_wall: float, warmup: float, duration: float, period: dict,
+            conn) -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    stats = asyncio.run(drive(address, plan, start_wall, warmup, duration, period))
+    conn.send({t: vars(s) for t, s in stats.items()})
+    conn.close()
+
+
+def run_load(address: str, plan: dict, warmup: float, duration: float, workers: int,
+             period: dict[str, float]) -> dict[str, Stats]:
+    """Split every tenant's callers over `workers` processes that start at the same instant; merge their stats."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    start_wall = time.time() + 3.0  # time for the workers to start and connect
+    procs, pipes = [], []
+    for i in range(workers):
+        part = {t: (n // workers + (i < n % workers), md, req) for t, (n, md, req) in plan.items()}
+        part = {t: v for t, v in part.items() if v[0]}
+        if not part:
+            continue
+        here, there = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(address, part, start_wall, warmup, duration, period, there), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(here)
+    merged = {t: Stats() for t in plan}
+    for here, proc in zip(pipes, procs):
+        for tenant, s in here.recv().items():
+            m = merged[tenant]
+            m.ok += s["ok"]
+            m.at += s["at"]
+            m.shed += s["shed"]
+            m.timeouts += s["timeouts"]
+            m.errors += s["errors"]
+            m.first_error = m.first_error or s["first_error"]
+        proc.join(10)
+    return merged
 
 
 def summarize(stats: dict[str, Stats], duration: float) -> dict:
@@ -123,6 +181,11 @@ def summarize(stats: dict[str, Stats], duration: float) -> dict:
             "first_error": next((s.first_error for s in stats.values() if s.first_error), "")}
 
 
+def periods(args) -> dict[str, float]:
+    """Seconds between one caller's calls: a well-behaved tenant sends --rate calls/s, the noisy one --noisy-rate."""
+    return {t: (args.callers * 10 / args.noisy_rate if t == NOISY else args.callers / args.rate) for t in TENANTS}
+
+
 def plan_for(callers_well: int, callers_noisy: int, requests: dict, metadata: dict) -> dict:
     plan = {t: (callers_well, metadata[t], requests[t]) for t in WELL}
     if callers_noisy:
@@ -130,11 +193,11 @@ def plan_for(callers_well: int, callers_noisy: int, requests: dict, metadata: di
     return plan
 
 
-def bench_solo(work: Path, args) -> dict:
+def bench_solo(work: Path, args, adaptive: bool) -> dict:
     from solo.client import SoloClient
 
     config = work / "load.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + f"adaptive_in_flight = {str(adaptive).lower()}\n")
     solo = C.SoloProcess(work, str(config))
     try:
         solo.start()
@@ -146,9 +209,10 @@ def bench_solo(work: Path, args) -> dict:
                     client.deploy(WORK, "work", max_concurrency=32)
                 metadata[tenant] = (("authorization", f"Bearer {token}"),)
                 requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
-        unloaded = asyncio.run(drive(solo.address, plan_for(2, 0, requests, metadata), 1.0, args.duration))
-        loaded = asyncio.run(drive(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                                   1.0, args.duration))
+        unloaded = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
+                            args.workers, periods(args))
+        loaded = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                          1.0, args.duration, args.workers, periods(args))
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
             alive = operator.whoami()["tenant"] == "default"
         return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
@@ -178,9 +242,10 @@ def bench_serve(args) -> dict:
             metadata = {t: (("application", "work"),) for t in TENANTS}
             requests = {t: pb.InvokeRequest(service="work", method="work", json="[]") for t in TENANTS}
             address = f"127.0.0.1:{port}"
-            unloaded = asyncio.run(drive(address, plan_for(2, 0, requests, metadata), 1.0, args.duration))
-            loaded = asyncio.run(drive(address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                                       1.0, args.duration))
+            unloaded = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
+                                args.workers, periods(args))
+            loaded = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                              1.0, args.duration, args.workers, periods(args))
             return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration)}
         finally:
             serve.shutdown()
@@ -195,9 +260,12 @@ def report(res: dict, info: dict, args) -> str:
                      f"{lo['p99_ms'] / u['p99_ms']:.1f}x", f"{min(well):,.0f}-{max(well):,.0f}",
                      f"{lo['goodput'][NOISY]:,.0f}", f"{lo['jain_well']:.3f}", f"{lo['jain_all']:.3f}",
                      f"{sum(lo['shed'].values()):,} ({lo['shed'][NOISY]:,} noisy)", lo["timeouts"], lo["errors"]])
+        served = min(u["goodput"][t] for t in WELL) >= 0.9 * args.rate  # else the baseline is itself overloaded
         checks += [
-            [f"{system}: well-behaved admitted p99 loaded / unloaded", f"{lo['p99_ms'] / u['p99_ms']:.1f}x",
-             f"<= {TARGET_P99_X:g}x", lo["p99_ms"] / u["p99_ms"] <= TARGET_P99_X],
+            [f"{system}: well-behaved admitted p99 loaded / unloaded",
+             f"{lo['p99_ms'] / u['p99_ms']:.1f}x" if served else
+             f"n/a: unloaded, it served {min(u['goodput'][t] for t in WELL):.0f} of {args.rate:g} calls/s",
+             f"<= {TARGET_P99_X:g}x", served and lo["p99_ms"] / u["p99_ms"] <= TARGET_P99_X],
             [f"{system}: Jain's index of well-behaved goodput", f"{lo['jain_well']:.3f}", f">= {TARGET_JAIN}",
              lo["jain_well"] >= TARGET_JAIN],
         ]
@@ -210,12 +278,15 @@ def report(res: dict, info: dict, args) -> str:
     first = res["solo"]["loaded"]["first_error"]
     return ("## Overload: fairness and shedding (bench/load.py)\n\n"
             f"Command: `{C.command_line()}`  \nMachine: {info['machine']}  \n"
-            f"Load: {len(WELL)} well-behaved tenants x {args.callers} closed-loop callers plus one noisy tenant x "
-            f"{args.callers * 10} ({len(WELL) * args.callers + args.callers * 10} callers), one grpc.aio channel per "
-            f"tenant, each call 2 ms of async work in the service, 5 s deadline; a shed call waits its retry-after. "
-            f"Unloaded: the well-behaved tenants with 2 callers each. 1 s warm-up, {args.duration:g} s measured per "
-            f"phase. Solo: `[limits] max_in_flight = 128`, `service_queue_limit = 32`, no token rate limit, each "
-            f"tenant's service at concurrency 32. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
+            f"Load: {len(WELL)} well-behaved tenants x {args.callers} callers sending {args.rate:g} calls/s per tenant "
+            f"(within their share) plus one noisy tenant x {args.callers * 10} callers trying to send "
+            f"{args.noisy_rate:,.0f} calls/s, about 10x a tenth of what the machine serves "
+            f"({len(WELL) * args.callers + args.callers * 10} callers in {args.workers} processes), each call 2 ms of "
+            f"async work in the service, 5 s deadline; a shed call waits its retry-after. Unloaded: the well-behaved "
+            f"tenants alone (3 s warm-up). 1 s warm-up, {args.duration:g} s measured per phase. Solo: `[limits] max_in_flight = "
+            f"128`, `service_queue_limit = 32`, no token rate limit, each tenant's service at concurrency 32; "
+            f"'solo' is the default adaptive limit with the fair rate cap, 'solo (fixed limit)' sets "
+            f"`adaptive_in_flight = false`. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
             f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. Total run time "
             f"{info['elapsed']:.0f} s.\n\n{table}\n\n{verdicts}\n"
             + (f"\nFirst other error (Solo): `{first}`\n" if first else ""))
@@ -225,6 +296,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
     parser.add_argument("--callers", type=int, default=60, help="callers per well-behaved tenant (noisy: 10x)")
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="calls/s per well-behaved tenant, within its share (default 100)")
+    parser.add_argument("--noisy-rate", type=float, default=2500.0,
+                        help="calls/s the noisy tenant tries to send (default 2,500: about 10x a tenth of what this "
+                             "2-core machine serves)")
+    parser.add_argument("--workers", type=int, default=4, help="load-generator processes (default 4)")
     parser.add_argument("--only", choices=["solo", "serve"], help="one system only (does not write RESULTS.md)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -234,7 +311,9 @@ def main() -> int:
     with C.hard_deadline(HARD_LIMIT, "bench/load.py"), C.workdir("solo-bench-load-") as work:
         if args.only in (None, "solo"):
             print("Solo ...", flush=True)
-            res["solo"] = bench_solo(work, args)
+            res["solo"] = bench_solo(work, args, adaptive=True)
+            print("Solo, fixed limit ...", flush=True)
+            res["solo (fixed limit)"] = bench_solo(work, args, adaptive=False)
         if args.only in (None, "serve"):
             print("Ray Serve ...", flush=True)
             res["serve"] = bench_serve(args)
@@ -242,7 +321,7 @@ def main() -> int:
     for system, r in res.items():
         print(system, {k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "goodput"})
                        for k, v in r.items()})
-    if "solo" in res and "serve" in res:
+    if len(res) == 3:
         text = report(res, info, args)
         print("\n" + text)
         if not args.no_write:

@@ -49,6 +49,9 @@ class LimitsConfig(_Section):
                                      "its concurrency; more are shed with RESOURCE_EXHAUSTED")
     max_in_flight: int = Field(default=10_000, ge=1, description="calls in flight at one gateway; at the limit "
                                "each tenant keeps its fair share and the rest is shed")
+    adaptive_in_flight: bool = Field(default=True, description="let the in-flight limit move between "
+                                     "min_in_flight and max_in_flight with how much calls slow down under load")
+    min_in_flight: int = Field(default=16, ge=1, description="the adaptive in-flight limit never goes below this")
     breaker_failures: int = Field(default=5, ge=1, description="infrastructure failures in a row (host gone or "
                                   "unreachable, timeouts) that open a service version's circuit breaker")
     breaker_open_seconds: float = Field(default=5.0, gt=0, description="how long an open breaker fails calls fast "

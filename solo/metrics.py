@@ -12,6 +12,8 @@ CALL_SECONDS = Histogram("solo_gateway_call_seconds", "Invoke latency seen by th
                          ["tenant", "service"], registry=REGISTRY,
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 IN_FLIGHT = Gauge("solo_gateway_in_flight", "Invoke calls in flight", ["tenant", "service"], registry=REGISTRY)
+IN_FLIGHT_LIMIT = Gauge("solo_gateway_in_flight_limit", "The gateway's current (adaptive) limit of calls in "
+                        "flight; at it, each tenant keeps its fair share", registry=REGISTRY)
 ROUTE_VERSION = Gauge("solo_gateway_route_version", "Route table version the gateway follows", registry=REGISTRY)
 EVENT_LOG_WRITABLE = Gauge("solo_event_log_writable", "1 when the event log's last write succeeded and it answers; "
                            "0 means deploys and stops fail closed (alert on it)", registry=REGISTRY)

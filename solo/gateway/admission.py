@@ -1,44 +1,108 @@
 """Admission at the gateway: which calls start now and which are shed at once.
 
 Three limits, checked before a call is forwarded, each answered with RESOURCE_EXHAUSTED and a
-short retry-after instead of letting calls pile up:
+retry-after instead of letting calls pile up:
 
 - the tenant's quota of calls in flight (`[quotas] max_concurrent_calls`);
 - a queue per service: calls beyond the service's concurrency wait in its host, at most
   `[limits] service_queue_limit` of them;
-- the gateway's own in-flight limit (`[limits] max_in_flight`), shared fairly: below it anyone may
-  borrow idle capacity; at it, a tenant is admitted only while it holds less than its fair share
-  (the limit divided by the tenants with calls in flight), so a noisy tenant cannot starve the rest.
-  Over-admission for fairness is bounded at 1.5 times the limit.
+- the gateway's in-flight limit, shared fairly: below it anyone may borrow idle capacity; at it, a
+  tenant is admitted only while it holds less than its fair share (the limit divided by the
+  tenants with calls in flight), so a noisy tenant cannot starve the rest. Over-admission for
+  fairness is bounded at 1.5 times the limit.
+
+The in-flight limit adapts (`[limits] adaptive_in_flight`, gradient style as in Netflix's
+concurrency-limits): every window it compares how long calls take now with how long the same
+services took at their fastest, and shrinks the limit when calls slow down (the machine is
+saturated, so more calls in flight only add queueing) or grows it by its square root when they do
+not. It stays between `min_in_flight` and `max_in_flight`. Only calls admitted while their service
+had a free slot count, so a tenant queueing on its own slow service does not shrink everyone's limit.
+
+While calls are slowed down that way (congestion), the gateway also caps each tenant's rate of
+admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
+tenth of the load, but never below 1.5 times an even split of the most the gateway got through lately; while there is
+no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
+This is what protects the others when the gateway itself is what saturates, because then calls
+queue in front of the handlers, where an in-flight limit cannot see them.
+
+The retry-after adapts per tenant: a shed call is told to come back when, at the tenant's current
+admitted rate, the tenant's callers would be shed about half as often as they are admitted. A
+tenant with 600 callers and a fair share of 300 calls/s is told ~4 s; one with 60 callers ~0.4 s.
+Without that, shed callers return within milliseconds and the rejections alone saturate the CPU.
 """
 from __future__ import annotations
 
+import math
+import random
+import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 from solo.errors import Overloaded
 
-RETRY_AFTER = 0.05  # seconds: calls finish in milliseconds, so a slot frees up soon
+RETRY_MIN, RETRY_MAX = 0.05, 5.0  # seconds
+RETRY_WINDOW = 0.25  # seconds between updates of a tenant's retry-after
+SHED_PER_ADMIT = 0.5  # the retry-after aims at this many shed calls per admitted one, per tenant
 HARD_FACTOR = 1.5
+WINDOW = 0.1  # seconds between limit updates (and at least MIN_SAMPLES calls)
+MIN_SAMPLES = 10
+TOLERANCE = 2.0  # calls may take this much longer than their service's fastest before the limit shrinks
+SMOOTHING = 0.2
+BASELINE_SECONDS = 10.0  # a service's fastest time: its minimum, which may rise by BASELINE_RISE per 10 s
+BASELINE_RISE = 1.1  # so a service that got slower for good is its new normal within minutes, not seconds
+MAX_RATIO = 10.0  # one slow call counts at most this much
+RATE_WINDOW = 0.25  # seconds per window of the fair rate cap
+SHAVE = 0.9  # under congestion the capped tenants keep this fraction of the last window's load
+CONGESTION_HOLD = 0.5  # seconds a congestion signal lasts
+CAP_RISE = 1.05  # per window without congestion: the cap doubles in ~3.5 s (faster only brings the flood back)
+SLACK = 1.5  # a tenant within 1.5x of an even split of the best window is never capped (arrivals are bursty)
+BEST_DECAY = 0.99  # per window: the best window is forgotten with a half-life of ~17 s
 
 
-def _shed(message: str, reason: str) -> Overloaded:
-    error = Overloaded(message)
-    error.retry_after = RETRY_AFTER
-    error.reason = reason
-    return error
+@dataclass
+class _TenantWindow:
+    admitted: int = 0
+    shed: int = 0
+    latency: float = 0.0  # sum over admitted calls that finished in the window
+    finished: int = 0
+    retry_after: float = RETRY_MIN
+    started: float = 0.0
 
 
 class Admission:
     def __init__(self, limit_for: Callable[[str], int], service_queue_limit: int = 1000,
-                 max_in_flight: int = 10_000):
+                 max_in_flight: int = 10_000, adaptive: bool = False, min_in_flight: int = 16,
+                 clock: Callable[[], float] = time.monotonic, jitter: Callable[[], float] = random.random):
         self.limit_for = limit_for
         self.service_queue_limit = service_queue_limit
         self.max_in_flight = max_in_flight
+        self.adaptive = adaptive
+        self.min_in_flight = min(min_in_flight, max_in_flight)
+        self.limit = float(min(max_in_flight, 512) if adaptive else max_in_flight)
+        self.clock, self.jitter = clock, jitter
         self._limits: dict[str, int] = {}
         self.in_flight: Counter[str] = Counter()
         self.per_service: Counter[tuple[str, str]] = Counter()
         self.total = 0
+        self._tenants: dict[str, _TenantWindow] = {}
+        # the adaptive limit's window and each measured service's fastest time (this and the last period)
+        self._window_start = clock()
+        self._ratios = 0.0
+        self._samples = 0
+        self._peak = 0
+        self._fastest: dict[tuple[str, str], list[float]] = {}
+        self._baseline_start = self._window_start
+        # the fair rate cap: admitted calls per tenant in this window, and the cap (calls per window) if any
+        self._counts: Counter[str] = Counter()
+        self._rate_start = self._window_start
+        self._cap: float | None = None
+        self._best = 0.0  # the most calls admitted in one window lately: what the gateway can get through
+        self._congested_until = 0.0
+
+    @property
+    def current_limit(self) -> int:
+        return int(self.limit)
 
     def _check(self, tenant: str, service: str, concurrency: int) -> None:
         limit = self._limits.get(tenant)
@@ -46,43 +110,163 @@ class Admission:
             limit = self._limits[tenant] = self.limit_for(tenant)
         mine = self.in_flight[tenant]
         if limit and mine >= limit:
-            raise _shed(f"quota max_concurrent_calls: the tenant has {mine} calls in flight and may have {limit}; "
-                        "retry shortly or ask the operator for a larger quota", "tenant_quota")
+            raise self._shed(tenant, f"quota max_concurrent_calls: the tenant has {mine} calls in flight and may "
+                             f"have {limit}; retry later or ask the operator for a larger quota", "tenant_quota")
         waiting = self.per_service[(tenant, service)]
         if service and waiting >= concurrency + self.service_queue_limit:
-            raise _shed(f"service {service!r} is saturated: {waiting} calls in flight for {concurrency} at a time and "
-                        f"a queue of {self.service_queue_limit}; retry shortly, or deploy it with a higher "
-                        "--concurrency", "service_queue")
-        if self.total >= self.max_in_flight:
+            raise self._shed(tenant, f"service {service!r} is saturated: {waiting} calls in flight for {concurrency} "
+                             f"at a time and a queue of {self.service_queue_limit}; retry later, or deploy it with a "
+                             "higher --concurrency", "service_queue")
+        gateway_limit = int(self.limit)
+        if self.total >= gateway_limit:
             active = sum(1 for n in self.in_flight.values() if n > 0) + (0 if mine else 1)
-            fair = self.max_in_flight / active
-            if mine >= fair or self.total >= self.max_in_flight * HARD_FACTOR:
-                raise _shed(f"the gateway is at its limit of {self.max_in_flight} calls in flight and this tenant "
-                            f"holds {mine} (its fair share is {fair:.0f}); retry shortly", "gateway_limit")
+            fair = gateway_limit / active
+            if mine >= fair or self.total >= gateway_limit * HARD_FACTOR:
+                raise self._shed(tenant, f"the gateway is at its limit of {gateway_limit} calls in flight and this "
+                                 f"tenant holds {mine} (its fair share is {fair:.0f}); retry later", "gateway_limit")
 
-    def admit(self, tenant: str, service: str = "", concurrency: int = 1) -> "_Slot":
-        """Check now (raises Overloaded when shed); the returned slot holds the place while the call runs."""
+    def admit(self, tenant: str, service: str = "", concurrency: int = 1, measure: bool = False) -> "_Slot":
+        """Check now (raises Overloaded when shed); the returned slot holds the place while the call runs.
+
+        `measure`: the call's latency feeds the adaptive limit (only for services that exist)."""
         self._check(tenant, service, concurrency)
-        return _Slot(self, tenant, service)
+        if self.adaptive:
+            now = self.clock()
+            if now - self._rate_start >= RATE_WINDOW:
+                self._next_cap(now)
+            count = self._counts[tenant]
+            if self._cap is not None and count >= self._cap:
+                raise self._shed(tenant, f"the gateway is congested and this tenant has had more than its fair share "
+                                 f"of calls ({self._cap / RATE_WINDOW:.0f}/s) lately; retry later", "fair_share")
+            self._counts[tenant] = count + 1
+        window = self._window(tenant)
+        window.admitted += 1
+        measured = measure and self.adaptive and self.per_service[(tenant, service)] < concurrency
+        return _Slot(self, tenant, service, measured)
+
+    # -- retry-after per tenant ------------------------------------------------------------------------------
+
+    def _window(self, tenant: str) -> _TenantWindow:
+        window = self._tenants.get(tenant)
+        if window is None:
+            window = self._tenants[tenant] = _TenantWindow(started=self.clock())
+        return window
+
+    def _shed(self, tenant: str, message: str, reason: str) -> Overloaded:
+        window = self._window(tenant)
+        window.shed += 1
+        self._roll(window)
+        error = Overloaded(message)
+        error.retry_after = window.retry_after * (0.5 + self.jitter())
+        error.reason = reason
+        return error
+
+    def _roll(self, window: _TenantWindow) -> None:
+        """Every RETRY_WINDOW per tenant: the next retry-after. Callers ~ admitted rate x latency + shed rate x
+        retry-after (Little's law); spread them so SHED_PER_ADMIT calls are shed per admitted one. Not shed
+        in the last window: halve it."""
+        now = self.clock()
+        elapsed = now - window.started
+        if elapsed < RETRY_WINDOW:
+            return
+        if window.shed:
+            admitted, shed = window.admitted / elapsed, window.shed / elapsed
+            latency = window.latency / window.finished if window.finished else 0.0
+            callers = admitted * latency + shed * window.retry_after
+            wanted = callers / (SHED_PER_ADMIT * max(admitted, 1.0))
+            window.retry_after = min(RETRY_MAX, max(RETRY_MIN, 0.5 * window.retry_after + 0.5 * wanted))
+        else:
+            window.retry_after = max(RETRY_MIN, window.retry_after / 2)
+        window.admitted = window.shed = window.finished = 0
+        window.latency = 0.0
+        window.started = now
+
+    # -- the adaptive limit -------------------------------------------------------------------------------------
+
+    def _finished(self, tenant: str, service: str, latency: float, measured: bool) -> None:
+        window = self._tenants.get(tenant)
+        if window is not None:
+            window.latency += latency
+            window.finished += 1
+            self._roll(window)
+        if not measured:
+            return
+        key = (tenant, service)
+        fastest = self._fastest.get(key)
+        if fastest is None:
+            fastest = self._fastest[key] = [latency, latency]
+        elif latency < fastest[0]:
+            fastest[0] = latency
+        baseline = max(min(fastest), 1e-6)
+        self._ratios += min(MAX_RATIO, latency / baseline)
+        self._samples += 1
+        now = self.clock()
+        if now - self._window_start >= WINDOW and self._samples >= MIN_SAMPLES:
+            self._update_limit(self._ratios / self._samples)
+            self._window_start, self._ratios, self._samples, self._peak = now, 0.0, 0, self.total
+        if now - self._baseline_start >= BASELINE_SECONDS:  # let a fastest time rise slowly; forget gone services
+            self._fastest = {k: [math.inf, min(v[0], min(v) * BASELINE_RISE)] for k, v in self._fastest.items()
+                             if v[0] != math.inf}
+            self._baseline_start = now
+
+    def _next_cap(self, now: float) -> None:
+        """Under congestion: cap the heaviest tenants so they give up a tenth of the load (water-filling),
+        never below an even split of the best window lately; without it: raise the cap by CAP_RISE, and lift it once nobody is near it."""
+        counts = sorted(self._counts.values(), reverse=True)
+        self._counts.clear()
+        self._rate_start = now
+        if not counts:
+            self._cap = None
+            return
+        total = sum(counts)
+        self._best = max(total, self._best * BEST_DECAY)
+        if now < self._congested_until:
+            target, level = SHAVE * total, 0.0
+            rest = total
+            for i, c in enumerate(counts):  # the level at which sum(min(c, level)) == target
+                rest -= c
+                level = (target - rest) / (i + 1)
+                if i + 1 == len(counts) or level >= counts[i + 1]:
+                    break
+            self._cap = max(level, SLACK * self._best / len(counts))
+        elif self._cap is not None:
+            self._cap *= CAP_RISE
+            if self._cap > 2 * counts[0]:
+                self._cap = None
+
+    def _update_limit(self, ratio: float) -> None:
+        if ratio > TOLERANCE:
+            self._congested_until = self.clock() + CONGESTION_HOLD
+        gradient = max(0.5, min(1.0, TOLERANCE / ratio))
+        target = self.limit * gradient + math.sqrt(self.limit)
+        if self._peak < self.limit / 2:  # the limit was not what held calls back: do not grow it
+            target = min(target, self.limit)
+        limit = (1 - SMOOTHING) * self.limit + SMOOTHING * target
+        self.limit = min(float(self.max_in_flight), max(float(self.min_in_flight), limit))
 
 
 class _Slot:
-    def __init__(self, admission: Admission, tenant: str, service: str):
-        self.admission, self.key = admission, (tenant, service)
+    __slots__ = ("admission", "key", "measured", "started")
+
+    def __init__(self, admission: Admission, tenant: str, service: str, measured: bool):
+        self.admission, self.key, self.measured = admission, (tenant, service), measured
 
     def __enter__(self) -> None:
         a = self.admission
         a.in_flight[self.key[0]] += 1
         a.per_service[self.key] += 1
         a.total += 1
+        a._peak = max(a._peak, a.total)
+        self.started = a.clock()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         a = self.admission
         a.in_flight[self.key[0]] -= 1
         a.per_service[self.key] -= 1
         a.total -= 1
         if not a.per_service[self.key]:
             del a.per_service[self.key]
+        a._finished(*self.key, a.clock() - self.started, self.measured and exc_type is None)
 
 
 __all__ = ["Admission"]

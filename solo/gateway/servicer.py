@@ -60,7 +60,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.breakers = Breakers(limits.breaker_failures, limits.breaker_open_seconds,
                                  on_change=lambda key, state, reason: audit.breaker(key, state, reason))
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
-                                   config.limits.service_queue_limit, config.limits.max_in_flight)
+                                   limits.service_queue_limit, limits.max_in_flight, limits.adaptive_in_flight,
+                                   limits.min_in_flight)
+        metrics.IN_FLIGHT_LIMIT.set_function(lambda: self.admission.current_limit)
         self.routes = routes
         self.dispatcher = dispatcher
         self.events = event_feed
@@ -69,7 +71,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     def _admit(self, tenant: str, service: str, route):
         """Admission for one call; a shed call is counted for the `calls.shed` summary."""
         try:
-            return self.admission.admit(tenant, service, route.concurrency if route else 1)
+            return self.admission.admit(tenant, service, route.concurrency if route else 1, route is not None)
         except Overloaded as exc:
             self.audit.shed(tenant, service, getattr(exc, "reason", "shed"))
             raise

@@ -65,3 +65,104 @@ def test_shed_calls_are_summarised_per_tenant():
     assert rows["acme"]["payload"]["counts"] == {"kv service_queue": 30} and rows["acme"]["payload"]["total"] == 30
     assert rows["beta"]["payload"]["counts"] == {"- gateway_limit": 1}
     assert [r for r in audit.rows() if r["type"] == "calls.shed"] == []
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def run_calls(admission, clock, tenant, n, latency, service="svc", concurrency=100):
+    """n calls one after another, each taking `latency` seconds; returns how many were shed."""
+    shed = 0
+    for _ in range(n):
+        try:
+            slot = admission.admit(tenant, service, concurrency, measure=True)
+        except Overloaded:
+            shed += 1
+            clock.now += 0.001
+            continue
+        slot.__enter__()
+        clock.now += latency
+        slot.__exit__(None, None, None)
+    return shed
+
+
+def test_the_adaptive_limit_shrinks_when_calls_slow_down_and_grows_back_when_they_do_not():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=400, adaptive=True, min_in_flight=16, clock=clock,
+                          jitter=lambda: 0.5)
+    start = admission.current_limit
+    assert start == 400
+    run_calls(admission, clock, "acme", 200, 0.002)  # the service's fastest: 2 ms
+    assert admission.current_limit == start
+    run_calls(admission, clock, "acme", 300, 0.02)  # ten times slower: the machine is saturated
+    shrunk = admission.current_limit
+    assert 16 <= shrunk < start / 2
+    held = hold(admission, "acme", "busy", n=shrunk * 2 // 3)  # busy enough that the limit holds calls back
+    run_calls(admission, clock, "acme", 3000, 0.002)  # fast again: the limit grows back
+    assert admission.current_limit > shrunk * 1.3  # up to where it no longer holds calls back (2x in flight)
+    release(held)
+
+
+def test_the_fixed_limit_never_moves():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=400, clock=clock)
+    run_calls(admission, clock, "acme", 2000, 0.05)
+    assert admission.current_limit == 400
+
+
+def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_sooner_again():
+    clock = Clock()
+    admission = Admission(lambda t: 2 if t == "noisy" else 0, clock=clock, jitter=lambda: 0.5)
+    hold(admission, "noisy", n=2)  # at its quota: every further call is shed
+    retry = []
+    for _ in range(5):  # 5 s of 500 shed calls per second, nothing admitted
+        for _ in range(500):
+            clock.now += 0.002
+            try:
+                admission.admit("noisy", "svc")
+            except Overloaded as exc:
+                retry.append(exc.retry_after)
+    assert retry[0] == pytest.approx(0.05)
+    assert retry[-1] > 1.0  # ~1,000 callers for no admitted calls: come back much later
+    assert retry[-1] <= 5.0
+    assert admission.admit("quiet", "svc")  # another tenant is unaffected
+    release(hold(admission, "noisy", n=0))
+    admission.in_flight["noisy"] = 0  # its calls finished: admitted again, and no longer told to wait long
+    for _ in range(4):
+        clock.now += 1.1
+        slot = admission.admit("noisy", "svc")
+        slot.__enter__()
+        slot.__exit__(None, None, None)
+    assert admission._tenants["noisy"].retry_after < retry[-1] / 4
+
+
+def test_under_congestion_the_heaviest_tenant_is_capped_and_the_light_ones_never_are():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    shed = {"noisy": 0, "quiet-1": 0, "quiet-2": 0}
+
+    def tick(latency, noisy):  # noisy starts `noisy` calls, the quiet ones one each; they all take `latency`
+        slots = []
+        for tenant in ["noisy"] * noisy + ["quiet-1", "quiet-2"]:
+            try:
+                slots.append(admission.admit(tenant, "svc", 100, measure=True))
+            except Overloaded:
+                shed[tenant] += 1
+        for slot in slots:
+            slot.__enter__()
+        clock.now += latency
+        for slot in slots:
+            slot.__exit__(None, None, None)
+        clock.now += max(0.0, 0.01 - latency)
+    for _ in range(100):
+        tick(0.002, 1)  # 1 s of fast calls: no congestion, nobody is capped
+    assert shed == {"noisy": 0, "quiet-1": 0, "quiet-2": 0}
+    for _ in range(250):
+        tick(0.02, 10)  # then noisy sends 10x: calls ten times slower than their fastest, congestion
+    assert shed["noisy"] > 100
+    assert shed["quiet-1"] == shed["quiet-2"] == 0
