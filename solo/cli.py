@@ -45,6 +45,35 @@ def cmd_deploy(args) -> int:
     return 0
 
 
+def cmd_swap(args) -> int:
+    with _client(args) as client, Progress(f"swapping {args.name} to {args.file}", enabled=not args.json):
+        result = client.swap(args.name, args.file, version=args.version or "", class_name=args.class_name or "",
+                             watch_seconds=args.watch)
+    _emit(args, result, _print_swap)
+    return 0
+
+
+def _print_swap(result: dict) -> None:
+    service = result["service"]
+    print(f"{service['name']}: version {service['version']} serving (was {result['previous_version']}), "
+          f"switched {result['switch_seconds']:.2f} s after the request")
+    print(f"  state: {result['state']}")
+    if result["mode"] == "stop_start":
+        print("  the tenant's quota holds one version at a time, so the old one was stopped before the new one "
+              "started (no watch window)")
+    elif result["watch_seconds"]:
+        print(f"  watching it for {result['watch_seconds']:g} s: a crash, a failed health check or too many failed "
+              f"calls rolls it back; `solo rollback {service['name']}` goes back now")
+
+
+def cmd_rollback(args) -> int:
+    with _client(args) as client, Progress(f"rolling {args.name} back", enabled=not args.json):
+        result = client.rollback(args.name, args.to or "")
+    _emit(args, result, lambda r: print(f"{r['service']['name']}: version {r['service']['version']} serving again "
+                                        f"(was {r['from_version']}); state: {r['state']}"))
+    return 0
+
+
 def cmd_call(args) -> int:
     from solo._proto import solo_pb2 as pb
     from solo.client import result_value
@@ -186,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--max-restarts", type=int, help="restarts after crashes before FAILED")
     deploy.add_argument("--replace", action="store_true", help="replace a running service with a different spec")
     deploy.set_defaults(func=cmd_deploy)
+
+    swap = sub.add_parser("swap", parents=[common], help="hot-swap a running service to new code, state included")
+    swap.add_argument("name", help="the running service")
+    swap.add_argument("file", help="the new version's Python file")
+    swap.add_argument("--version", help="version label (default: the next number)")
+    swap.add_argument("--class", dest="class_name", help="the class to serve when the file defines several")
+    swap.add_argument("--watch", type=float, help="seconds to keep the old version ready and roll back "
+                      "automatically (default [swap] watch_seconds, 30; 0 = none)")
+    swap.set_defaults(func=cmd_swap)
+    rollback = sub.add_parser("rollback", parents=[common], help="go back to the previous (or an older) version")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", metavar="VERSION", help="a kept past version (default: the previous one)")
+    rollback.set_defaults(func=cmd_rollback)
 
     call = sub.add_parser("call", parents=[common], help="call a method: solo call counter incr '{\"by\": 2}'")
     call.add_argument("service")

@@ -59,6 +59,17 @@ def translate(exc: grpc.RpcError) -> SoloError:
     return error
 
 
+def swap_request(name: str, source: str | Path, *, filename: str | None = None, version: str = "",
+                 class_name: str = "", watch_seconds: float | None = None) -> pb.SwapServiceRequest:
+    """A SwapServiceRequest from a path or source text (the service `name` is always given)."""
+    spec = spec_message(source, name, filename=filename, version=version, class_name=class_name)
+    request = pb.SwapServiceRequest(name=name, source=spec.source, filename=spec.filename, version=version,
+                                    class_name=class_name)
+    if watch_seconds is not None:
+        request.watch_seconds = watch_seconds
+    return request
+
+
 def spec_message(source: str | Path, name: str | None = None, *, filename: str | None = None, version: str = "",
                  class_name: str = "", num_cpus: float = 0.0, num_gpus: float = 0.0, memory: int = 0,
                  resources: Mapping[str, float] | None = None, env: Mapping[str, str] | None = None,
@@ -210,6 +221,17 @@ class SoloClient(_Base):
     def stop(self, name: str, remove: bool = False) -> dict:
         return to_dict(self._rpc("StopService", pb.StopServiceRequest(name=name, remove=remove)).service)
 
+    def swap(self, name: str, source: str | Path, **options) -> dict:
+        """Hot-swap `name` to new code (a path or source text; options: version, class_name, filename,
+        watch_seconds). Returns service, previous_version, state, mode, watch_seconds, switch_seconds."""
+        return to_dict(self._rpc("SwapService", swap_request(name, source, **options),
+                                 timeout=max(self.timeout or 0, 300)))
+
+    def rollback(self, name: str, to_version: str = "") -> dict:
+        """Back to the previous version (or `to_version`). Returns service, from_version, state, reason."""
+        return to_dict(self._rpc("RollbackService", pb.RollbackServiceRequest(name=name, to_version=to_version),
+                                 timeout=max(self.timeout or 0, 300)))
+
     def metrics(self) -> dict:
         return to_dict(self._rpc("GetMetrics", pb.GetMetricsRequest()))
 
@@ -307,6 +329,15 @@ class AsyncSoloClient(_Base):
 
     async def stop(self, name: str, remove: bool = False) -> dict:
         return to_dict((await self._rpc("StopService", pb.StopServiceRequest(name=name, remove=remove))).service)
+
+    async def swap(self, name: str, source: str | Path, **options) -> dict:
+        return to_dict(await self._rpc("SwapService", swap_request(name, source, **options),
+                                       timeout=max(self.timeout or 0, 300)))
+
+    async def rollback(self, name: str, to_version: str = "") -> dict:
+        return to_dict(await self._rpc("RollbackService",
+                                       pb.RollbackServiceRequest(name=name, to_version=to_version),
+                                       timeout=max(self.timeout or 0, 300)))
 
     async def metrics(self) -> dict:
         return to_dict(await self._rpc("GetMetrics", pb.GetMetricsRequest()))

@@ -134,6 +134,21 @@ class QuotasConfig(_Section):
                                             "[quotas.tenants.acme] max_cpus = 8 (max_services too)")
 
 
+class SwapConfig(_Section):
+    watch_seconds: float = Field(default=30.0, ge=0, description="after a hot swap, how long the old version is "
+                                 "kept ready and the new one watched (crash, health, error rate); 0 = no watch")
+    health_check_seconds: float = Field(default=0.5, gt=0, description="how often the new version's health() "
+                                        "is checked during the watch window")
+    max_error_rate: float = Field(default=0.5, gt=0, le=1, description="share of failed calls during the watch "
+                                  "window that rolls the swap back (once min_calls calls were made)")
+    min_calls: int = Field(default=20, ge=1, description="calls the new version must have had before its error "
+                           "rate counts")
+    drain_seconds: float = Field(default=10.0, gt=0, description="how long the old version's in-flight calls may "
+                                 "take to finish before its state is taken; past it the swap is abandoned")
+    keep_versions: int = Field(default=5, ge=1, description="past versions (code and last state) kept per "
+                               "service for `solo rollback --to`")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -144,6 +159,7 @@ class SoloConfig(_Section):
     security: SecurityConfig = SecurityConfig()
     quotas: QuotasConfig = QuotasConfig()
     tls: TlsConfig = TlsConfig()
+    swap: SwapConfig = SwapConfig()
 
     @property
     def tls_dir(self) -> Path:

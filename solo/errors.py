@@ -77,5 +77,8 @@ ERRORS_BY_CODE: dict[str, type[SoloError]] = {
 }
 
 
+MOVED = "Moved"  # exception_type of UNAVAILABLE from a host frozen for a hot swap: the call did not run
+
+
 def from_code(code: str, message: str, exception_type: str = "") -> SoloError:
     return ERRORS_BY_CODE.get(code, SoloError)(message, exception_type=exception_type)

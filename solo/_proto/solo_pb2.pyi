@@ -378,3 +378,55 @@ class WatchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     filter: EventFilter
     def __init__(self, filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
+
+class SwapServiceRequest(_message.Message):
+    __slots__ = ("name", "source", "filename", "class_name", "version", "watch_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    filename: str
+    class_name: str
+    version: str
+    watch_seconds: float
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., filename: _Optional[str] = ..., class_name: _Optional[str] = ..., version: _Optional[str] = ..., watch_seconds: _Optional[float] = ...) -> None: ...
+
+class SwapServiceResponse(_message.Message):
+    __slots__ = ("service", "previous_version", "state", "mode", "watch_seconds", "switch_seconds")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceInfo
+    previous_version: str
+    state: str
+    mode: str
+    watch_seconds: float
+    switch_seconds: float
+    def __init__(self, service: _Optional[_Union[ServiceInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., state: _Optional[str] = ..., mode: _Optional[str] = ..., watch_seconds: _Optional[float] = ..., switch_seconds: _Optional[float] = ...) -> None: ...
+
+class RollbackServiceRequest(_message.Message):
+    __slots__ = ("name", "to_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    to_version: str
+    def __init__(self, name: _Optional[str] = ..., to_version: _Optional[str] = ...) -> None: ...
+
+class RollbackServiceResponse(_message.Message):
+    __slots__ = ("service", "from_version", "state", "reason")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceInfo
+    from_version: str
+    state: str
+    reason: str
+    def __init__(self, service: _Optional[_Union[ServiceInfo, _Mapping]] = ..., from_version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

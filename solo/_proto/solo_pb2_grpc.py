@@ -55,6 +55,16 @@ class GatewayStub:
                 request_serializer=solo_dot_v1_dot_solo__pb2.StopServiceRequest.SerializeToString,
                 response_deserializer=solo_dot_v1_dot_solo__pb2.StopServiceResponse.FromString,
                 _registered_method=True)
+        self.SwapService = channel.unary_unary(
+                '/solo.v1.Gateway/SwapService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.SwapServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.SwapServiceResponse.FromString,
+                _registered_method=True)
+        self.RollbackService = channel.unary_unary(
+                '/solo.v1.Gateway/RollbackService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/solo.v1.Gateway/Invoke',
                 request_serializer=solo_dot_v1_dot_solo__pb2.InvokeRequest.SerializeToString,
@@ -124,6 +134,19 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StopService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwapService(self, request, context):
+        """Hot swap with state handover; rolled back automatically if the new version fails in the watch window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackService(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +234,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.StopService,
                     request_deserializer=solo_dot_v1_dot_solo__pb2.StopServiceRequest.FromString,
                     response_serializer=solo_dot_v1_dot_solo__pb2.StopServiceResponse.SerializeToString,
+            ),
+            'SwapService': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwapService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.SwapServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.SwapServiceResponse.SerializeToString,
+            ),
+            'RollbackService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.SerializeToString,
             ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
@@ -366,6 +399,60 @@ class Gateway:
             '/solo.v1.Gateway/StopService',
             solo_dot_v1_dot_solo__pb2.StopServiceRequest.SerializeToString,
             solo_dot_v1_dot_solo__pb2.StopServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwapService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/SwapService',
+            solo_dot_v1_dot_solo__pb2.SwapServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.SwapServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/RollbackService',
+            solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,9 +13,11 @@ from typing import AsyncIterator
 from solo._proto import host_pb2
 from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.routes import Route, RouteTable
-from solo.errors import DeadlineExceeded, NotFound, Unavailable, from_code
+from solo.errors import MOVED, DeadlineExceeded, NotFound, Unavailable, from_code
 
 CONNECT_TIMEOUT = 5.0
+MOVED_WAIT = 5.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long
+MOVED_POLL = 0.05  # re-sent at least this often while its route stays (a swap that was abandoned thaws the host)
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
     "STOPPING": "is stopping",
@@ -173,6 +175,11 @@ class HostLink(asyncio.Protocol):
         self._close("the gateway closed the link")
 
 
+def _left(deadline: float | None, loop) -> float | None:
+    """Seconds left until `deadline` (loop time), at least a millisecond; None without one."""
+    return None if deadline is None else max(0.001, deadline - loop.time())
+
+
 def _make_call(call_id, method, json_text, raw, timeout, stream) -> host_pb2.Call:
     call = host_pb2.Call(id=call_id, method=method, timeout=timeout or 0.0, stream=stream)
     if raw is not None:
@@ -194,6 +201,7 @@ class Dispatcher:
     def __init__(self, routes: RouteTable):
         self.routes = routes
         self._links: dict[str, HostLink] = {}
+        self._updated: asyncio.Event | None = None
 
     def route(self, tenant: str, service: str) -> Route:
         route = self.routes.get(tenant, service)
@@ -214,16 +222,59 @@ class Dispatcher:
 
     async def invoke(self, tenant: str, service: str, method: str, json_text: str | None, raw: bytes | None,
                      timeout: float | None) -> host_pb2.Result:
-        route = self.route(tenant, service)
-        return await self.link(route).call(method, json_text, raw, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        give_up = loop.time() + MOVED_WAIT
+        while True:
+            route = self.route(tenant, service)
+            try:
+                return await self.link(route).call(method, json_text, raw, _left(deadline, loop))
+            except Unavailable as exc:
+                if exc.exception_type != MOVED or not await self._moved(tenant, service, route, deadline, give_up):
+                    raise
 
-    def stream(self, tenant: str, service: str, method: str, json_text: str | None, raw: bytes | None,
-               timeout: float | None) -> AsyncIterator[host_pb2.Result]:
-        route = self.route(tenant, service)
-        return self.link(route).stream(method, json_text, raw, timeout)
+    async def stream(self, tenant: str, service: str, method: str, json_text: str | None, raw: bytes | None,
+                     timeout: float | None) -> AsyncIterator[host_pb2.Result]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        give_up = loop.time() + MOVED_WAIT
+        while True:
+            route = self.route(tenant, service)
+            started = False
+            try:
+                async for item in self.link(route).stream(method, json_text, raw, _left(deadline, loop)):
+                    started = True
+                    yield item
+                return
+            except Unavailable as exc:
+                if started or exc.exception_type != MOVED or \
+                        not await self._moved(tenant, service, route, deadline, give_up):
+                    raise
+
+    async def _moved(self, tenant: str, service: str, route: Route, deadline: float | None, give_up: float) -> bool:
+        """The host answered MOVED (frozen for a hot swap; the call did not run there). Wait until the
+        route points elsewhere, a route update arrives, or MOVED_POLL passes; then True: re-send.
+        False once the call's deadline or MOVED_WAIT is reached."""
+        loop = asyncio.get_running_loop()
+        until = min(give_up, deadline) if deadline is not None else give_up
+        if loop.time() >= until:
+            return False
+        now = self.routes.get(tenant, service)
+        if now is not None and now.address == route.address and now.state == route.state:
+            if self._updated is None:
+                self._updated = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._updated.wait(), min(MOVED_POLL, until - loop.time()))
+            except asyncio.TimeoutError:
+                pass
+        return loop.time() < until
 
     def prune(self) -> None:
-        """Retire links to hosts no route points at any more (after stops, restarts, replaces)."""
+        """After a route update: wake calls waiting for a route to move, and retire links to hosts no
+        route points at any more (after stops, restarts, replaces, swaps)."""
+        if self._updated is not None:
+            self._updated.set()
+            self._updated = None
         live = self.routes.addresses()
         for address in [a for a in self._links if a not in live]:
             self._links.pop(address).retire()

@@ -10,7 +10,7 @@ from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
-from solo.core.spec import validate_name, validate_spec
+from solo.core.spec import VERSION_RE, ServiceSpec, validate_name, validate_spec
 from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
 from solo.gateway.admission import Admission
@@ -24,6 +24,9 @@ from solo.registry.quotas import quota_for
 from solo.security.capabilities import Request
 from solo.security.ratelimit import RateLimiter
 from solo.security.tokens import Authenticator, Principal
+
+
+MAX_WATCH_SECONDS = 24 * 3600
 
 
 def _on(operation: str, service=lambda r: "", method=lambda r: ""):
@@ -104,6 +107,37 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         result = await self.registry.stop(principal.tenant, request.name, request.remove, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.StopServiceResponse(service=info_to_proto(result["service"]))
+
+    @rpc(_on("swap", lambda r: r.name))
+    async def SwapService(self, request, context, principal):
+        if request.HasField("watch_seconds") and not 0 <= request.watch_seconds <= MAX_WATCH_SECONDS:
+            raise InvalidRequest(f"watch_seconds must be between 0 and {MAX_WATCH_SECONDS:g}, not "
+                                 f"{request.watch_seconds:g}")
+        spec = validate_spec(ServiceSpec(name=request.name, source=request.source, filename=request.filename,
+                                         class_name=request.class_name, version=request.version),
+                             self.config.limits, self.config.runtime.default_num_cpus)
+        result = await self.registry.swap(principal.tenant, spec.name, spec.source, spec.filename, spec.class_name,
+                                          spec.version,
+                                          request.watch_seconds if request.HasField("watch_seconds") else None,
+                                          self._who(principal, context))
+        await self.routes.synced(result["route_version"])
+        return pb.SwapServiceResponse(service=info_to_proto(result["service"]),
+                                      previous_version=result["previous_version"], state=result["state"],
+                                      mode=result["mode"], watch_seconds=result["watch_seconds"],
+                                      switch_seconds=result["switch_seconds"])
+
+    @rpc(_on("swap", lambda r: r.name))
+    async def RollbackService(self, request, context, principal):
+        validate_name(request.name)
+        if request.to_version and not VERSION_RE.fullmatch(request.to_version):
+            raise InvalidRequest(f"invalid version {request.to_version!r}: use up to 64 letters, digits, "
+                                 "'.', '_', '+', '-'")
+        result = await self.registry.rollback(principal.tenant, request.name, request.to_version,
+                                              self._who(principal, context))
+        await self.routes.synced(result["route_version"])
+        return pb.RollbackServiceResponse(service=info_to_proto(result["service"]),
+                                          from_version=result["from_version"], state=result["state"],
+                                          reason=result["reason"])
 
     @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def Invoke(self, request, context, principal):

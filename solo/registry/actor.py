@@ -23,7 +23,9 @@ from solo.registry.events import event_rows
 from solo.registry.quotas import quota_for
 from solo.runtime import limits
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint
+from solo.registry.history import VersionHistory
 from solo.registry.specs import SpecStore
+from solo.registry.swap import Standby, SwapMixin
 from solo.registry.state import Placement, RegistryState, ServiceRecord
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import Launcher, call_host, died_message
@@ -32,7 +34,7 @@ REGISTRY_NAME = "solo-registry"
 log = logging.getLogger("solo.registry")
 
 
-class RegistryActor:
+class RegistryActor(SwapMixin):
     def __init__(self, config: dict, bind_host: str = ""):
         self.config = SoloConfig.model_validate(config)
         rt = self.config.runtime
@@ -44,6 +46,8 @@ class RegistryActor:
         self.launcher = Launcher(self.config.namespace, bind_host)
         self.sink = EventLogHandle(self.config.namespace)
         self.specs = SpecStore(self.config.data_dir / "specs")
+        self.history = VersionHistory(self.config.data_dir / "history", self.config.swap.keep_versions)
+        self.standby: dict[tuple[str, str], Standby] = {}  # swaps in their watch window
         self.default_shape = Resources(num_cpus=rt.default_num_cpus)
         self.hosts: dict[tuple[str, str], object] = {}
         self.pool: list[tuple[object, dict]] = []
@@ -192,6 +196,7 @@ class RegistryActor:
         await self.start()  # also after Ray restarted this actor
         key = (tenant, spec.name)
         async with self._lock(key):
+            await self._settle(key, "deployed again")
             saved = self.state.save(key)
             await asyncio.to_thread(self.specs.put, spec)  # before the event that names it
             action, record = self.state.plan_deploy(tenant, spec, replace)
@@ -220,9 +225,10 @@ class RegistryActor:
             return {"service": record_info(record, time.time()), "changed": True,
                     "route_version": self.state.route_version}
 
-    async def _start(self, record: ServiceRecord, restarted: bool = False, recovered: str = "") -> ServiceRecord:
+    async def _load_host(self, record: ServiceRecord) -> tuple[object, Placement]:
+        """A host with the record's code loaded, started and healthy (not routed yet); killed on failure."""
         spec = record.spec
-        handle, placement = await self._acquire_host(spec.resources)
+        handle, _ = await self._acquire_host(spec.resources)
         try:
             loaded = await call_host(
                 handle.load.remote(record.tenant, spec.name, record.version, spec.source, spec.filename,
@@ -233,17 +239,20 @@ class RegistryActor:
         except BaseException:
             self.launcher.kill(handle)
             raise
-        started = self.state.started(record, Placement(
+        return handle, Placement(
             address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
             node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
-            class_name=loaded["class_name"], host=loaded["host"], limits=loaded.get("limits", "")),
-            restarted=restarted, recovered=recovered)
+            class_name=loaded["class_name"], host=loaded["host"], limits=loaded.get("limits", ""))
+
+    async def _start(self, record: ServiceRecord, restarted: bool = False, recovered: str = "") -> ServiceRecord:
+        handle, placement = await self._load_host(record)
+        started = self.state.started(record, placement, restarted=restarted, recovered=recovered)
         if started is None:
             self.launcher.kill(handle)
             raise Unavailable(f"service {record.name!r} was stopped or replaced while it was starting")
         record = started
         self.hosts[record.key] = handle
-        self._spawn(self._watch(record.tenant, record.name, record.generation, loaded["pid"], handle))
+        self._spawn(self._watch(record.tenant, record.name, record.generation, placement.pid, handle))
         return record
 
     async def _watch(self, tenant: str, name: str, generation: int, pid: int, handle) -> None:
@@ -262,6 +271,18 @@ class RegistryActor:
         await self._crashed(tenant, name, generation, pid, message,
                             max_restarts=0 if policy == "stop" else None)
 
+    async def _crashed_in_window(self, key, standby, message: str) -> None:
+        """A swapped-in version died during its watch window: back to the kept one."""
+        async with self._lock(key):
+            if self.standby.get(key) is standby and not standby.rolling_back:
+                try:
+                    await self._roll_back(key, f"the new version crashed: {message}", None, crashed=True)
+                except SoloError as exc:
+                    log.warning("rollback after a crash failed: %s", exc.message)
+                    record = self.state.services.get(key)
+                    if record is not None:
+                        await self._crashed(key[0], key[1], record.generation, 0, message)
+
     def _max_restarts(self, tenant: str, name: str) -> int:
         record = self.state.services.get((tenant, name))
         if record is not None and record.spec.max_restarts >= 0:
@@ -270,6 +291,10 @@ class RegistryActor:
 
     async def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str,
                        max_restarts: int | None = None) -> None:
+        standby = self.standby.get((tenant, name))
+        if standby is not None and standby.new_generation == generation and not standby.rolling_back:
+            self._spawn(self._crashed_in_window((tenant, name), standby, message))
+            return
         to_restart = self.state.crashed(tenant, name, generation, pid, message,
                                         self._max_restarts(tenant, name) if max_restarts is None else max_restarts)
         await self._commit()
@@ -309,6 +334,7 @@ class RegistryActor:
     async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
         await self.start()  # after a restart: answer from the rebuilt state, never an empty one
         async with self._lock((tenant, name)):
+            await self._settle((tenant, name), "stopped")
             saved = self.state.save((tenant, name))
             record = self.state.stopping(tenant, name)
             # recorded first, then routed away, so no new call reaches a draining host
@@ -316,6 +342,8 @@ class RegistryActor:
             handle = self.hosts.pop(record.key, None)
             message = await self._stop_host(handle) if handle is not None else ""
             record = self.state.stopped(tenant, name, remove, message)
+            if remove:
+                await asyncio.to_thread(self.history.forget, tenant, name)
             await self._commit(who)
             return {"service": record_info(record, time.time()), "route_version": self.state.route_version}
 
@@ -350,8 +378,9 @@ class RegistryActor:
 
     async def shutdown(self) -> int:
         """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""
-        handles = list(self.hosts.values()) + [h for h, _ in self.pool]
+        handles = list(self.hosts.values()) + [h for h, _ in self.pool] + [s.handle for s in self.standby.values()]
         self.pool.clear()
+        self.standby.clear()
         self.state.suspend_all("solo down")
         self.hosts.clear()
         await asyncio.gather(*(self._stop_host(h) for h in handles))

@@ -59,6 +59,14 @@ class RegistryHandle:
     async def stop(self, tenant: str, name: str, remove: bool, who: dict) -> dict:
         return await self._call(self.actor.stop.remote(tenant, name, remove, who))
 
+    async def swap(self, tenant: str, name: str, source: str, filename: str, class_name: str, version: str,
+                   watch_seconds: float | None, who: dict) -> dict:
+        return await self._call(self.actor.swap.remote(tenant, name, source, filename, class_name, version,
+                                                       watch_seconds, who))
+
+    async def rollback(self, tenant: str, name: str, to_version: str, who: dict) -> dict:
+        return await self._call(self.actor.rollback.remote(tenant, name, to_version, who))
+
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
         return await self._call(self.actor.wait_routes.remote(known_version, timeout))
 

@@ -52,7 +52,24 @@ def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None 
             continue
         if view is None:
             continue
-        if kind == "service.replaced" and view.pending:
+        if kind == "service.swap_started":
+            view.pending = {"spec": payload.get("spec", ""), "version": payload.get("version", ""),
+                            "generation": payload.get("generation", 0)}
+        elif kind == "service.swapped" and view.pending:
+            view.spec, view.version, view.generation = (view.pending["spec"], view.pending["version"],
+                                                         view.pending["generation"])
+            view.pending, view.restarts = {}, 0
+            view.state, view.wanted, view.message = "RUNNING", True, ""
+            view.host, view.pid = payload.get("host", ""), payload.get("pid", 0)
+        elif kind == "service.swap_failed":
+            view.pending = {}
+        elif kind == "service.rolled_back":
+            view.spec, view.version = payload.get("spec", view.spec), payload.get("version", view.version)
+            view.generation = payload.get("generation", view.generation)
+            view.pending, view.restarts = {}, 0
+            view.state, view.wanted, view.message = "RUNNING", True, ""
+            view.host, view.pid = payload.get("host", ""), payload.get("pid", 0)
+        elif kind == "service.replaced" and view.pending:
             view.spec, view.version, view.generation = (view.pending["spec"], view.pending["version"],
                                                          view.pending["generation"])
             view.pending, view.restarts = {}, 0

@@ -14,7 +14,7 @@ from typing import Callable
 from solo.core.routes import Route
 from solo.core.spec import ServiceSpec
 from solo.registry.quotas import Quota, check_deploy, usage
-from solo.errors import AlreadyExists, NotFound
+from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
 
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
 STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
@@ -154,6 +154,79 @@ class RegistryState:
         record.state, record.message, record.placement = "FAILED", message, None
         self._emit(record, "service.failed", version=record.version, reason=message)
         self._bump()
+
+    # -- hot swap ------------------------------------------------------------------------------
+    def plan_swap(self, tenant: str, spec: ServiceSpec, kind: str = "swap") -> tuple[ServiceRecord, ServiceRecord, str]:
+        """A swap of a running service to `spec`: (current, new record, mode). Mode "side_by_side" when the
+        tenant's quota holds both versions at once, else "stop_start". The new record is not routed yet."""
+        current = self.get(tenant, spec.name)
+        if current.state != "RUNNING":
+            raise FailedPrecondition(f"service {spec.name!r} is {current.state}, and a swap hands over a running "
+                                     "version's state; deploy it instead (solo deploy --replace)")
+        if current.spec.fingerprint() == spec.fingerprint():
+            raise FailedPrecondition(f"service {spec.name!r} already runs this code as version {current.version}")
+        mine = [r for r in self.services.values() if r.tenant == tenant]
+        use = usage([r.spec.resources for r in mine if r.state in ACTIVE], len(mine))
+        quota = self.quota_for(tenant)
+        try:
+            check_deploy(quota, use, spec.resources, None, new_service=False)
+            mode = "side_by_side"
+        except Overloaded:
+            check_deploy(quota, use, spec.resources, current.spec.resources, new_service=False)
+            mode = "stop_start"
+        key = current.key
+        generation = self._generations.get(key, 0) + 1
+        self._generations[key] = generation
+        new = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation, "STARTING",
+                            current.created_at)
+        self._emit(current, "service.swap_started", version=new.version, previous_version=current.version,
+                   spec=spec.fingerprint(), generation=generation, mode=mode, filename=spec.filename, kind=kind)
+        return current, new, mode
+
+    def swap_ready(self, new: ServiceRecord, previous: ServiceRecord, seconds: float) -> None:
+        self._emit(new, "service.swap_ready", version=new.version, previous_version=previous.version,
+                   seconds=round(seconds, 4))
+
+    def swapped(self, previous: ServiceRecord, new: ServiceRecord, placement: Placement, state: str) -> ServiceRecord:
+        """Traffic moves to the new version (the caller then publishes the routes)."""
+        new.state, new.placement, new.message = "RUNNING", placement, ""
+        self.services[new.key] = new
+        self._emit(new, "service.swapped", version=new.version, previous_version=previous.version, state=state,
+                   node_id=placement.node_id, pid=placement.pid, host=placement.host)
+        self._bump()
+        return new
+
+    def swap_failed(self, previous: ServiceRecord, new: ServiceRecord, reason: str) -> None:
+        self._emit(previous, "service.swap_failed", version=new.version, previous_version=previous.version,
+                   reason=reason)
+        self._bump()  # wake calls waiting for a route that will not move
+
+    def swap_succeeded(self, record: ServiceRecord, previous_version: str) -> None:
+        self._emit(record, "service.swap_succeeded", version=record.version, previous_version=previous_version)
+
+    def rolled_back(self, failed: ServiceRecord, back: ServiceRecord, reason: str, state: str,
+                    placement: Placement | None = None) -> ServiceRecord:
+        """Traffic returns to `back` (the kept previous version, or a past one started again)."""
+        back.state, back.message = "RUNNING", f"rolled back from version {failed.version}: {reason}"
+        if placement is not None:
+            back.placement = placement
+        self.services[back.key] = back
+        self._generations[back.key] = max(self._generations.get(back.key, 0), back.generation)
+        p = back.placement
+        self._emit(back, "service.rolled_back", version=back.version, from_version=failed.version, reason=reason,
+                   state=state, spec=back.spec.fingerprint(), generation=back.generation,
+                   host=p.host if p else "", pid=p.pid if p else 0, node_id=p.node_id if p else "")
+        self._bump()
+        return back
+
+    def rollback_failed(self, record: ServiceRecord, to_version: str, reason: str, why: str) -> None:
+        self._emit(record, "service.rollback_failed", version=record.version, to_version=to_version, reason=reason,
+                   why=why)
+
+    def next_generation(self, key: tuple[str, str]) -> int:
+        generation = self._generations.get(key, 0) + 1
+        self._generations[key] = generation
+        return generation
 
     # -- crashes -------------------------------------------------------------------------------
     def limit_exceeded(self, tenant: str, name: str, generation: int, policy: str, **details) -> None:

@@ -7,13 +7,14 @@ placement, lifecycle and control calls only.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import secrets
 import time
 
 from solo.api import context_from
-from solo.errors import FailedPrecondition, ServiceFailed, SoloError
+from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed, SoloError
 from solo.runtime import limits
 from solo.runtime.host_server import HostChannel, start_host_server
 from solo.runtime.instance import ServiceInstance
@@ -100,6 +101,50 @@ class ServiceHost:
                 await asyncio.sleep(0.5)
                 os._exit(137)  # ...then the memory goes back to the machine at once
             await asyncio.sleep(every)
+
+    # -- hot swap ------------------------------------------------------------------------------
+    async def freeze(self, drain_seconds: float) -> dict:
+        """Stop taking calls (they are answered MOVED and re-sent by the gateway), let the ones in flight
+        finish, then snapshot the state. Thawed again when the calls do not finish in time.
+
+        Returns {"state": JSON text or None (no snapshot()), "has_snapshot": bool}."""
+        instance = self._require()
+        self._channel.moved = True
+        deadline = time.monotonic() + drain_seconds
+        while instance.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        if instance.in_flight:
+            self._channel.moved = False
+            raise FailedPrecondition(f"{instance.in_flight} call(s) were still running after {drain_seconds:g}s, "
+                                     "so the state could not be taken without losing their updates; the old "
+                                     "version keeps serving. Retry, or raise [swap] drain_seconds")
+        has_snapshot = instance.has_hook("snapshot")
+        state = await instance.hook("snapshot") if has_snapshot else None
+        if state is None:
+            return {"state": None, "has_snapshot": has_snapshot}
+        try:
+            return {"state": json.dumps(state), "has_snapshot": True}
+        except (TypeError, ValueError) as exc:
+            self._channel.moved = False
+            raise InvalidRequest(f"{instance.class_name}.snapshot() must return JSON-compatible data "
+                                 f"(dicts, lists, strings, numbers): {exc}") from None
+
+    async def thaw(self) -> None:
+        """Serve calls again (a swap was abandoned or rolled back to this version)."""
+        self._channel.moved = False
+
+    async def restore(self, state: str) -> bool:
+        """Hand the previous version's snapshot to restore(); False when the service has no restore()."""
+        instance = self._require()
+        if not instance.has_hook("restore"):
+            return False
+        await instance.hook("restore", json.loads(state))
+        return True
+
+    def _require(self) -> ServiceInstance:
+        if self.instance is None:
+            raise FailedPrecondition("no service is loaded on this host")
+        return self.instance
 
     async def stats(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -14,7 +14,7 @@ from typing import Any
 from solo._proto import host_pb2
 from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.payload import decode_args, encode_result
-from solo.errors import SoloError, Unavailable
+from solo.errors import MOVED, SoloError, Unavailable
 
 log = logging.getLogger("solo.host")
 
@@ -37,6 +37,12 @@ class HostChannel:
     def __init__(self, key: str):
         self.key = key
         self.instance = None  # set by the host once the service is loaded
+        self.moved = False  # frozen for a hot swap: new calls are answered MOVED and run nowhere here
+
+
+def moved_error() -> Unavailable:
+    return Unavailable("the service is being swapped to another version; the call was not run and is re-sent "
+                       "to the new version", exception_type=MOVED)
 
 
 class CallProtocol(asyncio.Protocol):
@@ -95,6 +101,8 @@ class CallProtocol(asyncio.Protocol):
             instance = self.channel.instance
             if instance is None:
                 raise Unavailable("the service is not loaded on this host yet")
+            if self.channel.moved:
+                raise moved_error()
             args, kwargs = decode_args(call.json if call.HasField("json") else None,
                                        call.raw if call.HasField("raw") else None)
             if call.stream:

@@ -144,6 +144,11 @@ class ServiceInstance:
     def class_name(self) -> str:
         return type(self.obj).__name__
 
+    def has_hook(self, name: str) -> bool:
+        """Whether the service defines the hook itself (solo.Service's defaults do not count)."""
+        func = getattr(type(self.obj), name, None)
+        return func is not None and func is not getattr(Service, name, None)
+
     async def hook(self, name: str, *args: Any) -> Any:
         func = getattr(self.obj, name, None)
         if func is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from solo.core.spec import ServiceSpec
-from solo.errors import AlreadyExists, NotFound, Overloaded
+from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
 from solo.registry.state import Placement, RegistryState, ServiceRecord
 
 
@@ -439,3 +439,82 @@ def test_restore_puts_wanted_services_back_as_restarting(state):
     assert kept.state == "STOPPED"
     _, nxt = state.plan_deploy("acme", spec("kv", max_concurrency=9), True)
     assert nxt.generation == 4  # generations continue after a rebuild
+
+
+# -- hot swap --------------------------------------------------------------------------------------
+
+def test_a_swap_is_planned_beside_the_running_version_and_switches_when_told(state):
+    old = running(state)
+    types(state)
+    current, new, mode = state.plan_swap("acme", spec(source=spec().source + "# v2\n"))
+    assert current is old and mode == "side_by_side"
+    assert (new.state, new.version, new.generation) == ("STARTING", "2", 2)
+    assert state.get("acme", "echo") is old  # nothing routed to it yet
+    version = state.route_version
+    state.swapped(old, new, placement(pid=200, address="10.0.0.2:5000"), "handed over")
+    assert state.get("acme", "echo") is new and state.route_version > version
+    assert [r.address for r in state.routes()] == ["10.0.0.2:5000"]
+    assert types(state) == ["service.swap_started", "service.swapped"]
+    back = state.rolled_back(new, old, "the new version crashed", "the state as at the switch")
+    assert back is old and old.state == "RUNNING" and "rolled back from version 2" in old.message
+    assert [r.address for r in state.routes()] == ["10.0.0.1:5000"]
+    assert types(state) == ["service.rolled_back"]
+
+
+def test_a_swap_needs_a_running_service_with_different_code(state):
+    with pytest.raises(NotFound):
+        state.plan_swap("acme", spec())
+    running(state)
+    with pytest.raises(FailedPrecondition, match="already runs this code"):
+        state.plan_swap("acme", spec())
+    state.stopping("acme", "echo")
+    with pytest.raises(FailedPrecondition, match="is STOPPING"):
+        state.plan_swap("acme", spec(source=spec().source + "# v2\n"))
+
+
+def test_a_quota_that_cannot_hold_two_versions_means_stop_then_start():
+    from solo.core.spec import Resources
+    from solo.registry.quotas import Quota
+
+    state = RegistryState(quota_for=lambda t: Quota(max_services=10, max_memory_bytes=300))
+    big = spec(resources=Resources(memory_bytes=200))
+    running(state, s=big)
+    _, _, mode = state.plan_swap("acme", spec(source=big.source + "# v2\n", resources=Resources(memory_bytes=200)))
+    assert mode == "stop_start"
+    with pytest.raises(Overloaded, match="max_memory_bytes"):  # not even alone: refused
+        state.plan_swap("acme", spec(source=big.source + "# v3\n", resources=Resources(memory_bytes=400)))
+
+
+def test_fold_follows_swaps_and_rollbacks():
+    from solo.registry.rebuild import fold
+
+    def ev(i, kind, **payload):
+        return {"id": i, "time": 1.0 * i, "tenant": "acme", "type": kind, "subject": "kv", "payload": payload}
+
+    views = fold([ev(1, "service.deploying", spec="f1", version="1", generation=1),
+                  ev(2, "service.started", host="h1", pid=11),
+                  ev(3, "service.swap_started", spec="f2", version="2", generation=2),
+                  ev(4, "service.swap_failed", reason="no"),
+                  ev(5, "service.swap_started", spec="f3", version="3", generation=3),
+                  ev(6, "service.swapped", host="h3", pid=13)])
+    view = views[("acme", "kv")]
+    assert (view.spec, view.version, view.generation, view.host, view.pending) == ("f3", "3", 3, "h3", {})
+    fold([ev(7, "service.rolled_back", spec="f1", version="1", generation=1, host="h1", pid=11)], views)
+    assert (view.spec, view.version, view.host, view.state, view.wanted) == ("f1", "1", "h1", "RUNNING", True)
+
+
+def test_past_versions_are_kept_newest_first_up_to_a_count(tmp_path):
+    from solo.registry.history import VersionHistory
+
+    history = VersionHistory(tmp_path / "history", keep=2)
+    history.add("acme", "kv", "1", "f1", '{"n": 1}')
+    history.add("acme", "kv", "2", "f2", None)
+    history.add("acme", "kv", "3", "f3", '{"n": 3}')
+    assert [e.version for e in history.list("acme", "kv")] == ["3", "2"]
+    assert history.find("acme", "kv", "", current_version="3").version == "2"
+    assert history.find("acme", "kv", "3", current_version="4").state == '{"n": 3}'
+    assert history.find("acme", "kv", "1", current_version="4") is None
+    assert history.list("beta", "kv") == []  # per tenant
+    assert oct((tmp_path / "history" / "acme" / "kv.json").stat().st_mode & 0o777) == "0o600"
+    history.forget("acme", "kv")
+    assert history.list("acme", "kv") == []
