@@ -211,7 +211,8 @@ class Admission:
 
     def _next_cap(self, now: float) -> None:
         """Under congestion: cap the heaviest tenants so they give up a tenth of the load (water-filling),
-        never below an even split of the best window lately; without it: raise the cap by CAP_RISE, and lift it once nobody is near it."""
+        never below SLACK times an even split of the best window lately; without congestion: raise the cap
+        by CAP_RISE, and lift it once nobody is near it. A tenant alone is never capped."""
         counts = sorted(self._counts.values(), reverse=True)
         self._counts.clear()
         self._rate_start = now
@@ -220,7 +221,9 @@ class Admission:
             return
         total = sum(counts)
         self._best = max(total, self._best * BEST_DECAY)
-        if now < self._congested_until:
+        if len(counts) < 2:  # the cap is about fairness between tenants; one alone is held by the limit only
+            self._cap = None
+        elif now < self._congested_until:
             target, level = SHAVE * total, 0.0
             rest = total
             for i, c in enumerate(counts):  # the level at which sum(min(c, level)) == target

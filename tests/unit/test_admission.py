@@ -166,3 +166,23 @@ def test_under_congestion_the_heaviest_tenant_is_capped_and_the_light_ones_never
         tick(0.02, 10)  # then noisy sends 10x: calls ten times slower than their fastest, congestion
     assert shed["noisy"] > 100
     assert shed["quiet-1"] == shed["quiet-2"] == 0
+
+
+def test_a_tenant_alone_is_never_rate_capped_even_under_congestion():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    run_calls(admission, clock, "solo-tenant", 200, 0.002)
+    shed = 0
+    for burst in range(1, 40):  # its rate keeps growing while every call is ten times slower than its fastest
+        slots = []
+        for _ in range(burst * 5):
+            try:
+                slots.append(admission.admit("solo-tenant", "svc", 10_000, measure=True))
+            except Overloaded:
+                shed += 1
+        for slot in slots:
+            slot.__enter__()
+        clock.now += 0.02
+        for slot in slots:
+            slot.__exit__(None, None, None)
+    assert shed == 0
