@@ -1,9 +1,9 @@
 """Solo: a multi-tenant service runtime on Ray.
 
-Tenant code imports `Service` (and reads `self.context`); programs use `SoloClient` or
+Tenant code imports `Service` (and reads `self.context`, and may `discover` other services); programs use `SoloClient` or
 `AsyncSoloClient`; errors are `SoloError` subclasses whichever side raised them.
 """
-from solo.api import Context, Service
+from solo.api import Context, Service, adiscover, discover
 from solo.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidRequest, NotFound,
                          Overloaded, PermissionDenied, ServiceFailed, SoloError, Unauthenticated, Unavailable)
 
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExists", "AsyncSoloClient", "Context", "DeadlineExceeded", "FailedPrecondition", "InvalidRequest",
     "NotFound", "Overloaded", "PermissionDenied", "Service", "ServiceFailed", "SoloClient", "SoloError",
-    "Unauthenticated", "Unavailable", "__version__",
+    "Unauthenticated", "Unavailable", "__version__", "adiscover", "discover",
 ]
 
 

@@ -72,6 +72,27 @@ class Service:
         """Take over the state returned by the previous version's snapshot()."""
 
 
+_discoverer = None  # installed by the host process that runs the service (solo/runtime/peer.py)
+
+
+def discover(name: str, owner: str = ""):
+    """A handle on another service, called directly (not through the gateway): `kv = solo.discover("kv")`,
+    then `kv.call("get", "k")` in sync code or `await kv.acall("get", "k")` in async code. `owner`: another
+    tenant that granted you its service. Only inside a service deployed to Solo; call it in `__init__`,
+    `start()` or a sync method (in async code: `await solo.adiscover(...)`). A missing service, or one you
+    may not see, raises NOT_FOUND."""
+    if _discoverer is None:
+        raise RuntimeError("solo.discover() works inside a service deployed to Solo; elsewhere use SoloClient")
+    return _discoverer(name, owner)
+
+
+async def adiscover(name: str, owner: str = ""):
+    """`discover` for async code."""
+    if _discoverer is None:
+        raise RuntimeError("solo.adiscover() works inside a service deployed to Solo; elsewhere use SoloClient")
+    return await _discoverer.adiscover(name, owner)
+
+
 def context_from(tenant: str, name: str, version: str, config_json: str, labels: dict[str, str]) -> Context:
     return Context(tenant=tenant, name=name, version=version,
                    config=json.loads(config_json) if config_json else {}, labels=dict(labels))

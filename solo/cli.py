@@ -13,6 +13,7 @@ from pathlib import Path
 
 from solo.cli_output import Progress, client as _client, emit as _emit, parse_bytes, parse_pairs, parse_since
 from solo.cli_output import print_service, print_table
+from solo.cli_discovery import add_discovery_parsers
 from solo.cli_security import add_security_parsers
 from solo.errors import InvalidRequest, SoloError
 
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = sub.add_parser("metrics", parents=[common], help="call counters of your services")
     metrics.set_defaults(func=cmd_metrics)
     add_security_parsers(sub, local, common)
+    add_discovery_parsers(sub, common)
     events = sub.add_parser("events", parents=[common], help="the event history (--follow for live)")
     events.add_argument("--tenant", help="operator only: one tenant's events (default: all, or your own)")
     events.add_argument("--type", action="append", help="event type, e.g. service.crashed (repeatable)")

@@ -59,6 +59,17 @@ def translate(exc: grpc.RpcError) -> SoloError:
     return error
 
 
+def register_request(name: str, address: str, version: str, labels: Mapping[str, str] | None, ttl_seconds: float,
+                     instance_id: str) -> pb.RegisterServiceRequest:
+    return pb.RegisterServiceRequest(name=name, address=address, version=version, labels=dict(labels or {}),
+                                     ttl_seconds=ttl_seconds, instance_id=instance_id)
+
+
+def grants_dict(response: pb.ListGrantsResponse) -> dict:
+    return {"given": [{"service": g.service, "to_tenant": g.to_tenant} for g in response.given],
+            "received": [{"owner": g.owner, "service": g.service} for g in response.received]}
+
+
 def swap_request(name: str, source: str | Path, *, filename: str | None = None, version: str = "",
                  class_name: str = "", watch_seconds: float | None = None) -> pb.SwapServiceRequest:
     """A SwapServiceRequest from a path or source text (the service `name` is always given)."""
@@ -232,6 +243,32 @@ class SoloClient(_Base):
         return to_dict(self._rpc("RollbackService", pb.RollbackServiceRequest(name=name, to_version=to_version),
                                  timeout=max(self.timeout or 0, 300)))
 
+    def register(self, name: str, *, address: str = "", version: str = "", labels: Mapping[str, str] | None = None,
+                 ttl_seconds: float = 30.0, instance_id: str = "") -> dict:
+        """Register an endpoint (or heartbeat it: pass the returned instance_id). Returns instance_id, expires_at."""
+        return to_dict(self._rpc("RegisterService", register_request(name, address, version, labels, ttl_seconds,
+                                                                     instance_id)))
+
+    def deregister(self, name: str, instance_id: str) -> None:
+        self._rpc("DeregisterService", pb.DeregisterServiceRequest(name=name, instance_id=instance_id))
+
+    def discover(self, name: str = "", *, owner: str = "", labels: Mapping[str, str] | None = None) -> list[dict]:
+        """Endpoints this tenant may see: its services and registrations (and `owner`'s exported services)."""
+        response = self._rpc("DiscoverService", pb.DiscoverServiceRequest(name=name, owner=owner,
+                                                                          labels=dict(labels or {})))
+        return [to_dict(e) for e in response.endpoints]
+
+    def grant(self, name: str, to_tenant: str) -> None:
+        """Export service `name` to `to_tenant`, which may then discover and call it as "<owner>/<name>"."""
+        self._rpc("GrantService", pb.GrantServiceRequest(name=name, to_tenant=to_tenant))
+
+    def revoke_grant(self, name: str, to_tenant: str) -> None:
+        self._rpc("GrantService", pb.GrantServiceRequest(name=name, to_tenant=to_tenant, revoke=True))
+
+    def grants(self) -> dict:
+        """{"given": [{service, to_tenant}], "received": [{owner, service}]}."""
+        return grants_dict(self._rpc("ListGrants", pb.ListGrantsRequest()))
+
     def metrics(self) -> dict:
         return to_dict(self._rpc("GetMetrics", pb.GetMetricsRequest()))
 
@@ -338,6 +375,30 @@ class AsyncSoloClient(_Base):
         return to_dict(await self._rpc("RollbackService",
                                        pb.RollbackServiceRequest(name=name, to_version=to_version),
                                        timeout=max(self.timeout or 0, 300)))
+
+    async def register(self, name: str, *, address: str = "", version: str = "",
+                       labels: Mapping[str, str] | None = None, ttl_seconds: float = 30.0,
+                       instance_id: str = "") -> dict:
+        return to_dict(await self._rpc("RegisterService", register_request(name, address, version, labels,
+                                                                           ttl_seconds, instance_id)))
+
+    async def deregister(self, name: str, instance_id: str) -> None:
+        await self._rpc("DeregisterService", pb.DeregisterServiceRequest(name=name, instance_id=instance_id))
+
+    async def discover(self, name: str = "", *, owner: str = "",
+                       labels: Mapping[str, str] | None = None) -> list[dict]:
+        response = await self._rpc("DiscoverService", pb.DiscoverServiceRequest(name=name, owner=owner,
+                                                                                labels=dict(labels or {})))
+        return [to_dict(e) for e in response.endpoints]
+
+    async def grant(self, name: str, to_tenant: str) -> None:
+        await self._rpc("GrantService", pb.GrantServiceRequest(name=name, to_tenant=to_tenant))
+
+    async def revoke_grant(self, name: str, to_tenant: str) -> None:
+        await self._rpc("GrantService", pb.GrantServiceRequest(name=name, to_tenant=to_tenant, revoke=True))
+
+    async def grants(self) -> dict:
+        return grants_dict(await self._rpc("ListGrants", pb.ListGrantsRequest()))
 
     async def metrics(self) -> dict:
         return to_dict(await self._rpc("GetMetrics", pb.GetMetricsRequest()))

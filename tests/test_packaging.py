@@ -23,7 +23,7 @@ def test_public_surface_is_pinned():
     assert sorted(solo.__all__) == [
         "AlreadyExists", "AsyncSoloClient", "Context", "DeadlineExceeded", "FailedPrecondition", "InvalidRequest",
         "NotFound", "Overloaded", "PermissionDenied", "Service", "ServiceFailed", "SoloClient", "SoloError",
-        "Unauthenticated", "Unavailable", "__version__"]
+        "Unauthenticated", "Unavailable", "__version__", "adiscover", "discover"]
     for name in solo.__all__:
         assert getattr(solo, name) is not None
 

@@ -379,6 +379,137 @@ class WatchRequest(_message.Message):
     filter: EventFilter
     def __init__(self, filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
+class RegisterServiceRequest(_message.Message):
+    __slots__ = ("name", "address", "version", "labels", "ttl_seconds", "instance_id")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    version: str
+    labels: _containers.ScalarMap[str, str]
+    ttl_seconds: float
+    instance_id: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., ttl_seconds: _Optional[float] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class RegisterServiceResponse(_message.Message):
+    __slots__ = ("instance_id", "expires_at")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    expires_at: float
+    def __init__(self, instance_id: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class DeregisterServiceRequest(_message.Message):
+    __slots__ = ("name", "instance_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    instance_id: str
+    def __init__(self, name: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class DeregisterServiceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DiscoverServiceRequest(_message.Message):
+    __slots__ = ("name", "owner", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    owner: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("owner", "name", "kind", "version", "state", "labels", "address", "instance_id", "expires_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    name: str
+    kind: str
+    version: str
+    state: str
+    labels: _containers.ScalarMap[str, str]
+    address: str
+    instance_id: str
+    expires_at: float
+    def __init__(self, owner: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., address: _Optional[str] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class DiscoverServiceResponse(_message.Message):
+    __slots__ = ("endpoints",)
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+
+class GrantServiceRequest(_message.Message):
+    __slots__ = ("name", "to_tenant", "revoke")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_TENANT_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    to_tenant: str
+    revoke: bool
+    def __init__(self, name: _Optional[str] = ..., to_tenant: _Optional[str] = ..., revoke: _Optional[bool] = ...) -> None: ...
+
+class GrantServiceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("owner", "service", "to_tenant")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TO_TENANT_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    service: str
+    to_tenant: str
+    def __init__(self, owner: _Optional[str] = ..., service: _Optional[str] = ..., to_tenant: _Optional[str] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("given", "received")
+    GIVEN_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    given: _containers.RepeatedCompositeFieldContainer[Grant]
+    received: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, given: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., received: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
 class SwapServiceRequest(_message.Message):
     __slots__ = ("name", "source", "filename", "class_name", "version", "watch_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,31 @@ class GatewayStub:
                 request_serializer=solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.SerializeToString,
                 response_deserializer=solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.FromString,
                 _registered_method=True)
+        self.RegisterService = channel.unary_unary(
+                '/solo.v1.Gateway/RegisterService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.RegisterServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.RegisterServiceResponse.FromString,
+                _registered_method=True)
+        self.DeregisterService = channel.unary_unary(
+                '/solo.v1.Gateway/DeregisterService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.DeregisterServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.DeregisterServiceResponse.FromString,
+                _registered_method=True)
+        self.DiscoverService = channel.unary_unary(
+                '/solo.v1.Gateway/DiscoverService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.DiscoverServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.DiscoverServiceResponse.FromString,
+                _registered_method=True)
+        self.GrantService = channel.unary_unary(
+                '/solo.v1.Gateway/GrantService',
+                request_serializer=solo_dot_v1_dot_solo__pb2.GrantServiceRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.GrantServiceResponse.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/solo.v1.Gateway/ListGrants',
+                request_serializer=solo_dot_v1_dot_solo__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/solo.v1.Gateway/Invoke',
                 request_serializer=solo_dot_v1_dot_solo__pb2.InvokeRequest.SerializeToString,
@@ -147,6 +172,37 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RollbackService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterService(self, request, context):
+        """Discovery: deployed services are registered under their name automatically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeregisterService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscoverService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +300,31 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.RollbackService,
                     request_deserializer=solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.FromString,
                     response_serializer=solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.SerializeToString,
+            ),
+            'RegisterService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.RegisterServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.RegisterServiceResponse.SerializeToString,
+            ),
+            'DeregisterService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeregisterService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.DeregisterServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.DeregisterServiceResponse.SerializeToString,
+            ),
+            'DiscoverService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscoverService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.DiscoverServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.DiscoverServiceResponse.SerializeToString,
+            ),
+            'GrantService': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantService,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.GrantServiceRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.GrantServiceResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.ListGrantsRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.ListGrantsResponse.SerializeToString,
             ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
@@ -453,6 +534,141 @@ class Gateway:
             '/solo.v1.Gateway/RollbackService',
             solo_dot_v1_dot_solo__pb2.RollbackServiceRequest.SerializeToString,
             solo_dot_v1_dot_solo__pb2.RollbackServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/RegisterService',
+            solo_dot_v1_dot_solo__pb2.RegisterServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.RegisterServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeregisterService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/DeregisterService',
+            solo_dot_v1_dot_solo__pb2.DeregisterServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.DeregisterServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscoverService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/DiscoverService',
+            solo_dot_v1_dot_solo__pb2.DiscoverServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.DiscoverServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/GrantService',
+            solo_dot_v1_dot_solo__pb2.GrantServiceRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.GrantServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/ListGrants',
+            solo_dot_v1_dot_solo__pb2.ListGrantsRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.ListGrantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

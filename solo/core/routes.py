@@ -18,6 +18,7 @@ class Route:
     key: str = ""
     message: str = ""
     concurrency: int = 1  # calls the service runs at a time (the gateway queues at most a limit beyond)
+    grants: tuple[str, ...] = ()  # other tenants its owner exported it to (they call it as "<owner>/<name>")
 
 
 class RouteTable:

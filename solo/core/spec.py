@@ -105,6 +105,16 @@ def check_source(source: str, filename: str, limit: int) -> None:
         raise InvalidRequest(f"{filename} cannot be compiled: {exc}") from None
 
 
+def validate_labels(labels: dict[str, str]) -> dict[str, str]:
+    if len(labels) > 64:
+        raise InvalidRequest(f"at most 64 labels, not {len(labels)}")
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.fullmatch(key) or len(value) > 256:
+            raise InvalidRequest(f"invalid label {key!r}={value!r}: keys are up to 63 of [A-Za-z0-9._/-], "
+                                 "values up to 256 characters")
+    return labels
+
+
 def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: float = 0.0) -> ServiceSpec:
     validate_name(spec.name)
     if spec.version and not VERSION_RE.fullmatch(spec.version):
@@ -118,10 +128,7 @@ def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: flo
             raise InvalidRequest(f"invalid environment variable name {key!r}: use letters, digits and '_'")
         if "\0" in value or len(value) > 32 * 1024:
             raise InvalidRequest(f"invalid value for environment variable {key}: no NUL bytes, at most 32 KiB")
-    for key, value in spec.labels.items():
-        if not LABEL_KEY_RE.fullmatch(key) or len(value) > 256:
-            raise InvalidRequest(f"invalid label {key!r}={value!r}: keys are up to 63 of [A-Za-z0-9._/-], "
-                                 "values up to 256 characters")
+    validate_labels(spec.labels)
     if spec.config_json:
         try:
             config = json.loads(spec.config_json)

@@ -10,8 +10,8 @@ from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
-from solo.core.spec import VERSION_RE, ServiceSpec, validate_name, validate_spec
-from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
+from solo.core.spec import VERSION_RE, ServiceSpec, validate_labels, validate_name, validate_spec
+from solo.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
 from solo.gateway.admission import Admission
 from solo.gateway.audit import Audit
@@ -44,7 +44,15 @@ def _output(result) -> pb.InvokeResponse:
 
 
 def _check_call(request: pb.InvokeRequest) -> None:
-    validate_name(request.service)
+    owner, _, name = request.service.rpartition("/")
+    if owner:
+        try:
+            validate_name(owner)
+            validate_name(name)
+        except InvalidRequest:
+            raise InvalidRequest(f"invalid service name {request.service!r}: name one of your services ('kv') or "
+                                 "one another tenant granted you ('<owner>/kv')") from None
+    validate_name(name)
     if not request.method.isidentifier() or request.method.startswith("_"):
         raise InvalidRequest(f"invalid method name {request.method!r}: call a public method of the service")
 
@@ -78,6 +86,17 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         except Overloaded as exc:
             self.audit.shed(tenant, service, getattr(exc, "reason", "shed"))
             raise
+
+    def _target(self, tenant: str, service: str):
+        """(owner, name, route) of a call: the caller's own service, or "<owner>/<name>" that its owner
+        granted to the caller. Anything else is answered like a service that does not exist."""
+        owner, _, name = service.rpartition("/")
+        owner = owner or tenant
+        route = self.dispatcher.routes.get(owner, name)
+        if owner != tenant and (route is None or tenant not in route.grants):
+            raise NotFound(f"service {service!r} not found; check the name (and, for another tenant's service, "
+                           "that its owner granted it to you: solo grant)")
+        return owner, name, route
 
     @staticmethod
     def _who(principal: Principal, context) -> dict:
@@ -139,25 +158,74 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                                           from_version=result["from_version"], state=result["state"],
                                           reason=result["reason"])
 
+    @rpc(_on("deploy", lambda r: r.name))
+    async def RegisterService(self, request, context, principal):
+        validate_name(request.name)
+        if len(request.address) > 256 or len(request.instance_id) > 64:
+            raise InvalidRequest("address is at most 256 characters and instance_id at most 64")
+        if request.version and not VERSION_RE.fullmatch(request.version):
+            raise InvalidRequest(f"invalid version {request.version!r}: use up to 64 letters, digits, "
+                                 "'.', '_', '+', '-'")
+        validate_labels(dict(request.labels))
+        result = await self.registry.register(principal.tenant, request.name, request.instance_id, request.version,
+                                              request.address, dict(request.labels), request.ttl_seconds,
+                                              self._who(principal, context))
+        return pb.RegisterServiceResponse(instance_id=result["instance_id"], expires_at=result["expires_at"])
+
+    @rpc(_on("deploy", lambda r: r.name))
+    async def DeregisterService(self, request, context, principal):
+        validate_name(request.name)
+        await self.registry.deregister(principal.tenant, request.name, request.instance_id,
+                                       self._who(principal, context))
+        return pb.DeregisterServiceResponse()
+
+    @rpc(_on("discover", lambda r: r.name))
+    async def DiscoverService(self, request, context, principal):
+        if request.name:
+            validate_name(request.name)
+        if request.owner:
+            validate_name(request.owner, "tenant name")
+        validate_labels(dict(request.labels))
+        found = await self.registry.discover(principal.tenant, request.owner, request.name, dict(request.labels))
+        return pb.DiscoverServiceResponse(endpoints=[pb.Endpoint(**e) for e in found])
+
+    @rpc(_on("deploy", lambda r: r.name))
+    async def GrantService(self, request, context, principal):
+        validate_name(request.name)
+        validate_name(request.to_tenant, "tenant name")
+        call = self.registry.revoke_grant if request.revoke else self.registry.grant
+        result = await call(principal.tenant, request.name, request.to_tenant, self._who(principal, context))
+        await self.routes.synced(result["route_version"])
+        return pb.GrantServiceResponse()
+
+    @rpc(_on("discover"))
+    async def ListGrants(self, request, context, principal):
+        result = await self.registry.grants(principal.tenant)
+        return pb.ListGrantsResponse(
+            given=[pb.Grant(owner=principal.tenant, service=g["service"], to_tenant=g["to_tenant"])
+                   for g in result["given"]],
+            received=[pb.Grant(owner=g["owner"], service=g["service"], to_tenant=principal.tenant)
+                      for g in result["received"]])
+
     @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def Invoke(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
+        owner, name, route = self._target(tenant, service)
         # metrics only for services that exist, so label values stay bounded
-        route = self.dispatcher.routes.get(tenant, service)
         series = self.metrics.get(tenant, service) if route else None
         start = time.perf_counter()
         code = "OK"
         if series:
             series.in_flight.inc()
-        breaker = (tenant, service, route.version) if route is not None and route.state == "RUNNING" else None
+        breaker = (owner, name, route.version) if route is not None and route.state == "RUNNING" else None
         error = ""
         try:
             with self._admit(tenant, service, route):
                 if breaker is not None:
                     self.breakers.before(breaker)
-                result = await self.dispatcher.invoke(tenant, service, request.method, json_text, raw,
+                result = await self.dispatcher.invoke(owner, name, request.method, json_text, raw,
                                                       context.time_remaining())
             return _output(result)
         except SoloError as exc:
@@ -179,10 +247,10 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         _check_call(request)
         json_text, raw = _input(request)
         code = "OK"
-        route = self.dispatcher.routes.get(principal.tenant, request.service)
+        owner, name, route = self._target(principal.tenant, request.service)
         try:
             with self._admit(principal.tenant, request.service, route):
-                stream = self.dispatcher.stream(principal.tenant, request.service, request.method, json_text, raw,
+                stream = self.dispatcher.stream(owner, name, request.method, json_text, raw,
                                                 context.time_remaining())
                 async for result in stream:
                     yield _output(result)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 
 import pyarrow as pa
@@ -16,21 +19,24 @@ import pyarrow.compute as pc
 
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec
-from solo.errors import SoloError, Unavailable
+from solo.errors import NotFound, PermissionDenied, SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
 from solo.registry.events import event_rows
 from solo.registry.quotas import quota_for
 from solo.runtime import limits
-from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, write_checkpoint
+from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
+from solo.registry.discovery import Discovery, matches
 from solo.registry.history import VersionHistory
 from solo.registry.specs import SpecStore
 from solo.registry.swap import Standby, SwapMixin
-from solo.registry.state import Placement, RegistryState, ServiceRecord
+from solo.runtime.peer import REGISTRY_NAME as PEER_REGISTRY_NAME
+from solo.registry.state import Event, Placement, RegistryState, ServiceRecord
 from solo.runtime.event_log_actor import EventLogHandle
+from solo.files import write_atomic
 from solo.runtime.launcher import Launcher, call_host, died_message
 
-REGISTRY_NAME = "solo-registry"
+REGISTRY_NAME = PEER_REGISTRY_NAME
 log = logging.getLogger("solo.registry")
 
 
@@ -48,6 +54,8 @@ class RegistryActor(SwapMixin):
         self.specs = SpecStore(self.config.data_dir / "specs")
         self.history = VersionHistory(self.config.data_dir / "history", self.config.swap.keep_versions)
         self.standby: dict[tuple[str, str], Standby] = {}  # swaps in their watch window
+        self.discovery = Discovery()
+        self._secret: bytes | None = None  # for discovery tickets, see _ticket
         self.default_shape = Resources(num_cpus=rt.default_num_cpus)
         self.hosts: dict[tuple[str, str], object] = {}
         self.pool: list[tuple[object, dict]] = []
@@ -58,6 +66,7 @@ class RegistryActor(SwapMixin):
         self._last_crash: dict[tuple[str, str], int] = {}  # id of each service's latest crash event
         self._started: asyncio.Task | None = None
         self._views: dict | None = None  # the checkpoint's fold, kept between checkpoints
+        self._grants: set[tuple[str, str, str]] = set()  # discovery grants folded with it
         self._checkpoint_id = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -72,7 +81,10 @@ class RegistryActor(SwapMixin):
         """Every service the event log says should run comes back: its host taken over if it still
         runs (a registry restart), else started again (Solo restarted). Stray hosts are removed."""
         views = await asyncio.to_thread(self._checkpoint)
+        for owner, name, grantee in self._grants:
+            self.discovery.grants.setdefault((owner, name), set()).add(grantee)
         self._spawn(self._checkpoint_loop())
+        self._spawn(self._expiry_loop())
         strays = set(self.launcher.host_names())
         for view in [copy.copy(v) for v in views.values()]:  # the checkpoint loop folds into views
             record = self.state.restore(view, self.specs.get(view.spec))
@@ -92,14 +104,15 @@ class RegistryActor(SwapMixin):
         data_dir = self.config.data_dir
         if self._views is None:
             self._checkpoint_id, self._views = load_checkpoint(data_dir)
+            self._grants = load_grants(data_dir)
         table = read_events(data_dir, min_id=self._checkpoint_id + 1)
         if table.num_rows or not (data_dir / CHECKPOINT_FILE).exists():
             # time as float seconds: converting timestamps to datetimes is most of to_pylist's cost
             table = table.set_column(1, "time", pc.divide(table["time"].cast(pa.int64()), 1_000_000.0))
             rows = table.select(["id", "time", "tenant", "type", "subject", "payload"]).to_pylist()
-            self._views = fold(rows, self._views)
+            self._views = fold(rows, self._views, self._grants)
             self._checkpoint_id = rows[-1]["id"] if rows else self._checkpoint_id
-            write_checkpoint(data_dir, self._checkpoint_id, self._views)
+            write_checkpoint(data_dir, self._checkpoint_id, self._views, self._grants)
         return self._views
 
     async def _checkpoint_loop(self) -> None:
@@ -228,13 +241,14 @@ class RegistryActor(SwapMixin):
     async def _load_host(self, record: ServiceRecord) -> tuple[object, Placement]:
         """A host with the record's code loaded, started and healthy (not routed yet); killed on failure."""
         spec = record.spec
-        handle, _ = await self._acquire_host(spec.resources)
+        handle, ready = await self._acquire_host(spec.resources)
         try:
             loaded = await call_host(
                 handle.load.remote(record.tenant, spec.name, record.version, spec.source, spec.filename,
                                    spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency,
                                    spec.resources.memory_bytes, spec.resources.num_cpus,
-                                   self.config.runtime.memory_check_seconds),
+                                   self.config.runtime.memory_check_seconds,
+                                   self._ticket(record.tenant, spec.name, ready["host"])),
                 self.config.runtime.start_timeout_seconds, f"starting service {spec.name!r}")
         except BaseException:
             self.launcher.kill(handle)
@@ -271,12 +285,13 @@ class RegistryActor(SwapMixin):
         await self._crashed(tenant, name, generation, pid, message,
                             max_restarts=0 if policy == "stop" else None)
 
-    async def _crashed_in_window(self, key, standby, message: str) -> None:
+    async def _crashed_in_window(self, key, standby, message: str, detected: float) -> None:
         """A swapped-in version died during its watch window: back to the kept one."""
         async with self._lock(key):
             if self.standby.get(key) is standby and not standby.rolling_back:
                 try:
-                    await self._roll_back(key, f"the new version crashed: {message}", None, crashed=True)
+                    await self._roll_back(key, f"the new version crashed: {message}", None, crashed=True,
+                                          detected=detected)
                 except SoloError as exc:
                     log.warning("rollback after a crash failed: %s", exc.message)
                     record = self.state.services.get(key)
@@ -293,7 +308,7 @@ class RegistryActor(SwapMixin):
                        max_restarts: int | None = None) -> None:
         standby = self.standby.get((tenant, name))
         if standby is not None and standby.new_generation == generation and not standby.rolling_back:
-            self._spawn(self._crashed_in_window((tenant, name), standby, message))
+            self._spawn(self._crashed_in_window((tenant, name), standby, message, time.monotonic()))
             return
         to_restart = self.state.crashed(tenant, name, generation, pid, message,
                                         self._max_restarts(tenant, name) if max_restarts is None else max_restarts)
@@ -344,6 +359,7 @@ class RegistryActor(SwapMixin):
             record = self.state.stopped(tenant, name, remove, message)
             if remove:
                 await asyncio.to_thread(self.history.forget, tenant, name)
+                self.discovery.grants.pop((tenant, name), None)  # a later service of that name is not exported
             await self._commit(who)
             return {"service": record_info(record, time.time()), "route_version": self.state.route_version}
 
@@ -374,7 +390,122 @@ class RegistryActor(SwapMixin):
                 await asyncio.wait_for(self._routes_changed.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
-        return self.state.route_version, [dataclasses.asdict(r) for r in self.state.routes()]
+        routes = [dataclasses.asdict(r) for r in self.state.routes()]
+        for route in routes:
+            route["grants"] = self.discovery.granted_to(route["tenant"], route["name"])
+        return self.state.route_version, routes
+
+    # -- discovery -----------------------------------------------------------------------------
+    async def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
+                       ttl: float, who: dict | None = None) -> dict:
+        await self.start()
+        registration, new = self.discovery.register(tenant, name, instance, version, address, labels, ttl,
+                                                    time.time())
+        if new:
+            self._discovery_event("discovery.registered", tenant, name, instance_id=registration.instance,
+                                  version=version, address=address, labels=labels, ttl=ttl)
+            await self._commit(who)
+        return {"instance_id": registration.instance, "expires_at": registration.expires_at}
+
+    async def deregister(self, tenant: str, name: str, instance: str, who: dict | None = None) -> None:
+        await self.start()
+        self.discovery.deregister(tenant, name, instance)
+        self._discovery_event("discovery.deregistered", tenant, name, instance_id=instance)
+        await self._commit(who)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            gone = self.discovery.expire(time.time())
+            for r in gone:
+                self._discovery_event("discovery.expired", r.tenant, r.name, instance_id=r.instance,
+                                      address=r.address, ttl=r.ttl)
+            if gone:
+                await self._commit()
+
+    def _discovery_event(self, kind: str, tenant: str, subject: str, **payload) -> None:
+        self.state.outbox.append(Event(kind, tenant, subject, payload))
+
+    async def discover(self, tenant: str, owner: str, name: str, labels: dict) -> list[dict]:
+        """What `tenant` may see: its own services and registrations, and services exported to it. A
+        service it may not see is answered exactly like one that does not exist."""
+        await self.start()
+        owner = owner or tenant
+        if not self.discovery.visible(tenant, owner, name) and name:
+            return []
+        found = []
+        pairs = [(owner, name)] if name else [(tenant, "")] + (self.discovery.exported_to(tenant) if owner == tenant
+                                                               else [])
+        now = time.time()
+        for who, wanted in pairs:
+            for record in self.state.list(who):
+                if (not wanted or record.name == wanted) and (who == tenant or self.discovery.visible(tenant, who,
+                                                                                                      record.name)):
+                    if matches(record.spec.labels, labels):
+                        found.append({"owner": who, "name": record.name, "kind": "service", "version": record.version,
+                                      "state": record.state, "labels": dict(record.spec.labels), "address": "",
+                                      "instance_id": "", "expires_at": 0.0})
+            if who != tenant:
+                continue  # registrations are not exported: they are the owner's own bookkeeping
+            for r in self.discovery.registered(who, wanted):
+                if r.expires_at > now and matches(r.labels, labels):
+                    found.append({"owner": who, "name": r.name, "kind": "registered", "version": r.version,
+                                  "state": "REGISTERED", "labels": dict(r.labels), "address": r.address,
+                                  "instance_id": r.instance, "expires_at": r.expires_at})
+        return found
+
+    async def grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
+        await self.start()
+        async with self._lock((tenant, name)):
+            self.state.get(tenant, name)  # NotFound for services the tenant does not have
+            if self.discovery.grant(tenant, name, to_tenant):
+                self._discovery_event("discovery.granted", tenant, name, service=name, to_tenant=to_tenant)
+                self.state.route_version += 1  # gateways learn the grant with the routes
+                await self._commit(who, strict=True)
+            return {"route_version": self.state.route_version}
+
+    async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
+        await self.start()
+        async with self._lock((tenant, name)):
+            if not self.discovery.revoke(tenant, name, to_tenant):
+                raise NotFound(f"{name!r} is not granted to {to_tenant!r}")
+            self._discovery_event("discovery.grant_revoked", tenant, name, service=name, to_tenant=to_tenant)
+            self.state.route_version += 1
+            await self._commit(who)
+            return {"route_version": self.state.route_version}
+
+    async def grants(self, tenant: str) -> dict:
+        await self.start()
+        return {"given": [{"service": n, "to_tenant": g} for n, g in self.discovery.grants_of(tenant)],
+                "received": [{"owner": o, "service": n} for o, n in self.discovery.exported_to(tenant)]}
+
+    def _ticket(self, tenant: str, name: str, host: str) -> str:
+        """What proves to `resolve` that a host was loaded with this tenant's service (an HMAC under a key
+        in the data directory, so it holds across registry restarts)."""
+        if self._secret is None:
+            path = self.config.data_dir / "registry.secret"
+            if not path.exists():
+                write_atomic(path, secrets.token_hex(32))
+            self._secret = bytes.fromhex(path.read_text().strip())
+        return hmac.new(self._secret, f"{tenant}\0{name}\0{host}".encode(), hashlib.sha256).hexdigest()
+
+    async def resolve(self, tenant: str, name: str, host: str, ticket: str, owner: str, target: str) -> dict:
+        """For `solo.discover` inside a service: where `owner`'s `target` answers, if the calling service
+        (proved by its host's ticket) may call it. Refusals look like a missing service."""
+        await self.start()
+        if not hmac.compare_digest(ticket, self._ticket(tenant, name, host)):
+            raise PermissionDenied("this host was not loaded with the service it claims to run")
+        owner = owner or tenant
+        record = self.state.services.get((owner, target)) if self.discovery.visible(tenant, owner, target) else None
+        if record is None:
+            shown = target if owner == tenant else f"{owner}/{target}"
+            raise NotFound(f"service {shown!r} not found; check the name (and, for another tenant's service, that "
+                           "its owner granted it to you: solo grant)")
+        if record.state != "RUNNING" or record.placement is None:
+            raise Unavailable(f"service {target!r} is {record.state}; retry in a moment")
+        return {"address": record.placement.address, "key": record.placement.key, "version": record.version,
+                "concurrency": record.spec.max_concurrency, "queue": self.config.limits.service_queue_limit,
+                "route_version": self.state.route_version}
 
     async def shutdown(self) -> int:
         """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""

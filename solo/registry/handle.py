@@ -67,6 +67,26 @@ class RegistryHandle:
     async def rollback(self, tenant: str, name: str, to_version: str, who: dict) -> dict:
         return await self._call(self.actor.rollback.remote(tenant, name, to_version, who))
 
+    async def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
+                       ttl: float, who: dict) -> dict:
+        return await self._call(self.actor.register.remote(tenant, name, instance, version, address, labels, ttl,
+                                                           who))
+
+    async def deregister(self, tenant: str, name: str, instance: str, who: dict) -> None:
+        return await self._call(self.actor.deregister.remote(tenant, name, instance, who))
+
+    async def discover(self, tenant: str, owner: str, name: str, labels: dict) -> list[dict]:
+        return await self._call(self.actor.discover.remote(tenant, owner, name, labels))
+
+    async def grant(self, tenant: str, name: str, to_tenant: str, who: dict) -> dict:
+        return await self._call(self.actor.grant.remote(tenant, name, to_tenant, who))
+
+    async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict) -> dict:
+        return await self._call(self.actor.revoke_grant.remote(tenant, name, to_tenant, who))
+
+    async def grants(self, tenant: str) -> dict:
+        return await self._call(self.actor.grants.remote(tenant))
+
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
         return await self._call(self.actor.wait_routes.remote(known_version, timeout))
 

@@ -33,10 +33,17 @@ class ServiceView:
     pending: dict = field(default_factory=dict)  # a replacement that has not switched yet
 
 
-def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None = None) -> dict:
+def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None = None,
+         grants: set[tuple[str, str, str]] | None = None) -> dict:
+    """Service events into `views`; with `grants`, discovery grants (owner, service, grantee) into it too."""
     views = {} if views is None else views
     for row in rows:
         kind = row["type"]
+        if grants is not None and kind in ("discovery.granted", "discovery.grant_revoked"):
+            payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else (row["payload"] or {})
+            grant = (row["tenant"], payload.get("service", ""), payload.get("to_tenant", ""))
+            (grants.add if kind == "discovery.granted" else grants.discard)(grant)
+            continue
         if not kind.startswith("service."):
             continue
         key = (row["tenant"], row["subject"])
@@ -92,6 +99,8 @@ def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None 
             view.state, view.host = "STOPPED", ""
         elif kind == "service.removed":
             del views[key]
+            if grants is not None:  # a removed service's grants go with it
+                grants.difference_update({g for g in grants if g[:2] == key})
     return views
 
 
@@ -108,6 +117,14 @@ def load_checkpoint(data_dir: Path) -> tuple[int, dict]:
     return data["last_id"], views
 
 
-def write_checkpoint(data_dir: Path, last_id: int, views: dict) -> None:
+def load_grants(data_dir: Path) -> set[tuple[str, str, str]]:
+    path = Path(data_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return set()
+    return {tuple(g) for g in json.loads(path.read_text()).get("grants", [])}
+
+
+def write_checkpoint(data_dir: Path, last_id: int, views: dict, grants: set | None = None) -> None:
     write_atomic(Path(data_dir) / CHECKPOINT_FILE,
-                 json.dumps({"last_id": last_id, "services": [dataclasses.asdict(v) for v in views.values()]}), 0o644)
+                 json.dumps({"last_id": last_id, "services": [dataclasses.asdict(v) for v in views.values()],
+                             "grants": sorted(grants or ())}), 0o644)

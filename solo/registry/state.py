@@ -205,7 +205,7 @@ class RegistryState:
         self._emit(record, "service.swap_succeeded", version=record.version, previous_version=previous_version)
 
     def rolled_back(self, failed: ServiceRecord, back: ServiceRecord, reason: str, state: str,
-                    placement: Placement | None = None) -> ServiceRecord:
+                    placement: Placement | None = None, seconds: float = 0.0) -> ServiceRecord:
         """Traffic returns to `back` (the kept previous version, or a past one started again)."""
         back.state, back.message = "RUNNING", f"rolled back from version {failed.version}: {reason}"
         if placement is not None:
@@ -215,7 +215,8 @@ class RegistryState:
         p = back.placement
         self._emit(back, "service.rolled_back", version=back.version, from_version=failed.version, reason=reason,
                    state=state, spec=back.spec.fingerprint(), generation=back.generation,
-                   host=p.host if p else "", pid=p.pid if p else 0, node_id=p.node_id if p else "")
+                   host=p.host if p else "", pid=p.pid if p else 0, node_id=p.node_id if p else "",
+                   seconds=round(seconds, 4))
         self._bump()
         return back
 

@@ -231,9 +231,10 @@ class SwapMixin:
                     reason = (f"the new version failed {errors} of {calls} calls, at or above the "
                               f"[swap] max_error_rate of {cfg.max_error_rate:g}")
             if reason:
+                detected = time.monotonic()
                 async with self._lock(key):
                     if self.standby.get(key) is standby and not standby.rolling_back:
-                        await self._roll_back(key, reason, None)
+                        await self._roll_back(key, reason, None, detected=detected)
                 return
         async with self._lock(key):
             if self.standby.get(key) is standby and not standby.rolling_back:
@@ -260,9 +261,11 @@ class SwapMixin:
                 self.state.outbox[-1].payload["early"] = why
         await self._commit()
 
-    async def _roll_back(self, key, reason: str, who, crashed: bool = False) -> dict:
+    async def _roll_back(self, key, reason: str, who, crashed: bool = False, detected: float | None = None) -> dict:
         """Traffic returns to the kept previous version (the lock is held). The new version's state
-        goes back with it when the new version can still give it; else the state as at the switch."""
+        goes back with it when the new version can still give it; else the state as at the switch.
+        `detected`: when the failure was noticed (monotonic), for the event's `seconds`."""
+        detected = time.monotonic() if detected is None else detected
         standby = self.standby[key]
         standby.rolling_back = True
         failed = self.state.services[key]
@@ -289,7 +292,7 @@ class SwapMixin:
                 await self._thaw(new_handle)
             raise FailedPrecondition(f"cannot roll back: the previous version's process is gone ({exc.message})")
         self.standby.pop(key, None)
-        back = self.state.rolled_back(failed, standby.old, reason, note)
+        back = self.state.rolled_back(failed, standby.old, reason, note, seconds=time.monotonic() - detected)
         self.hosts[key] = standby.handle
         await self._commit(who)
         if new_handle is not None:

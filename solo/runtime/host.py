@@ -13,11 +13,13 @@ import resource
 import secrets
 import time
 
+from solo import api
 from solo.api import context_from
 from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed, SoloError
 from solo.runtime import limits
 from solo.runtime.host_server import HostChannel, start_host_server
 from solo.runtime.instance import ServiceInstance
+from solo.runtime.peer import Discoverer
 
 
 def _rss_bytes() -> int:
@@ -62,7 +64,7 @@ class ServiceHost:
 
     async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
                    env: dict, config_json: str, labels: dict, max_concurrency: int, memory_bytes: int = 0,
-                   num_cpus: float = 0.0, check_seconds: float = 0.1) -> dict:
+                   num_cpus: float = 0.0, check_seconds: float = 0.1, discovery_ticket: str = "") -> dict:
         async with self._load_lock:
             if self.instance is not None:
                 raise FailedPrecondition("this host already runs a service")
@@ -73,6 +75,10 @@ class ServiceHost:
             applied = limits.apply(os.getpid(), self._name or f"host-{os.getpid()}", memory_bytes, num_cpus)
             self._limits = applied.describe()
             os.environ.update(env)
+            if discovery_ticket:  # solo.discover() inside the service, as this service
+                import ray
+                api._discoverer = Discoverer(tenant, name, self._name, discovery_ticket,
+                                             ray.get_runtime_context().namespace)
             context = context_from(tenant, name, version, config_json, labels)
             instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
             healthy, why = await instance.healthy()

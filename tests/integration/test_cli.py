@@ -72,6 +72,20 @@ def test_deploy_call_ls_status_stop(cli):
     streamed = cli("deploy", str(EXAMPLES / "ticker.py"))
     assert streamed.returncode == 0
     assert cli("call", "ticker", "countdown", "[2]", "--stream").stdout.split() == ["2", "1", '"liftoff"']
+    swapped = cli("swap", "counter", str(EXAMPLES / "counter_v2.py"), "--watch", "30")
+    assert "version 2 serving (was 1)" in swapped.stdout and "state: handed over" in swapped.stdout
+    assert json.loads(cli("call", "counter", "incr").stdout) == 13  # the state came along
+    assert json.loads(cli("call", "counter", "history").stdout) == [13]
+    back = cli("rollback", "counter")
+    assert "version 1 serving again (was 2)" in back.stdout and "handed back" in back.stdout
+    assert json.loads(cli("call", "counter", "get").stdout) == 13
+    found = json.loads(cli("discover", "counter", "--label", "team=core", "--json").stdout)
+    assert [(e["name"], e["kind"], e["labels"]) for e in found] == [("counter", "service", {"team": "core"})]
+    assert "exported to tenant bob" in cli("grant", "counter", "bob").stdout
+    assert json.loads(cli("grants", "--json").stdout)["given"] == [{"service": "counter", "to_tenant": "bob"}]
+    assert "no longer exported" in cli("grant", "counter", "bob", "--revoke").stdout
+    missing = cli("rollback", "nope", check=False)
+    assert missing.returncode == 3 and "not found" in missing.stderr
     stopped = cli("stop", "counter")
     assert "STOPPED" in stopped.stdout
 

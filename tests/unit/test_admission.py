@@ -163,7 +163,7 @@ def test_under_congestion_the_heaviest_tenant_is_capped_and_the_light_ones_never
         tick(0.002, 1)  # 1 s of fast calls: no congestion, nobody is capped
     assert shed == {"noisy": 0, "quiet-1": 0, "quiet-2": 0}
     for _ in range(250):
-        tick(0.02, 10)  # then noisy sends 10x: calls ten times slower than their fastest, congestion
+        tick(0.02, 30)  # then noisy floods (1,500 calls/s): calls ten times slower than their fastest, congestion
     assert shed["noisy"] > 100
     assert shed["quiet-1"] == shed["quiet-2"] == 0
 
@@ -183,6 +183,28 @@ def test_a_tenant_alone_is_never_rate_capped_even_under_congestion():
         for slot in slots:
             slot.__enter__()
         clock.now += 0.02
+        for slot in slots:
+            slot.__exit__(None, None, None)
+    assert shed == 0
+
+
+def test_a_slow_gateway_serving_few_calls_caps_nobody():
+    """Congestion from something else (a CPU hog) while one tenant makes most of a few hundred calls/s:
+    no rate cap (it would shed the victim of the hog, not a flood)."""
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    run_calls(admission, clock, "busy", 5, 0.002)
+    shed = 0
+    for i in range(400):  # 8 s of ticks of 20 ms: "busy" makes 4 calls each (200/s), "light" one every 4th
+        slots = []
+        for tenant in ["busy"] * 4 + (["light"] if i % 4 == 0 else []):
+            try:
+                slots.append(admission.admit(tenant, "svc", 100, measure=True))
+            except Overloaded:
+                shed += 1
+        for slot in slots:
+            slot.__enter__()
+        clock.now += 0.02  # ten times the fastest: congested
         for slot in slots:
             slot.__exit__(None, None, None)
     assert shed == 0
