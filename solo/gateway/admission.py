@@ -18,7 +18,7 @@ saturated, so more calls in flight only add queueing) or grows it by its square 
 not. It stays between `min_in_flight` and `max_in_flight`. Only calls admitted while their service
 had a free slot count, so a tenant queueing on its own slow service does not shrink everyone's limit.
 
-While calls are slowed down that way (congestion) and the gateway admits at least 1,000 calls/s
+While calls are slowed down that way (congestion) and the gateway admits at least 500 calls/s
 from several tenants, it also caps each tenant's rate of admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
 tenth of the load, but never below 1.5 times an even split of the most the gateway got through lately; while there is
 no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
@@ -56,7 +56,7 @@ RATE_WINDOW = 0.25  # seconds per window of the fair rate cap
 SHAVE = 0.9  # under congestion the capped tenants keep this fraction of the last window's load
 CONGESTION_HOLD = 0.5  # seconds a congestion signal lasts
 CAP_RISE = 1.05  # per window without congestion: the cap doubles in ~3.5 s (faster only brings the flood back)
-MIN_CAP_RATE = 1000.0  # calls/s the gateway must be admitting before the rate cap engages
+MIN_CAP_RATE = 500.0  # calls/s the gateway must be admitting before the rate cap engages
 SLACK = 1.5  # a tenant within 1.5x of an even split of the best window is never capped (arrivals are bursty)
 BEST_DECAY = 0.99  # per window: the best window is forgotten with a half-life of ~17 s
 
