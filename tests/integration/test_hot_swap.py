@@ -274,3 +274,20 @@ def test_every_gateway_follows_a_swap_without_failing_a_call(solo, alice, name):
     finally:
         solo.run(second.stop(0.5))
         alice.stop(name, remove=True)
+
+
+def test_a_version_whose_health_check_fails_in_the_window_is_rolled_back(alice, name):
+    alice.deploy(counter("v1"), name)
+    alice.call(name, "incr")
+    sick = counter("v2").replace("    def which(self):", """    def health(self):
+        return time.monotonic() < self.born + 2
+
+    def which(self):""").replace("self.value = 0", "self.value = 0\n        self.born = time.monotonic()")
+    alice.swap(name, sick, watch_seconds=30)
+    assert alice.call(name, "which") == "v2"
+    alice.call(name, "incr")
+    wait_for(lambda: alice.call(name, "which") == "v1", timeout=20)
+    assert alice.call(name, "get") == 2  # v2 was alive: its state came back
+    back = wait_for(lambda: [e for e in events_of(alice, name) if e["type"] == "service.rolled_back"])[-1]
+    assert "health check" in back["payload"]["reason"] and back["payload"]["seconds"] < 5
+    alice.stop(name, remove=True)

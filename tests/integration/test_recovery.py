@@ -48,3 +48,23 @@ def test_killed_registry_comes_back_and_takes_running_services_over(solo, alice,
     # the rebuilt registry still manages them
     alice.stop(name, remove=True)
     bob.stop(name, remove=True)
+
+
+def test_swaps_and_grants_survive_a_registry_restart(solo, alice, bob, name):
+    alice.deploy(EXAMPLES / "counter.py", name)
+    alice.call(name, "incr", by=4)
+    alice.swap(name, EXAMPLES / "counter_v2.py", watch_seconds=0)
+    alice.grant(name, "bob")
+    assert bob.call(f"alice/{name}", "get") == 4
+    before = alice.get(name)
+
+    ray.kill(ray.get_actor(REGISTRY_NAME, namespace=solo.supervisor.config.namespace), no_restart=False)
+
+    after = wait_for(lambda: (i := alice.get(name))["state"] == "RUNNING" and i)
+    assert (after["version"], after["pid"]) == ("2", before["pid"]), (before, after)
+    assert alice.call(name, "history") == []  # still version 2's process, with its state
+    assert alice.grants()["given"] == [{"service": name, "to_tenant": "bob"}]
+    assert bob.call(f"alice/{name}", "incr") == 5
+    assert [(e["owner"], e["version"]) for e in bob.discover(name, owner="alice")] == [("alice", "2")]
+    alice.stop(name, remove=True)
+    assert bob.discover(name, owner="alice") == []
