@@ -42,8 +42,8 @@ def cmd_grants(args) -> int:
 
 def add_discovery_parsers(sub, common) -> None:
     discover = sub.add_parser("discover", parents=[common],
-                              help="find services: yours, registered endpoints, and those exported to you")
-    discover.add_argument("name", nargs="?", help="a service name (default: everything you can see)")
+                              help="find your services and registered endpoints (--owner T: what T exported to you)")
+    discover.add_argument("name", nargs="?", help="a service name (default: all of them)")
     discover.add_argument("--owner", help="the tenant that exported it to you")
     discover.add_argument("--label", action="append", metavar="KEY=VALUE", help="must have this label (repeatable)")
     discover.set_defaults(func=cmd_discover)

@@ -147,6 +147,10 @@ class SwapConfig(_Section):
                                  "take to finish before its state is taken; past it the swap is abandoned")
     keep_versions: int = Field(default=5, ge=1, description="past versions (code and last state) kept per "
                                "service for `solo rollback --to`")
+    max_watch_seconds: float = Field(default=3600.0, gt=0, description="the longest watch window a swap may ask "
+                                     "for (the old version holds its resources meanwhile)")
+    max_state_bytes: int = Field(default=64 << 20, ge=1024, description="the largest snapshot() (as JSON) a swap "
+                                 "hands over; a larger one abandons the swap")
 
 
 class SoloConfig(_Section):

@@ -90,6 +90,11 @@ class HostLink(asyncio.Protocol):
         if self._retiring and not self._waiters:
             self._close("the service was stopped or replaced")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection ever opened (calls on one that never did were never sent)."""
+        return self._transport is not None
+
     def retire(self) -> None:
         """No new calls will come (the route moved away); close once the in-flight ones finish."""
         self._retiring = True

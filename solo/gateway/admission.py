@@ -84,7 +84,7 @@ class Admission:
         self.clock, self.jitter = clock, jitter
         self._limits: dict[str, int] = {}
         self.in_flight: Counter[str] = Counter()
-        self.per_service: Counter[tuple[str, str]] = Counter()
+        self.per_service: Counter[str] = Counter()  # by service ("<owner>/<name>"), whoever calls it
         self.total = 0
         self._tenants: dict[str, _TenantWindow] = {}
         # the adaptive limit's window and each measured service's fastest time (this and the last period)
@@ -113,7 +113,7 @@ class Admission:
         if limit and mine >= limit:
             raise self._shed(tenant, f"quota max_concurrent_calls: the tenant has {mine} calls in flight and may "
                              f"have {limit}; retry later or ask the operator for a larger quota", "tenant_quota")
-        waiting = self.per_service[(tenant, service)]
+        waiting = self.per_service[service]
         if service and waiting >= concurrency + self.service_queue_limit:
             raise self._shed(tenant, f"service {service!r} is saturated: {waiting} calls in flight for {concurrency} "
                              f"at a time and a queue of {self.service_queue_limit}; retry later, or deploy it with a "
@@ -126,12 +126,15 @@ class Admission:
                 raise self._shed(tenant, f"the gateway is at its limit of {gateway_limit} calls in flight and this "
                                  f"tenant holds {mine} (its fair share is {fair:.0f}); retry later", "gateway_limit")
 
-    def admit(self, tenant: str, service: str = "", concurrency: int = 1, measure: bool = False) -> "_Slot":
+    def admit(self, tenant: str, service: str = "", concurrency: int = 1, measure: bool = False,
+              method: str = "") -> "_Slot":
         """Check now (raises Overloaded when shed); the returned slot holds the place while the call runs.
 
-        `measure`: the call's latency feeds the adaptive limit (only for services that exist)."""
+        `service` names the service the same way for every caller ("<owner>/<name>"), so its queue is
+        shared. `measure`: the call's latency feeds the adaptive limit and it counts for the rate cap
+        (only calls to services that exist); `method` keys its fastest time."""
         self._check(tenant, service, concurrency)
-        if self.adaptive:
+        if self.adaptive and measure:
             now = self.clock()
             if now - self._rate_start >= RATE_WINDOW:
                 self._next_cap(now)
@@ -142,8 +145,8 @@ class Admission:
             self._counts[tenant] = count + 1
         window = self._window(tenant)
         window.admitted += 1
-        measured = measure and self.adaptive and self.per_service[(tenant, service)] < concurrency
-        return _Slot(self, tenant, service, measured)
+        measured = measure and self.adaptive and self.per_service[service] < concurrency
+        return _Slot(self, tenant, service, measured, method)
 
     # -- retry-after per tenant ------------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class Admission:
 
     # -- the adaptive limit -------------------------------------------------------------------------------------
 
-    def _finished(self, tenant: str, service: str, latency: float, measured: bool) -> None:
+    def _finished(self, tenant: str, service: str, method: str, latency: float, measured: bool) -> None:
         window = self._tenants.get(tenant)
         if window is not None:
             window.latency += latency
@@ -192,7 +195,7 @@ class Admission:
             self._roll(window)
         if not measured:
             return
-        key = (tenant, service)
+        key = (service, method)  # per method: a fast ping beside a slow method must not read as congestion
         fastest = self._fastest.get(key)
         if fastest is None:
             fastest = self._fastest[key] = [latency, latency]
@@ -251,27 +254,29 @@ class Admission:
 
 
 class _Slot:
-    __slots__ = ("admission", "key", "measured", "started")
+    __slots__ = ("admission", "tenant", "service", "method", "measured", "started")
 
-    def __init__(self, admission: Admission, tenant: str, service: str, measured: bool):
-        self.admission, self.key, self.measured = admission, (tenant, service), measured
+    def __init__(self, admission: Admission, tenant: str, service: str, measured: bool, method: str):
+        self.admission, self.tenant, self.service, self.method = admission, tenant, service, method
+        self.measured = measured
 
     def __enter__(self) -> None:
         a = self.admission
-        a.in_flight[self.key[0]] += 1
-        a.per_service[self.key] += 1
+        a.in_flight[self.tenant] += 1
+        a.per_service[self.service] += 1
         a.total += 1
         a._peak = max(a._peak, a.total)
         self.started = a.clock()
 
     def __exit__(self, exc_type, *exc) -> None:
         a = self.admission
-        a.in_flight[self.key[0]] -= 1
-        a.per_service[self.key] -= 1
+        a.in_flight[self.tenant] -= 1
+        a.per_service[self.service] -= 1
         a.total -= 1
-        if not a.per_service[self.key]:
-            del a.per_service[self.key]
-        a._finished(*self.key, a.clock() - self.started, self.measured and exc_type is None)
+        if not a.per_service[self.service]:
+            del a.per_service[self.service]
+        a._finished(self.tenant, self.service, self.method, a.clock() - self.started,
+                    self.measured and exc_type is None)
 
 
 __all__ = ["Admission"]

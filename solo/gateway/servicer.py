@@ -26,9 +26,6 @@ from solo.security.ratelimit import RateLimiter
 from solo.security.tokens import Authenticator, Principal
 
 
-MAX_WATCH_SECONDS = 24 * 3600
-
-
 def _on(operation: str, service=lambda r: "", method=lambda r: ""):
     """What an RPC needs its token to allow: an operation, on a service and method of the request."""
     return lambda r: Request(operation, service(r), method(r))
@@ -79,12 +76,14 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.events = event_feed
         self.metrics = metrics.CallSeries()
 
-    def _admit(self, tenant: str, service: str, route):
-        """Admission for one call; a shed call is counted for the `calls.shed` summary."""
+    def _admit(self, tenant: str, service: str, route, method: str = ""):
+        """Admission for one call to `service` ("<owner>/<name>"); a shed call is counted for `calls.shed`."""
         try:
-            return self.admission.admit(tenant, service, route.concurrency if route else 1, route is not None)
+            return self.admission.admit(tenant, service, route.concurrency if route else 1, route is not None,
+                                        method)
         except Overloaded as exc:
-            self.audit.shed(tenant, service, getattr(exc, "reason", "shed"))
+            shown = service.split("/", 1)[1] if service.startswith(f"{tenant}/") else service
+            self.audit.shed(tenant, shown, getattr(exc, "reason", "shed"))
             raise
 
     def _target(self, tenant: str, service: str):
@@ -129,8 +128,9 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
 
     @rpc(_on("swap", lambda r: r.name))
     async def SwapService(self, request, context, principal):
-        if request.HasField("watch_seconds") and not 0 <= request.watch_seconds <= MAX_WATCH_SECONDS:
-            raise InvalidRequest(f"watch_seconds must be between 0 and {MAX_WATCH_SECONDS:g}, not "
+        most = self.config.swap.max_watch_seconds
+        if request.HasField("watch_seconds") and not 0 <= request.watch_seconds <= most:
+            raise InvalidRequest(f"watch_seconds must be between 0 and {most:g} ([swap] max_watch_seconds), not "
                                  f"{request.watch_seconds:g}")
         spec = validate_spec(ServiceSpec(name=request.name, source=request.source, filename=request.filename,
                                          class_name=request.class_name, version=request.version),
@@ -161,8 +161,12 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     @rpc(_on("deploy", lambda r: r.name))
     async def RegisterService(self, request, context, principal):
         validate_name(request.name)
-        if len(request.address) > 256 or len(request.instance_id) > 64:
-            raise InvalidRequest("address is at most 256 characters and instance_id at most 64")
+        if len(request.address) > 256 or len(request.instance_id) > 64 or \
+                not all(c.isalnum() or c in "-_." for c in request.instance_id):
+            raise InvalidRequest("address is at most 256 characters; instance_id is the id RegisterService returned "
+                                 "(at most 64 letters, digits, '-', '_', '.')")
+        if len(request.labels) > 16:
+            raise InvalidRequest(f"a registration has at most 16 labels, not {len(request.labels)}")
         if request.version and not VERSION_RE.fullmatch(request.version):
             raise InvalidRequest(f"invalid version {request.version!r}: use up to 64 letters, digits, "
                                  "'.', '_', '+', '-'")
@@ -175,6 +179,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     @rpc(_on("deploy", lambda r: r.name))
     async def DeregisterService(self, request, context, principal):
         validate_name(request.name)
+        if not request.instance_id or len(request.instance_id) > 64:
+            raise InvalidRequest("instance_id is required (the id RegisterService returned), at most 64 characters")
         await self.registry.deregister(principal.tenant, request.name, request.instance_id,
                                        self._who(principal, context))
         return pb.DeregisterServiceResponse()
@@ -219,10 +225,11 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         code = "OK"
         if series:
             series.in_flight.inc()
-        breaker = (owner, name, route.version) if route is not None and route.state == "RUNNING" else None
+        # per caller: another tenant's failing or impatient calls must not open the owner's breaker
+        breaker = (tenant, service, route.version) if route is not None and route.state == "RUNNING" else None
         error = ""
         try:
-            with self._admit(tenant, service, route):
+            with self._admit(tenant, f"{owner}/{name}", route, request.method):
                 if breaker is not None:
                     self.breakers.before(breaker)
                 result = await self.dispatcher.invoke(owner, name, request.method, json_text, raw,
@@ -249,7 +256,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         code = "OK"
         owner, name, route = self._target(principal.tenant, request.service)
         try:
-            with self._admit(principal.tenant, request.service, route):
+            with self._admit(principal.tenant, f"{owner}/{name}", route, request.method):
                 stream = self.dispatcher.stream(owner, name, request.method, json_text, raw,
                                                 context.time_remaining())
                 async for result in stream:

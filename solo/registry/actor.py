@@ -34,6 +34,7 @@ from solo.runtime.peer import REGISTRY_NAME as PEER_REGISTRY_NAME
 from solo.registry.state import Event, Placement, RegistryState, ServiceRecord
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.files import write_atomic
+from solo.runtime.host_server import PEER_TICKET_SECONDS, peer_ticket
 from solo.runtime.launcher import Launcher, call_host, died_message
 
 REGISTRY_NAME = PEER_REGISTRY_NAME
@@ -134,6 +135,10 @@ class RegistryActor(SwapMixin):
             return False
         if not found or found["pid"] != view.pid:
             return False
+        try:  # a registry that died in the middle of a swap may have left it frozen
+            await call_host(handle.thaw.remote(), 5.0, "resuming a taken-over host")
+        except SoloError:
+            pass
         self.state.started(record, Placement(
             address=found["address"], key=found["key"], pid=found["pid"], node_id=found["node_id"],
             node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
@@ -285,18 +290,19 @@ class RegistryActor(SwapMixin):
         await self._crashed(tenant, name, generation, pid, message,
                             max_restarts=0 if policy == "stop" else None)
 
-    async def _crashed_in_window(self, key, standby, message: str, detected: float) -> None:
-        """A swapped-in version died during its watch window: back to the kept one."""
+    async def _crashed_in_window(self, key, standby, message: str, detected: float, generation: int,
+                                 pid: int) -> None:
+        """A swapped-in version died during its watch window: back to the kept one. If that is impossible
+        (or the window ended meanwhile), the crash goes through the restart policy like any other."""
         async with self._lock(key):
             if self.standby.get(key) is standby and not standby.rolling_back:
                 try:
                     await self._roll_back(key, f"the new version crashed: {message}", None, crashed=True,
                                           detected=detected)
+                    return
                 except SoloError as exc:
                     log.warning("rollback after a crash failed: %s", exc.message)
-                    record = self.state.services.get(key)
-                    if record is not None:
-                        await self._crashed(key[0], key[1], record.generation, 0, message)
+        await self._crashed(key[0], key[1], generation, pid, message, divert=False)
 
     def _max_restarts(self, tenant: str, name: str) -> int:
         record = self.state.services.get((tenant, name))
@@ -305,10 +311,10 @@ class RegistryActor(SwapMixin):
         return self.config.runtime.max_restarts
 
     async def _crashed(self, tenant: str, name: str, generation: int, pid: int, message: str,
-                       max_restarts: int | None = None) -> None:
+                       max_restarts: int | None = None, divert: bool = True) -> None:
         standby = self.standby.get((tenant, name))
-        if standby is not None and standby.new_generation == generation and not standby.rolling_back:
-            self._spawn(self._crashed_in_window((tenant, name), standby, message, time.monotonic()))
+        if divert and standby is not None and standby.new_generation == generation and not standby.rolling_back:
+            self._spawn(self._crashed_in_window((tenant, name), standby, message, time.monotonic(), generation, pid))
             return
         to_restart = self.state.crashed(tenant, name, generation, pid, message,
                                         self._max_restarts(tenant, name) if max_restarts is None else max_restarts)
@@ -434,8 +440,14 @@ class RegistryActor(SwapMixin):
         if not self.discovery.visible(tenant, owner, name) and name:
             return []
         found = []
-        pairs = [(owner, name)] if name else [(tenant, "")] + (self.discovery.exported_to(tenant) if owner == tenant
-                                                               else [])
+        # another tenant's services only when asked for by owner: a grant cannot push them into the
+        # grantee's own results
+        if name:
+            pairs = [(owner, name)]
+        elif owner == tenant:
+            pairs = [(tenant, "")]
+        else:
+            pairs = [(o, n) for o, n in self.discovery.exported_to(tenant) if o == owner]
         now = time.time()
         for who, wanted in pairs:
             for record in self.state.list(who):
@@ -461,7 +473,14 @@ class RegistryActor(SwapMixin):
             if self.discovery.grant(tenant, name, to_tenant):
                 self._discovery_event("discovery.granted", tenant, name, service=name, to_tenant=to_tenant)
                 self.state.route_version += 1  # gateways learn the grant with the routes
-                await self._commit(who, strict=True)
+                try:
+                    await self._commit(who, strict=True)
+                except SoloError:  # not recorded: not granted
+                    self.discovery.revoke(tenant, name, to_tenant)
+                    self.state.outbox = [e for e in self.state.outbox if e.type != "discovery.granted"
+                                         or (e.tenant, e.payload.get("service"), e.payload.get("to_tenant"))
+                                         != (tenant, name, to_tenant)]
+                    raise
             return {"route_version": self.state.route_version}
 
     async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
@@ -503,15 +522,17 @@ class RegistryActor(SwapMixin):
                            "its owner granted it to you: solo grant)")
         if record.state != "RUNNING" or record.placement is None:
             raise Unavailable(f"service {target!r} is {record.state}; retry in a moment")
-        return {"address": record.placement.address, "key": record.placement.key, "version": record.version,
-                "concurrency": record.spec.max_concurrency, "queue": self.config.limits.service_queue_limit,
-                "route_version": self.state.route_version}
+        expires = time.time() + PEER_TICKET_SECONDS  # the host key itself never leaves the registry and gateways
+        return {"address": record.placement.address, "ticket": peer_ticket(record.placement.key, tenant, expires),
+                "version": record.version, "concurrency": record.spec.max_concurrency,
+                "queue": self.config.limits.service_queue_limit}
 
     async def shutdown(self) -> int:
         """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""
         handles = list(self.hosts.values()) + [h for h, _ in self.pool] + [s.handle for s in self.standby.values()]
         self.pool.clear()
         self.standby.clear()
+        self.state.reserved.clear()
         self.state.suspend_all("solo down")
         self.hosts.clear()
         await asyncio.gather(*(self._stop_host(h) for h in handles))

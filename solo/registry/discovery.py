@@ -14,10 +14,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from solo.errors import InvalidRequest, NotFound
+from solo.errors import InvalidRequest, NotFound, Overloaded
 
 MAX_TTL = 24 * 3600.0
-MAX_REGISTRATIONS_PER_TENANT = 10_000
+MAX_REGISTRATIONS_PER_TENANT = 1_000
+MAX_GRANTS_PER_SERVICE = 100
+MAX_GRANTS_PER_TENANT = 1_000
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Registration:
 class Discovery:
     registrations: dict[tuple[str, str, str], Registration] = field(default_factory=dict)
     grants: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (owner, name) -> grantee tenants
+    counts: dict[str, int] = field(default_factory=dict)  # registrations per tenant
 
     # -- registrations --------------------------------------------------------------------------
     def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
@@ -51,23 +54,27 @@ class Discovery:
             current.version, current.address, current.labels = version, address, dict(labels)
             current.ttl, current.expires_at = ttl, now + ttl
             return current, False
-        if sum(1 for t, _, _ in self.registrations if t == tenant) >= MAX_REGISTRATIONS_PER_TENANT:
-            raise InvalidRequest(f"the tenant has {MAX_REGISTRATIONS_PER_TENANT} registrations; deregister some")
+        if self.counts.get(tenant, 0) >= MAX_REGISTRATIONS_PER_TENANT:
+            raise Overloaded(f"the tenant has {MAX_REGISTRATIONS_PER_TENANT} registrations, the most it may have; "
+                             "deregister some or let them expire")
         instance = instance or secrets.token_hex(8)
         registration = Registration(tenant, name, instance, version, address, dict(labels), ttl, now + ttl, now)
         self.registrations[(tenant, name, instance)] = registration
+        self.counts[tenant] = self.counts.get(tenant, 0) + 1
         return registration, True
 
     def deregister(self, tenant: str, name: str, instance: str) -> Registration:
         registration = self.registrations.pop((tenant, name, instance), None)
         if registration is None:
             raise NotFound(f"no registration {instance!r} of {name!r}; it may have expired already")
+        self.counts[tenant] -= 1
         return registration
 
     def expire(self, now: float) -> list[Registration]:
         gone = [r for r in self.registrations.values() if r.expires_at <= now]
         for r in gone:
             del self.registrations[(r.tenant, r.name, r.instance)]
+            self.counts[r.tenant] -= 1
         return gone
 
     def registered(self, tenant: str, name: str = "") -> list[Registration]:
@@ -78,10 +85,15 @@ class Discovery:
     def grant(self, owner: str, name: str, grantee: str) -> bool:
         if grantee == owner:
             raise InvalidRequest("a tenant always sees its own services; grant to another tenant")
-        holders = self.grants.setdefault((owner, name), set())
-        added = grantee not in holders
-        holders.add(grantee)
-        return added
+        holders = self.grants.get((owner, name), set())
+        if grantee in holders:
+            return False
+        if len(holders) >= MAX_GRANTS_PER_SERVICE or \
+                sum(len(h) for (o, _), h in self.grants.items() if o == owner) >= MAX_GRANTS_PER_TENANT:
+            raise Overloaded(f"at most {MAX_GRANTS_PER_SERVICE} grants per service and {MAX_GRANTS_PER_TENANT} per "
+                             "tenant; revoke some first")
+        self.grants.setdefault((owner, name), set()).add(grantee)
+        return True
 
     def revoke(self, owner: str, name: str, grantee: str) -> bool:
         holders = self.grants.get((owner, name), set())

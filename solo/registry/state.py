@@ -70,6 +70,7 @@ class RegistryState:
         self.quota_for = quota_for or (lambda tenant: Quota(max_services=max_services_per_tenant))
         self.clock = clock
         self._generations: dict[tuple[str, str], int] = {}
+        self.reserved: dict[tuple[str, str], object] = {}  # resources of versions kept in a watch window
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, tenant: str, name: str) -> ServiceRecord:
@@ -99,10 +100,9 @@ class RegistryState:
             if not replace_existing:
                 raise AlreadyExists(f"service {spec.name!r} already runs version {current.version} with a "
                                     "different spec; pass --replace (replace=true) to replace it, or pick another name")
-        mine = [r for r in self.services.values() if r.tenant == tenant]
         replacing = current.spec.resources if current is not None and current.state in ACTIVE else None
-        check_deploy(self.quota_for(tenant), usage([r.spec.resources for r in mine if r.state in ACTIVE], len(mine)),
-                     spec.resources, replacing, new_service=current is None)
+        check_deploy(self.quota_for(tenant), self._usage(tenant), spec.resources, replacing,
+                     new_service=current is None)
         generation = self._generations.get(key, 0) + 1
         record = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation,
                                "STARTING", self.clock())
@@ -165,8 +165,7 @@ class RegistryState:
                                      "version's state; deploy it instead (solo deploy --replace)")
         if current.spec.fingerprint() == spec.fingerprint():
             raise FailedPrecondition(f"service {spec.name!r} already runs this code as version {current.version}")
-        mine = [r for r in self.services.values() if r.tenant == tenant]
-        use = usage([r.spec.resources for r in mine if r.state in ACTIVE], len(mine))
+        use = self._usage(tenant)
         quota = self.quota_for(tenant)
         try:
             check_deploy(quota, use, spec.resources, None, new_service=False)
@@ -223,6 +222,17 @@ class RegistryState:
     def rollback_failed(self, record: ServiceRecord, to_version: str, reason: str, why: str) -> None:
         self._emit(record, "service.rollback_failed", version=record.version, to_version=to_version, reason=reason,
                    why=why)
+
+    def _usage(self, tenant: str):
+        """What the tenant's active services request, plus versions kept ready in a swap's watch window."""
+        mine = [r for r in self.services.values() if r.tenant == tenant]
+        held = [r.spec.resources for r in mine if r.state in ACTIVE]
+        held += [res for (t, _), res in self.reserved.items() if t == tenant]
+        return usage(held, len(mine))
+
+    def check_start(self, tenant: str, spec: ServiceSpec) -> None:
+        """A stopped or failed service is started again (a rollback to a past version): within the quota?"""
+        check_deploy(self.quota_for(tenant), self._usage(tenant), spec.resources, None, new_service=False)
 
     def next_generation(self, key: tuple[str, str]) -> int:
         generation = self._generations.get(key, 0) + 1
@@ -319,7 +329,7 @@ class RegistryState:
             self._generations.pop(key, None)
         else:
             self._generations[key] = generation
-        self.outbox = [e for e in self.outbox if (e.tenant, e.subject) != key]
+        self.outbox = [e for e in self.outbox if (e.tenant, e.subject) != key or not e.type.startswith("service.")]
         self._bump()
 
     # -- plumbing ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 
 from solo.core.spec import ServiceSpec
-from solo.errors import FailedPrecondition, NotFound, ServiceFailed, SoloError
+from solo.errors import FailedPrecondition, InvalidRequest, NotFound, ServiceFailed, SoloError
 from solo.registry.convert import record_info
 from solo.registry.state import ServiceRecord
 from solo.runtime.launcher import call_host
@@ -49,6 +49,9 @@ class SwapMixin:
             current = self.state.get(tenant, name)
             spec = replace(current.spec, source=source, filename=filename, class_name=class_name, version=version)
             watch = self.config.swap.watch_seconds if watch_seconds is None else watch_seconds
+            if watch > self.config.swap.max_watch_seconds:
+                raise InvalidRequest(f"watch_seconds {watch:g} is above [swap] max_watch_seconds "
+                                     f"({self.config.swap.max_watch_seconds:g})")
             return await self._swap(current, spec, watch, who, kind="swap")
 
     async def rollback(self, tenant: str, name: str, to_version: str = "", who: dict | None = None) -> dict:
@@ -60,12 +63,15 @@ class SwapMixin:
             if standby is not None and to_version in ("", standby.old.version):
                 return await self._roll_back(key, "asked for by hand", who)
             await self._settle(key, "rolled back by hand to another version")
-            past = self.history.find(tenant, name, to_version, current.version)
+            kept = await asyncio.to_thread(self.history.list, tenant, name)
+            past = next((e for e in kept if (e.version == to_version if to_version else
+                                             e.version != current.version)), None)
             if past is None:
-                kept = ", ".join(e.version for e in self.history.list(tenant, name)) or "none"
+                versions = ", ".join(e.version for e in kept) or "none"
                 what = f"version {to_version!r} of {name!r} is" if to_version else f"no earlier version of {name!r} is"
-                raise NotFound(f"{what} not kept (kept versions: {kept}); `solo status {name}` shows the current one")
-            spec = self.specs.get(past.spec)
+                raise NotFound(f"{what} not kept (kept versions: {versions}); `solo status {name}` shows the "
+                               "current one")
+            spec = await asyncio.to_thread(self.specs.get, past.spec)
             if spec is None:
                 raise FailedPrecondition(f"the code of version {past.version} is missing from the data directory")
             spec = spec.with_version(past.version)
@@ -93,7 +99,7 @@ class SwapMixin:
                             exception_type=exc.exception_type) from None
         self.state.swap_ready(new, current, time.monotonic() - started)
         try:
-            frozen = await call_host(old_handle.freeze.remote(drain), drain + 10, "taking the old version's state")
+            frozen = await call_host(old_handle.freeze.remote(drain, self.config.swap.max_state_bytes), drain + 10, "taking the old version's state")
         except SoloError as exc:
             self.launcher.kill(handle)
             await self._thaw(old_handle)
@@ -125,6 +131,7 @@ class SwapMixin:
         if watch > 0:
             standby = Standby(current, old_handle, frozen["state"], new.generation, time.monotonic() + watch)
             self.standby[key] = standby
+            self.state.reserved[key] = current.spec.resources  # the kept version counts against the quota
             self._spawn(self._watch_window(key, standby, handle))
         else:
             await self._retire(current, old_handle, frozen["state"])
@@ -138,25 +145,41 @@ class SwapMixin:
         key = current.key
         drain = self.config.swap.drain_seconds
         try:
-            frozen = await call_host(old_handle.freeze.remote(drain), drain + 10, "taking the old version's state")
+            frozen = await call_host(old_handle.freeze.remote(drain, self.config.swap.max_state_bytes), drain + 10, "taking the old version's state")
         except SoloError as exc:
             await self._thaw(old_handle)
             await self._swap_failed(current, new, f"the old version's state could not be taken: {exc.message}", who)
             raise
         await self._stop_host(old_handle)
+        handle = None
         try:
             handle, placement = await self._load_host(new)
             note = await self._hand_over(handle, frozen)
             await self._check_health(handle, "the new version")
         except SoloError as exc:
-            if "handle" in locals():
+            if handle is not None:
                 self.launcher.kill(handle)
             reason = f"the new version did not start: {exc.message}"
-            back_handle, back_placement = await self._load_host(current)
-            if frozen["state"] is not None:
-                await call_host(back_handle.restore.remote(frozen["state"]), self.config.runtime.start_timeout_seconds,
-                                "restoring the old version's state")
-            current.placement = back_placement
+            try:  # the old version again, with the state it had
+                back_handle, back_placement = await self._load_host(current)
+                try:
+                    if frozen["state"] is not None:
+                        await call_host(back_handle.restore.remote(frozen["state"]),
+                                        self.config.runtime.start_timeout_seconds, "restoring the old version's state")
+                except SoloError:
+                    self.launcher.kill(back_handle)
+                    raise
+            except SoloError as again:  # neither runs: the old version goes through the crash policy
+                await self._swap_failed(current, new, f"{reason}; starting version {current.version} again with "
+                                        f"its state failed too: {again.message}", who)
+                pid = current.placement.pid if current.placement else 0
+                await self._crashed(current.tenant, current.name, current.generation, pid,
+                                    f"a stop-then-start swap failed and the old version could not start again: "
+                                    f"{again.message}")
+                raise type(exc)(f"swap failed, and version {current.version} could not start again with its state "
+                                f"({again.message}); it is restarting fresh: {exc.message}",
+                                exception_type=exc.exception_type) from None
+            self.state.started(current, back_placement, recovered="the swap failed; started again with its state")
             self.hosts[key] = back_handle
             self._spawn(self._watch(current.tenant, current.name, current.generation, back_placement.pid,
                                     back_handle))
@@ -166,7 +189,8 @@ class SwapMixin:
         self.state.swapped(current, new, placement, note)
         self.hosts[key] = handle
         self._spawn(self._watch(new.tenant, new.name, new.generation, placement.pid, handle))
-        self.history.add(current.tenant, current.name, current.version, current.spec.fingerprint(), frozen["state"])
+        await asyncio.to_thread(self.history.add, current.tenant, current.name, current.version,
+                                current.spec.fingerprint(), frozen["state"])
         self.state.swap_succeeded(new, current.version)
         await self._commit(who)
         return self._swap_answer(new, current, note, "stop_start", 0.0, time.monotonic() - started, kind)
@@ -197,8 +221,12 @@ class SwapMixin:
 
     async def _retire(self, old: ServiceRecord, handle, state: str | None) -> None:
         """The previous version is no longer needed: keep its code and state for rollbacks, stop its host."""
-        await asyncio.to_thread(self.history.add, old.tenant, old.name, old.version, old.spec.fingerprint(), state)
         self._spawn(self._stop_host(handle))
+        try:
+            await asyncio.to_thread(self.history.add, old.tenant, old.name, old.version, old.spec.fingerprint(),
+                                    state)
+        except OSError as exc:
+            log.warning("could not keep version %s of %s in the history: %s", old.version, old.name, exc)
 
     def _swap_answer(self, new, previous, note: str, mode: str, watch: float, seconds: float, kind: str) -> dict:
         return {"service": record_info(new, time.time()), "previous_version": previous.version, "state": note,
@@ -244,13 +272,14 @@ class SwapMixin:
     async def _counts(handle) -> tuple[int, int]:
         try:
             stats = await call_host(handle.stats.remote(), 5.0, "stats")
-            return stats["calls"], stats["errors"]
+            return stats["calls"], stats.get("failed", stats["errors"])
         except SoloError:
             return 0, 0
 
     async def _settle(self, key, why: str) -> None:
         """End a watch window keeping the new version (it passed, or something else supersedes the window)."""
         standby = self.standby.pop(key, None)
+        self.state.reserved.pop(key, None)
         if standby is None:
             return
         record = self.state.services.get(key)
@@ -273,7 +302,8 @@ class SwapMixin:
         note = "the state as at the switch (the new version is gone)" if crashed else "the state as at the switch"
         if new_handle is not None:
             try:
-                frozen = await call_host(new_handle.freeze.remote(self.config.swap.drain_seconds),
+                frozen = await call_host(new_handle.freeze.remote(self.config.swap.drain_seconds,
+                                                                 self.config.swap.max_state_bytes),
                                          self.config.swap.drain_seconds + 10, "taking the new version's state")
                 if frozen["state"] is not None:
                     restored = await call_host(standby.handle.restore.remote(frozen["state"]),
@@ -286,12 +316,14 @@ class SwapMixin:
             await call_host(standby.handle.thaw.remote(), 10.0, "resuming the previous version")
         except SoloError as exc:  # the kept version is gone too: the new one stays, under the restart policy
             self.standby.pop(key, None)
+            self.state.reserved.pop(key, None)
             self.state.rollback_failed(failed, standby.old.version, reason, exc.message)
             await self._commit(who)
             if new_handle is not None:
                 await self._thaw(new_handle)
             raise FailedPrecondition(f"cannot roll back: the previous version's process is gone ({exc.message})")
         self.standby.pop(key, None)
+        self.state.reserved.pop(key, None)
         back = self.state.rolled_back(failed, standby.old, reason, note, seconds=time.monotonic() - detected)
         self.hosts[key] = standby.handle
         await self._commit(who)
@@ -307,6 +339,7 @@ class SwapMixin:
         key = current.key
         if current.state in ("STARTING", "RESTARTING", "STOPPING"):
             raise FailedPrecondition(f"service {current.name!r} is {current.state}; wait until it settles")
+        self.state.check_start(current.tenant, spec)
         generation = self.state.next_generation(key)
         back = ServiceRecord(current.tenant, current.name, spec, spec.version, generation, "STARTING",
                              current.created_at)

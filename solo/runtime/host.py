@@ -109,7 +109,7 @@ class ServiceHost:
             await asyncio.sleep(every)
 
     # -- hot swap ------------------------------------------------------------------------------
-    async def freeze(self, drain_seconds: float) -> dict:
+    async def freeze(self, drain_seconds: float, max_state_bytes: int = 64 << 20) -> dict:
         """Stop taking calls (they are answered MOVED and re-sent by the gateway), let the ones in flight
         finish, then snapshot the state. Thawed again when the calls do not finish in time.
 
@@ -129,11 +129,17 @@ class ServiceHost:
         if state is None:
             return {"state": None, "has_snapshot": has_snapshot}
         try:
-            return {"state": json.dumps(state), "has_snapshot": True}
+            text = json.dumps(state)
         except (TypeError, ValueError) as exc:
             self._channel.moved = False
             raise InvalidRequest(f"{instance.class_name}.snapshot() must return JSON-compatible data "
                                  f"(dicts, lists, strings, numbers): {exc}") from None
+        if len(text) > max_state_bytes:
+            self._channel.moved = False
+            raise InvalidRequest(f"{instance.class_name}.snapshot() returned {len(text) >> 20} MiB of JSON, more than "
+                                 f"[swap] max_state_bytes ({max_state_bytes >> 20} MiB); keep large data outside the "
+                                 "service's memory or ask the operator for a larger limit")
+        return {"state": text, "has_snapshot": True}
 
     async def thaw(self) -> None:
         """Serve calls again (a swap was abandoned or rolled back to this version)."""
@@ -156,6 +162,7 @@ class ServiceHost:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         inst = self.instance
         return {"calls": inst.calls if inst else 0, "errors": inst.errors if inst else 0,
+                "failed": inst.failed if inst else 0,
                 "in_flight": inst.in_flight if inst else 0, "rss_bytes": _rss_bytes(),
                 "cpu_seconds": usage.ru_utime + usage.ru_stime, "pid": os.getpid()}
 

@@ -7,8 +7,10 @@ ready in the same event-loop turn leave together in one frame.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
+import time
 from typing import Any
 
 from solo._proto import host_pb2
@@ -40,6 +42,29 @@ class HostChannel:
         self.moved = False  # frozen for a hot swap: new calls are answered MOVED and run nowhere here
 
 
+PEER_TICKET_SECONDS = 30.0  # how long a ticket for a direct call (solo.discover) lets a connection in
+
+
+def peer_ticket(host_key: str, tenant: str, expires: float) -> str:
+    """What a peer presents instead of the host key: the calling tenant, an expiry and an HMAC under the
+    host key, so the key itself never leaves the registry and the gateways, and a ticket ends."""
+    body = f"{tenant}:{int(expires)}"
+    mac = hmac.new(host_key.encode(), f"peer:{body}".encode(), hashlib.sha256).hexdigest()
+    return f"peer:{body}:{mac}"
+
+
+def check_hello(host_key: str, presented: str, now: float) -> float:
+    """0.0 for the host key (a gateway); a peer ticket's expiry; FrameError for anything else."""
+    if hmac.compare_digest(presented, host_key):
+        return 0.0
+    parts = presented.split(":")
+    if len(parts) == 4 and parts[0] == "peer" and parts[2].isdigit():
+        expires = float(parts[2])
+        if hmac.compare_digest(presented, peer_ticket(host_key, parts[1], expires)) and now < expires:
+            return expires
+    raise FrameError("wrong host key or expired ticket")
+
+
 def moved_error() -> Unavailable:
     return Unavailable("the service is being swapped to another version; the call was not run and is re-sent "
                        "to the new version", exception_type=MOVED)
@@ -53,6 +78,7 @@ class CallProtocol(asyncio.Protocol):
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.authorized = False
+        self.expires = 0.0  # a peer connection's ticket expiry (0: a gateway, no expiry)
         self.tasks: dict[int, asyncio.Task] = {}
         self.outgoing: list[host_pb2.Result] = []
         self.flush_scheduled = False
@@ -65,15 +91,18 @@ class CallProtocol(asyncio.Protocol):
             for payload in self.reader.feed(data):
                 if not self.authorized:
                     hello = host_pb2.Hello.FromString(payload)
-                    if not hmac.compare_digest(hello.key, self.channel.key):
-                        raise FrameError("wrong host key")
+                    self.expires = check_hello(self.channel.key, hello.key, time.time())
                     self.authorized = True
                     continue
+                expired = self.expires and time.time() >= self.expires
                 for call in host_pb2.CallBatch.FromString(payload).calls:
                     if call.cancel:
                         task = self.tasks.get(call.id)
                         if task is not None:
                             task.cancel()
+                    elif expired:  # not run: the peer resolves again (a fresh ticket) and re-sends it
+                        self.send(error_result(call.id, Unavailable(
+                            "this connection's ticket expired; the call was not run", exception_type=MOVED)))
                     else:
                         self.tasks[call.id] = asyncio.ensure_future(self.run(call))
         except Exception as exc:  # noqa: BLE001 - a bad peer loses its connection, nothing else
@@ -102,7 +131,8 @@ class CallProtocol(asyncio.Protocol):
             if instance is None:
                 raise Unavailable("the service is not loaded on this host yet")
             if self.channel.moved:
-                raise moved_error()
+                self.send(error_result(call.id, moved_error()))
+                return
             args, kwargs = decode_args(call.json if call.HasField("json") else None,
                                        call.raw if call.HasField("raw") else None)
             if call.stream:
@@ -113,6 +143,8 @@ class CallProtocol(asyncio.Protocol):
                 value = await instance.call(call.method, args, kwargs, call.timeout or None)
                 self.send(value_result(call.id, value, end=True))
         except SoloError as exc:
+            if exc.exception_type == MOVED:  # only a frozen host says MOVED (above), never the service's code
+                exc = type(exc)(exc.message, exception_type="")
             self.send(error_result(call.id, exc))
         except asyncio.CancelledError:
             pass

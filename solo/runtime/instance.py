@@ -94,6 +94,7 @@ class ServiceInstance:
         self.executor = executor
         self.calls = 0
         self.errors = 0
+        self.failed = 0  # errors raised by the service itself (a caller's short deadline does not count)
         self.in_flight = 0
         self.started_at = time.time()
 
@@ -201,16 +202,19 @@ class ServiceInstance:
                 return await coro
         except TimeoutError as exc:
             self.errors += 1
-            if deadline.expired():
+            if deadline.expired():  # the caller's deadline: not counted as the service failing (see failed)
                 raise DeadlineExceeded(f"the call did not finish within its deadline ({timeout:.3g}s)") from None
+            self.failed += 1
             raise tenant_failure(exc, self.filename) from None
         except SoloError:
             self.errors += 1
+            self.failed += 1
             raise
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001
             self.errors += 1
+            self.failed += 1
             raise tenant_failure(exc, self.filename) from None
         finally:
             self.in_flight -= 1
@@ -238,6 +242,7 @@ class ServiceInstance:
             raise
         except BaseException as exc:  # noqa: BLE001
             self.errors += 1
+            self.failed += 1
             raise tenant_failure(exc, self.filename) from None
         finally:
             self.in_flight -= 1

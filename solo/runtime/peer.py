@@ -1,10 +1,12 @@
 """`solo.discover` inside a service: handles that call another service's host directly.
 
-The registry decides who may call what: the calling host proves which service it runs with its own
-call-channel key, and the registry answers with the target's address and key only if the target is
-the caller's tenant's, or its owner granted it to that tenant. The handle then opens the same
-framed call channel the gateways use (core/dispatch.py HostLink) and keeps the answer for
-RESOLVE_TTL seconds. A call answered MOVED (the target froze for a hot swap) or a closed
+The registry decides who may call what: the calling host proves which service it runs with the
+ticket the registry gave it at load, and the registry answers with the target's address and a
+ticket for the target's call channel (an HMAC under the target host's key, naming the calling
+tenant, valid 30 s) only if the target is the caller's tenant's, or its owner granted it to that
+tenant. The handle opens the same framed call channel the gateways use (core/dispatch.py HostLink)
+with that ticket and asks again every RESOLVE_TTL seconds, moving to a new connection with each
+new ticket; a revoked grant therefore ends direct calls within 30 s. A call answered MOVED (the target froze for a hot swap) or a closed
 connection makes it ask again, so it follows swaps and restarts. Calls in flight per handle are
 bounded by the target's concurrency plus the service queue limit (the same bound the gateway
 applies); past it a call is refused with RESOURCE_EXHAUSTED at once.
@@ -38,6 +40,7 @@ class PeerHandle:
         self._target: dict | None = None
         self._resolved_at = 0.0
         self._link: HostLink | None = None
+        self._ticket = ""
         self.in_flight = 0
 
     def __repr__(self) -> str:
@@ -62,16 +65,22 @@ class PeerHandle:
         self.in_flight += 1
         try:
             give_up = time.monotonic() + RETRY_WINDOW
+            pause = 0.01
             while True:
                 link = self._link_for(target)
                 try:
                     result = await link.call(method, json_text, raw, _timeout)
                     break
                 except Unavailable as exc:
-                    moved = exc.exception_type == MOVED
-                    if not (moved or link.closed) or time.monotonic() >= give_up:
+                    # re-sent only when it surely did not run: MOVED (the target froze for a swap, or the
+                    # ticket expired), or a connection that never opened (the target moved or restarted)
+                    unsent = link.closed and not link.connected
+                    if link.closed:
+                        self._target = None  # ask the registry again for the next call
+                    if not (exc.exception_type == MOVED or unsent) or time.monotonic() >= give_up:
                         raise
-                    await asyncio.sleep(0.01 if moved else 0.05)
+                    await asyncio.sleep(pause)
+                    pause = min(0.2, pause * 2)  # back off, so many handles do not flood the registry
                     target = await self._current(refresh=True)
         finally:
             self.in_flight -= 1
@@ -85,13 +94,16 @@ class PeerHandle:
         return self._target
 
     def _link_for(self, target: dict) -> HostLink:
+        """The connection for the current answer; a new ticket (every RESOLVE_TTL) means a new connection,
+        and the old one closes once its calls are answered, long before its ticket expires."""
         link = self._link
-        if link is None or link.closed or link.address != target["address"]:
+        if link is None or link.closed or self._ticket != target["ticket"]:
             if link is not None and not link.closed:
                 link.retire()
-            route = Route(self.owner, self.name, target["version"], "RUNNING", target["address"], target["key"],
+            route = Route(self.owner, self.name, target["version"], "RUNNING", target["address"], target["ticket"],
                           concurrency=target["concurrency"])
             link = self._link = HostLink(route)
+            self._ticket = target["ticket"]
         return link
 
 

@@ -291,3 +291,27 @@ def test_a_version_whose_health_check_fails_in_the_window_is_rolled_back(alice, 
     back = wait_for(lambda: [e for e in events_of(alice, name) if e["type"] == "service.rolled_back"])[-1]
     assert "health check" in back["payload"]["reason"] and back["payload"]["seconds"] < 5
     alice.stop(name, remove=True)
+
+
+def test_a_service_cannot_fake_the_moved_answer(alice, name):
+    faker = source("""
+        from solo.errors import Unavailable
+
+        class Faker:
+            def __init__(self):
+                self.runs = 0
+
+            def trick(self):
+                self.runs += 1
+                raise Unavailable("pretend", exception_type="Moved")
+
+            def count(self):
+                return self.runs
+    """)
+    alice.deploy(faker, name)
+    started = time.monotonic()
+    with pytest.raises(SoloError) as err:
+        alice.call(name, "trick")
+    assert err.value.code == "UNAVAILABLE" and time.monotonic() - started < 2  # not re-sent for 5 s
+    assert alice.call(name, "count") == 1  # it ran once
+    alice.stop(name, remove=True)

@@ -29,7 +29,7 @@ def test_a_service_queue_beyond_its_concurrency_is_bounded():
     hold(admission, "acme", "other", n=1)  # another service has its own queue
     release(slots[:1])
     hold(admission, "acme", "kv", 2)  # a slot freed: admitted again
-    assert admission.per_service[("acme", "kv")] == 5
+    assert admission.per_service["kv"] == 5
 
 
 def test_idle_capacity_is_borrowed_and_at_the_limit_each_tenant_keeps_its_fair_share():

@@ -518,3 +518,16 @@ def test_past_versions_are_kept_newest_first_up_to_a_count(tmp_path):
     assert oct((tmp_path / "history" / "acme" / "kv.json").stat().st_mode & 0o777) == "0o600"
     history.forget("acme", "kv")
     assert history.list("acme", "kv") == []
+
+
+def test_a_version_kept_in_a_watch_window_counts_against_the_quota():
+    from solo.core.spec import Resources
+    from solo.registry.quotas import Quota
+
+    state = RegistryState(quota_for=lambda t: Quota(max_services=10, max_memory_bytes=300))
+    running(state, s=spec(resources=Resources(memory_bytes=100)))
+    state.reserved[("acme", "echo")] = Resources(memory_bytes=150)  # the old version, kept ready
+    with pytest.raises(Overloaded, match="max_memory_bytes"):
+        state.plan_deploy("acme", spec(name="other", resources=Resources(memory_bytes=100)), False)
+    del state.reserved[("acme", "echo")]
+    state.plan_deploy("acme", spec(name="other", resources=Resources(memory_bytes=100)), False)
