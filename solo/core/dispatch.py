@@ -16,7 +16,7 @@ from solo.core.routes import Route, RouteTable
 from solo.errors import MOVED, DeadlineExceeded, NotFound, Unavailable, from_code
 
 CONNECT_TIMEOUT = 5.0
-MOVED_WAIT = 5.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long
+MOVED_WAIT = 15.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long (default)
 MOVED_POLL = 0.05  # re-sent at least this often while its route stays (a swap that was abandoned thaws the host)
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
@@ -203,8 +203,9 @@ def _unwrap(result: host_pb2.Result) -> host_pb2.Result:
 class Dispatcher:
     """Resolves (tenant, service) through the local route table and forwards the call."""
 
-    def __init__(self, routes: RouteTable):
+    def __init__(self, routes: RouteTable, moved_wait: float = MOVED_WAIT):
         self.routes = routes
+        self.moved_wait = moved_wait  # at least as long as a swap may drain, so a re-sent call outlasts it
         self._links: dict[str, HostLink] = {}
         self._updated: asyncio.Event | None = None
 
@@ -229,7 +230,7 @@ class Dispatcher:
                      timeout: float | None) -> host_pb2.Result:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
-        give_up = loop.time() + MOVED_WAIT
+        give_up = loop.time() + self.moved_wait
         while True:
             route = self.route(tenant, service)
             try:
@@ -242,7 +243,7 @@ class Dispatcher:
                      timeout: float | None) -> AsyncIterator[host_pb2.Result]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
-        give_up = loop.time() + MOVED_WAIT
+        give_up = loop.time() + self.moved_wait
         while True:
             route = self.route(tenant, service)
             started = False

@@ -60,7 +60,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     audit = Audit(event_feed)
     authenticator.verifier.on_first_seen = audit.first_seen
     table = RouteTable()
-    dispatcher = Dispatcher(table)
+    dispatcher = Dispatcher(table, moved_wait=config.swap.drain_seconds + 5.0)
     follower = RouteFollower(registry, table, dispatcher)
     await follower.start()
     size = config.gateway.max_message_bytes
