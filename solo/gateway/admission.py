@@ -18,10 +18,11 @@ saturated, so more calls in flight only add queueing) or grows it by its square 
 not. It stays between `min_in_flight` and `max_in_flight`. Only calls admitted while their service
 had a free slot count, so a tenant queueing on its own slow service does not shrink everyone's limit.
 
-While calls are slowed down that way (congestion) and the gateway admits at least 500 calls/s
-from several tenants, it also caps each tenant's rate of admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
-tenth of the load, but never below 1.5 times an even split of the most the gateway got through lately; while there is
-no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
+While calls are slowed down that way (congestion), the gateway admits at least 500 calls/s, and
+the tenants other than the busiest make at least 5% of them, it also caps each tenant's rate of
+admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
+tenth of the load, but never below 1.5 times an even split of the most the gateway got through
+lately; while there is no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
 This is what protects the others when the gateway itself is what saturates, because then calls
 queue in front of the handlers, where an in-flight limit cannot see them.
 
@@ -57,6 +58,7 @@ SHAVE = 0.9  # under congestion the capped tenants keep this fraction of the las
 CONGESTION_HOLD = 0.5  # seconds a congestion signal lasts
 CAP_RISE = 1.05  # per window without congestion: the cap doubles in ~3.5 s (faster only brings the flood back)
 MIN_CAP_RATE = 500.0  # calls/s the gateway must be admitting before the rate cap engages
+OTHERS_SHARE = 0.05  # the other tenants must make at least this share of the calls for the cap to engage
 SLACK = 1.5  # a tenant within 1.5x of an even split of the best window is never capped (arrivals are bursty)
 BEST_DECAY = 0.99  # per window: the best window is forgotten with a half-life of ~17 s
 
@@ -227,8 +229,10 @@ class Admission:
         self._best = max(total, self._best * BEST_DECAY)
         if len(counts) < 2:  # the cap is about fairness between tenants; one alone is left to the limit
             self._cap = None
-        elif now < self._congested_until and total >= MIN_CAP_RATE * RATE_WINDOW:
-            # (a gateway slowed down while it serves few calls is loaded by something else: no reason to cap)
+        elif (now < self._congested_until and total >= MIN_CAP_RATE * RATE_WINDOW
+              and total - counts[0] >= OTHERS_SHARE * total):
+            # (a gateway slowed down while it serves few calls is loaded by something else, and a tenant
+            # making nearly every call is not crowding anyone out: no reason to cap)
             target, level = SHAVE * total, 0.0
             rest = total
             for i, c in enumerate(counts):  # the level at which sum(min(c, level)) == target

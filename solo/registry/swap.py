@@ -23,6 +23,7 @@ from solo.registry.state import ServiceRecord
 from solo.runtime.launcher import call_host
 
 log = logging.getLogger("solo.registry")
+RETIRE_GRACE = 2.0  # seconds a replaced, frozen version lives on after the switch
 
 
 @dataclass
@@ -220,13 +221,19 @@ class SwapMixin:
         await self._commit(who)
 
     async def _retire(self, old: ServiceRecord, handle, state: str | None) -> None:
-        """The previous version is no longer needed: keep its code and state for rollbacks, stop its host."""
-        self._spawn(self._stop_host(handle))
+        """The previous version is no longer needed: keep its code and state for rollbacks, stop its host
+        (after RETIRE_GRACE, still frozen: callers that had not followed the switch yet get MOVED, and
+        re-send, rather than a connection torn down under them)."""
+        self._spawn(self._stop_later(handle))
         try:
             await asyncio.to_thread(self.history.add, old.tenant, old.name, old.version, old.spec.fingerprint(),
                                     state)
         except OSError as exc:
             log.warning("could not keep version %s of %s in the history: %s", old.version, old.name, exc)
+
+    async def _stop_later(self, handle) -> None:
+        await asyncio.sleep(RETIRE_GRACE)
+        await self._stop_host(handle)
 
     def _swap_answer(self, new, previous, note: str, mode: str, watch: float, seconds: float, kind: str) -> dict:
         return {"service": record_info(new, time.time()), "previous_version": previous.version, "state": note,
@@ -328,7 +335,7 @@ class SwapMixin:
         self.hosts[key] = standby.handle
         await self._commit(who)
         if new_handle is not None:
-            self._spawn(self._stop_host(new_handle))
+            self._spawn(self._stop_later(new_handle))
         await asyncio.to_thread(self.history.add, failed.tenant, failed.name, failed.version,
                                 failed.spec.fingerprint(), None)
         return {"service": record_info(back, time.time()), "from_version": failed.version, "reason": reason,

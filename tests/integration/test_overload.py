@@ -10,6 +10,7 @@ import time
 
 import grpc
 
+from solo import SoloClient, SoloError
 from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.security.keys import KeyRing
@@ -63,9 +64,17 @@ def test_overload_gets_fast_errors_with_a_retry_after_not_timeouts(solo, operato
     token = operator.mint_token("overload")
     gateway = small_gateway(solo)
     try:
-        from solo import SoloClient
         with SoloClient(solo.address, token) as client:
             client.deploy(SLOW, name, max_concurrency=2)
+        with SoloClient(f"127.0.0.1:{gateway.port}", token) as small:  # the small gateway follows the route too
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    small.call(name, "wait", 0)
+                    break
+                except SoloError:
+                    assert time.monotonic() < deadline, "the second gateway never routed to the service"
+                    time.sleep(0.05)
         results = asyncio.run(storm(f"127.0.0.1:{gateway.port}", token, name, 300))
     finally:
         solo.run(gateway.stop(0.5))

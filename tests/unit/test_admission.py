@@ -208,3 +208,23 @@ def test_a_slow_gateway_serving_few_calls_caps_nobody():
         for slot in slots:
             slot.__exit__(None, None, None)
     assert shed == 0
+
+
+def test_a_stray_call_from_another_tenant_does_not_cap_the_one_doing_nearly_all_the_work():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    run_calls(admission, clock, "busy", 5, 0.002)
+    shed = 0
+    for i in range(200):  # 4 s of 20 ms ticks, 20 calls each from "busy" (1,000/s); "stray" calls twice at the start
+        slots = []
+        for tenant in ["busy"] * 20 + (["stray"] if i < 2 else []):
+            try:
+                slots.append(admission.admit(tenant, "svc", 100, measure=True))
+            except Overloaded:
+                shed += 1
+        for slot in slots:
+            slot.__enter__()
+        clock.now += 0.02  # ten times the fastest: congested
+        for slot in slots:
+            slot.__exit__(None, None, None)
+    assert shed == 0
