@@ -21,7 +21,7 @@ had a free slot count, so a tenant queueing on its own slow service does not shr
 While calls are slowed down that way (congestion), the gateway admits at least 500 calls/s, and
 the tenants other than the busiest make at least 5% of them, it also caps each tenant's rate of
 admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
-tenth of the load, but never below 1.5 times an even split of the most the gateway got through
+fifth of the load, but never below 1.5 times an even split of the most the gateway got through
 lately; while there is no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
 This is what protects the others when the gateway itself is what saturates, because then calls
 queue in front of the handlers, where an in-flight limit cannot see them.
@@ -54,9 +54,9 @@ BASELINE_SECONDS = 10.0  # a service's fastest time: its minimum, which may rise
 BASELINE_RISE = 1.1  # so a service that got slower for good is its new normal within minutes, not seconds
 MAX_RATIO = 10.0  # one slow call counts at most this much
 RATE_WINDOW = 0.25  # seconds per window of the fair rate cap
-SHAVE = 0.9  # under congestion the capped tenants keep this fraction of the last window's load
+SHAVE = 0.8  # under congestion the capped tenants keep this fraction of the last window's load
 CONGESTION_HOLD = 0.5  # seconds a congestion signal lasts
-CAP_RISE = 1.05  # per window without congestion: the cap doubles in ~3.5 s (faster only brings the flood back)
+CAP_RISE = 1.02  # per window without congestion: the cap doubles in ~9 s (faster brings the flood back in bursts)
 MIN_CAP_RATE = 500.0  # calls/s the gateway must be admitting before the rate cap engages
 OTHERS_SHARE = 0.05  # the other tenants must make at least this share of the calls for the cap to engage
 SLACK = 1.5  # a tenant within 1.5x of an even split of the best window is never capped (arrivals are bursty)
@@ -216,9 +216,9 @@ class Admission:
             self._baseline_start = now
 
     def _next_cap(self, now: float) -> None:
-        """Under congestion: cap the heaviest tenants so they give up a tenth of the load (water-filling),
+        """Under congestion: cap the heaviest tenants so they give up a fifth of the load (water-filling),
         never below SLACK times an even split of the best window lately; without congestion: raise the cap
-        by CAP_RISE, and lift it once nobody is near it. A tenant alone is never capped."""
+        by CAP_RISE, and lift it once it is above twice the best window. A tenant alone is never capped."""
         counts = sorted(self._counts.values(), reverse=True)
         self._counts.clear()
         self._rate_start = now
@@ -243,8 +243,8 @@ class Admission:
             self._cap = max(level, SLACK * self._best / len(counts))
         elif self._cap is not None:
             self._cap *= CAP_RISE
-            if self._cap > 2 * counts[0]:
-                self._cap = None
+            if self._cap > 2 * self._best:  # no longer holds anything back; lifting it sooner (e.g. when the
+                self._cap = None            # capped tenant backs off for a moment) lets its backlog flood back
 
     def _update_limit(self, ratio: float) -> None:
         if ratio > TOLERANCE:
