@@ -141,7 +141,9 @@ class Admission:
             if now - self._rate_start >= RATE_WINDOW:
                 self._next_cap(now)
             count = self._counts[tenant]
-            if self._cap is not None and count >= self._cap:
+            # paced through the window (a tenth of it up front): a capped tenant whose callers come back
+            # together is not let in as one burst at the start of each window
+            if self._cap is not None and count >= self._cap * min(1.0, (now - self._rate_start) / RATE_WINDOW + 0.1):
                 raise self._shed(tenant, f"the gateway is congested and this tenant has had more than its fair share "
                                  f"of calls ({self._cap / RATE_WINDOW:.0f}/s) lately; retry later", "fair_share")
             self._counts[tenant] = count + 1
