@@ -22,7 +22,9 @@ While calls are slowed down that way (congestion), the gateway admits at least 5
 the tenants other than the busiest make at least 5% of them, it also caps each tenant's rate of
 admitted calls, max-min fairly: every RATE_WINDOW the cap is set so the heaviest tenants give up a
 fifth of the load, but never below 1.5 times an even split of the most the gateway got through
-lately; while there is no congestion the cap rises again slowly and is lifted. A tenant at or below its share is never capped.
+lately; while there is no congestion the cap rises again slowly and is lifted. A tenant at or
+below its share is never capped. A capped tenant's admissions are paced through the window (a
+tenth of its cap up front), so callers that come back together do not get in as one burst.
 This is what protects the others when the gateway itself is what saturates, because then calls
 queue in front of the handlers, where an in-flight limit cannot see them.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from solo.errors import Overloaded
-from solo.gateway.admission import HARD_FACTOR, Admission
+from solo.gateway.admission import HARD_FACTOR, RATE_WINDOW, Admission
 from solo.gateway.audit import Audit
 
 
@@ -228,3 +228,29 @@ def test_a_stray_call_from_another_tenant_does_not_cap_the_one_doing_nearly_all_
         for slot in slots:
             slot.__exit__(None, None, None)
     assert shed == 0
+
+
+def test_a_capped_tenant_is_paced_through_the_window_not_let_in_as_a_burst():
+    clock = Clock()
+    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    admission._cap = 100.0  # as set under congestion: 100 calls per 0.25 s window
+    admission._rate_start = clock.now
+    burst = 0
+    for _ in range(100):  # all at the start of the window
+        try:
+            admission.admit("noisy", "svc", 1000, measure=True)
+            burst += 1
+        except Overloaded:
+            pass
+    assert burst == 10  # a tenth up front
+    clock.now += RATE_WINDOW / 2
+    later = sum(1 for _ in range(100) if _admitted(admission, "noisy"))
+    assert later == 50  # up to 60 by half way
+
+
+def _admitted(admission, tenant) -> bool:
+    try:
+        admission.admit(tenant, "svc", 1000, measure=True)
+        return True
+    except Overloaded:
+        return False
