@@ -408,29 +408,36 @@ class RegistryActor(SwapMixin):
         registration, new = self.discovery.register(tenant, name, instance, version, address, labels, ttl,
                                                     time.time())
         if new:
-            self._discovery_event("discovery.registered", tenant, name, instance_id=registration.instance,
-                                  version=version, address=address, labels=labels, ttl=ttl)
-            await self._commit(who)
+            await self._write_own([Event("discovery.registered", tenant, name, {
+                "instance_id": registration.instance, "version": version, "address": address, "labels": labels,
+                "ttl": ttl})], who)
         return {"instance_id": registration.instance, "expires_at": registration.expires_at}
 
     async def deregister(self, tenant: str, name: str, instance: str, who: dict | None = None) -> None:
         await self.start()
         self.discovery.deregister(tenant, name, instance)
-        self._discovery_event("discovery.deregistered", tenant, name, instance_id=instance)
-        await self._commit(who)
+        await self._write_own([Event("discovery.deregistered", tenant, name, {"instance_id": instance})], who)
 
     async def _expiry_loop(self) -> None:
         while True:
             await asyncio.sleep(0.25)
             gone = self.discovery.expire(time.time())
-            for r in gone:
-                self._discovery_event("discovery.expired", r.tenant, r.name, instance_id=r.instance,
-                                      address=r.address, ttl=r.ttl)
             if gone:
-                await self._commit()
+                await self._write_own([Event("discovery.expired", r.tenant, r.name, {
+                    "instance_id": r.instance, "address": r.address, "ttl": r.ttl}) for r in gone], None)
 
-    def _discovery_event(self, kind: str, tenant: str, subject: str, **payload) -> None:
-        self.state.outbox.append(Event(kind, tenant, subject, payload))
+    async def _write_own(self, events: list[Event], who: dict | None, strict: bool = False) -> None:
+        """Write these events, and only these: other operations' events waiting in the shared outbox
+        keep their own principal. Not strict: if the log cannot take them now, the next commit retries."""
+        rows, _ = event_rows(events, who or {}, self._last_crash)
+        try:
+            await self.sink.append(rows)
+        except SoloError as exc:
+            if strict:
+                raise
+            self.state.outbox.extend(events)
+            log.warning("discovery events not written yet, will retry: %s", exc.message)
+        self._publish()
 
     async def discover(self, tenant: str, owner: str, name: str, labels: dict) -> list[dict]:
         """What `tenant` may see: its own services and registrations, and services exported to it. A
@@ -471,16 +478,14 @@ class RegistryActor(SwapMixin):
         async with self._lock((tenant, name)):
             self.state.get(tenant, name)  # NotFound for services the tenant does not have
             if self.discovery.grant(tenant, name, to_tenant):
-                self._discovery_event("discovery.granted", tenant, name, service=name, to_tenant=to_tenant)
-                self.state.route_version += 1  # gateways learn the grant with the routes
                 try:
-                    await self._commit(who, strict=True)
+                    await self._write_own([Event("discovery.granted", tenant, name,
+                                                 {"service": name, "to_tenant": to_tenant})], who, strict=True)
                 except SoloError:  # not recorded: not granted
                     self.discovery.revoke(tenant, name, to_tenant)
-                    self.state.outbox = [e for e in self.state.outbox if e.type != "discovery.granted"
-                                         or (e.tenant, e.payload.get("service"), e.payload.get("to_tenant"))
-                                         != (tenant, name, to_tenant)]
                     raise
+                self.state.route_version += 1  # gateways learn the grant with the routes
+                self._publish()
             return {"route_version": self.state.route_version}
 
     async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
@@ -488,9 +493,14 @@ class RegistryActor(SwapMixin):
         async with self._lock((tenant, name)):
             if not self.discovery.revoke(tenant, name, to_tenant):
                 raise NotFound(f"{name!r} is not granted to {to_tenant!r}")
-            self._discovery_event("discovery.grant_revoked", tenant, name, service=name, to_tenant=to_tenant)
+            try:
+                await self._write_own([Event("discovery.grant_revoked", tenant, name,
+                                             {"service": name, "to_tenant": to_tenant})], who, strict=True)
+            except SoloError:  # not recorded: the grant stays (it would come back after a restart)
+                self.discovery.grant(tenant, name, to_tenant)
+                raise
             self.state.route_version += 1
-            await self._commit(who)
+            self._publish()
             return {"route_version": self.state.route_version}
 
     async def grants(self, tenant: str) -> dict:
