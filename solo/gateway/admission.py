@@ -165,17 +165,16 @@ class Admission:
     def _shed(self, tenant: str, message: str, reason: str) -> Overloaded:
         window = self._window(tenant)
         window.shed += 1
-        self._roll(window)
+        self._roll(window, self.clock())
         error = Overloaded(message)
         error.retry_after = window.retry_after * (0.5 + self.jitter())
         error.reason = reason
         return error
 
-    def _roll(self, window: _TenantWindow) -> None:
+    def _roll(self, window: _TenantWindow, now: float) -> None:
         """Every RETRY_WINDOW per tenant: the next retry-after. Callers ~ admitted rate x latency + shed rate x
         retry-after (Little's law); spread them so SHED_PER_ADMIT calls are shed per admitted one. Not shed
         in the last window: halve it."""
-        now = self.clock()
         elapsed = now - window.started
         if elapsed < RETRY_WINDOW:
             return
@@ -193,12 +192,13 @@ class Admission:
 
     # -- the adaptive limit -------------------------------------------------------------------------------------
 
-    def _finished(self, tenant: str, service: str, method: str, latency: float, measured: bool) -> None:
+    def _finished(self, tenant: str, service: str, method: str, latency: float, measured: bool,
+                  now: float) -> None:
         window = self._tenants.get(tenant)
         if window is not None:
             window.latency += latency
             window.finished += 1
-            self._roll(window)
+            self._roll(window, now)
         if not measured:
             return
         key = (service, method)  # per method: a fast ping beside a slow method must not read as congestion
@@ -210,7 +210,6 @@ class Admission:
         baseline = max(min(fastest), 1e-6)
         self._ratios += min(MAX_RATIO, latency / baseline)
         self._samples += 1
-        now = self.clock()
         if now - self._window_start >= WINDOW and self._samples >= MIN_SAMPLES:
             self._update_limit(self._ratios / self._samples)
             self._window_start, self._ratios, self._samples, self._peak = now, 0.0, 0, self.total
@@ -283,8 +282,9 @@ class _Slot:
         a.total -= 1
         if not a.per_service[self.service]:
             del a.per_service[self.service]
-        a._finished(self.tenant, self.service, self.method, a.clock() - self.started,
-                    self.measured and exc_type is None)
+        now = a.clock()
+        a._finished(self.tenant, self.service, self.method, now - self.started, self.measured and exc_type is None,
+                    now)
 
 
 __all__ = ["Admission"]

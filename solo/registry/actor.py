@@ -8,10 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import hashlib
-import hmac
 import logging
-import secrets
 import time
 
 import pyarrow as pa
@@ -19,29 +16,27 @@ import pyarrow.compute as pc
 
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec
-from solo.errors import NotFound, PermissionDenied, SoloError, Unavailable
+from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
 from solo.registry.events import event_rows
 from solo.registry.quotas import quota_for
 from solo.runtime import limits
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
-from solo.registry.discovery import Discovery, matches
+from solo.registry.discovery import Discovery
+from solo.registry.discovery_actor import DiscoveryMixin
 from solo.registry.history import VersionHistory
 from solo.registry.specs import SpecStore
 from solo.registry.swap import Standby, SwapMixin
-from solo.runtime.peer import REGISTRY_NAME as PEER_REGISTRY_NAME
-from solo.registry.state import Event, Placement, RegistryState, ServiceRecord
+from solo.runtime.peer import REGISTRY_NAME  # noqa: F401 - defined beside the hosts' lookup, used from here
+from solo.registry.state import Placement, RegistryState, ServiceRecord
 from solo.runtime.event_log_actor import EventLogHandle
-from solo.files import write_atomic
-from solo.runtime.host_server import PEER_TICKET_SECONDS, peer_ticket
 from solo.runtime.launcher import Launcher, call_host, died_message
 
-REGISTRY_NAME = PEER_REGISTRY_NAME
 log = logging.getLogger("solo.registry")
 
 
-class RegistryActor(SwapMixin):
+class RegistryActor(SwapMixin, DiscoveryMixin):
     def __init__(self, config: dict, bind_host: str = ""):
         self.config = SoloConfig.model_validate(config)
         rt = self.config.runtime
@@ -400,142 +395,6 @@ class RegistryActor(SwapMixin):
         for route in routes:
             route["grants"] = self.discovery.granted_to(route["tenant"], route["name"])
         return self.state.route_version, routes
-
-    # -- discovery -----------------------------------------------------------------------------
-    async def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
-                       ttl: float, who: dict | None = None) -> dict:
-        await self.start()
-        registration, new = self.discovery.register(tenant, name, instance, version, address, labels, ttl,
-                                                    time.time())
-        if new:
-            await self._write_own([Event("discovery.registered", tenant, name, {
-                "instance_id": registration.instance, "version": version, "address": address, "labels": labels,
-                "ttl": ttl})], who)
-        return {"instance_id": registration.instance, "expires_at": registration.expires_at}
-
-    async def deregister(self, tenant: str, name: str, instance: str, who: dict | None = None) -> None:
-        await self.start()
-        self.discovery.deregister(tenant, name, instance)
-        await self._write_own([Event("discovery.deregistered", tenant, name, {"instance_id": instance})], who)
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            gone = self.discovery.expire(time.time())
-            if gone:
-                await self._write_own([Event("discovery.expired", r.tenant, r.name, {
-                    "instance_id": r.instance, "address": r.address, "ttl": r.ttl}) for r in gone], None)
-
-    async def _write_own(self, events: list[Event], who: dict | None, strict: bool = False) -> None:
-        """Write these events, and only these: other operations' events waiting in the shared outbox
-        keep their own principal. Not strict: if the log cannot take them now, the next commit retries."""
-        rows, _ = event_rows(events, who or {}, self._last_crash)
-        try:
-            await self.sink.append(rows)
-        except SoloError as exc:
-            if strict:
-                raise
-            self.state.outbox.extend(events)
-            log.warning("discovery events not written yet, will retry: %s", exc.message)
-        self._publish()
-
-    async def discover(self, tenant: str, owner: str, name: str, labels: dict) -> list[dict]:
-        """What `tenant` may see: its own services and registrations, and services exported to it. A
-        service it may not see is answered exactly like one that does not exist."""
-        await self.start()
-        owner = owner or tenant
-        if not self.discovery.visible(tenant, owner, name) and name:
-            return []
-        found = []
-        # another tenant's services only when asked for by owner: a grant cannot push them into the
-        # grantee's own results
-        if name:
-            pairs = [(owner, name)]
-        elif owner == tenant:
-            pairs = [(tenant, "")]
-        else:
-            pairs = [(o, n) for o, n in self.discovery.exported_to(tenant) if o == owner]
-        now = time.time()
-        for who, wanted in pairs:
-            for record in self.state.list(who):
-                if (not wanted or record.name == wanted) and (who == tenant or self.discovery.visible(tenant, who,
-                                                                                                      record.name)):
-                    if matches(record.spec.labels, labels):
-                        found.append({"owner": who, "name": record.name, "kind": "service", "version": record.version,
-                                      "state": record.state, "labels": dict(record.spec.labels), "address": "",
-                                      "instance_id": "", "expires_at": 0.0})
-            if who != tenant:
-                continue  # registrations are not exported: they are the owner's own bookkeeping
-            for r in self.discovery.registered(who, wanted):
-                if r.expires_at > now and matches(r.labels, labels):
-                    found.append({"owner": who, "name": r.name, "kind": "registered", "version": r.version,
-                                  "state": "REGISTERED", "labels": dict(r.labels), "address": r.address,
-                                  "instance_id": r.instance, "expires_at": r.expires_at})
-        return found
-
-    async def grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
-        await self.start()
-        async with self._lock((tenant, name)):
-            self.state.get(tenant, name)  # NotFound for services the tenant does not have
-            if self.discovery.grant(tenant, name, to_tenant):
-                try:
-                    await self._write_own([Event("discovery.granted", tenant, name,
-                                                 {"service": name, "to_tenant": to_tenant})], who, strict=True)
-                except SoloError:  # not recorded: not granted
-                    self.discovery.revoke(tenant, name, to_tenant)
-                    raise
-                self.state.route_version += 1  # gateways learn the grant with the routes
-                self._publish()
-            return {"route_version": self.state.route_version}
-
-    async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict | None = None) -> dict:
-        await self.start()
-        async with self._lock((tenant, name)):
-            if not self.discovery.revoke(tenant, name, to_tenant):
-                raise NotFound(f"{name!r} is not granted to {to_tenant!r}")
-            try:
-                await self._write_own([Event("discovery.grant_revoked", tenant, name,
-                                             {"service": name, "to_tenant": to_tenant})], who, strict=True)
-            except SoloError:  # not recorded: the grant stays (it would come back after a restart)
-                self.discovery.grant(tenant, name, to_tenant)
-                raise
-            self.state.route_version += 1
-            self._publish()
-            return {"route_version": self.state.route_version}
-
-    async def grants(self, tenant: str) -> dict:
-        await self.start()
-        return {"given": [{"service": n, "to_tenant": g} for n, g in self.discovery.grants_of(tenant)],
-                "received": [{"owner": o, "service": n} for o, n in self.discovery.exported_to(tenant)]}
-
-    def _ticket(self, tenant: str, name: str, host: str) -> str:
-        """What proves to `resolve` that a host was loaded with this tenant's service (an HMAC under a key
-        in the data directory, so it holds across registry restarts)."""
-        if self._secret is None:
-            path = self.config.data_dir / "registry.secret"
-            if not path.exists():
-                write_atomic(path, secrets.token_hex(32))
-            self._secret = bytes.fromhex(path.read_text().strip())
-        return hmac.new(self._secret, f"{tenant}\0{name}\0{host}".encode(), hashlib.sha256).hexdigest()
-
-    async def resolve(self, tenant: str, name: str, host: str, ticket: str, owner: str, target: str) -> dict:
-        """For `solo.discover` inside a service: where `owner`'s `target` answers, if the calling service
-        (proved by its host's ticket) may call it. Refusals look like a missing service."""
-        await self.start()
-        if not hmac.compare_digest(ticket, self._ticket(tenant, name, host)):
-            raise PermissionDenied("this host was not loaded with the service it claims to run")
-        owner = owner or tenant
-        record = self.state.services.get((owner, target)) if self.discovery.visible(tenant, owner, target) else None
-        if record is None:
-            shown = target if owner == tenant else f"{owner}/{target}"
-            raise NotFound(f"service {shown!r} not found; check the name (and, for another tenant's service, that "
-                           "its owner granted it to you: solo grant)")
-        if record.state != "RUNNING" or record.placement is None:
-            raise Unavailable(f"service {target!r} is {record.state}; retry in a moment")
-        expires = time.time() + PEER_TICKET_SECONDS  # the host key itself never leaves the registry and gateways
-        return {"address": record.placement.address, "ticket": peer_ticket(record.placement.key, tenant, expires),
-                "version": record.version, "concurrency": record.spec.max_concurrency,
-                "queue": self.config.limits.service_queue_limit}
 
     async def shutdown(self) -> int:
         """Stop every service (stop hooks run), empty the pool, flush events. Used by `solo down`."""

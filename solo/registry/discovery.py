@@ -119,13 +119,6 @@ class Discovery:
         """(owner, service) pairs other tenants exported to `caller`."""
         return sorted((o, n) for (o, n), holders in self.grants.items() if caller in holders)
 
-    # -- rebuild ---------------------------------------------------------------------------------
-    def fold(self, event_type: str, tenant: str, payload: dict) -> None:
-        if event_type == "discovery.granted":
-            self.grants.setdefault((tenant, payload["service"]), set()).add(payload["to_tenant"])
-        elif event_type == "discovery.grant_revoked":
-            self.revoke(tenant, payload["service"], payload["to_tenant"])
-
 
 def matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())

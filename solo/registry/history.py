@@ -51,11 +51,12 @@ class VersionHistory:
         write_atomic(path, json.dumps([asdict(e) for e in entries[:self.keep]]))
 
     def find(self, tenant: str, name: str, version: str, current_version: str) -> PastVersion | None:
-        """The entry for `version`, or (empty) the newest one that is not the current version."""
-        for entry in self.list(tenant, name):
-            if (entry.version == version) if version else (entry.version != current_version):
-                return entry
-        return None
+        return pick(self.list(tenant, name), version, current_version)
 
     def forget(self, tenant: str, name: str) -> None:
         self._path(tenant, name).unlink(missing_ok=True)
+
+
+def pick(entries: list[PastVersion], version: str, current_version: str) -> PastVersion | None:
+    """The entry for `version`, or (empty) the newest one that is not the current version."""
+    return next((e for e in entries if (e.version == version if version else e.version != current_version)), None)

@@ -39,15 +39,15 @@ def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None 
     views = {} if views is None else views
     for row in rows:
         kind = row["type"]
-        if grants is not None and kind in ("discovery.granted", "discovery.grant_revoked"):
-            payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else (row["payload"] or {})
+        granting = grants is not None and kind in ("discovery.granted", "discovery.grant_revoked")
+        if not granting and not kind.startswith("service."):
+            continue
+        payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else (row["payload"] or {})
+        if granting:
             grant = (row["tenant"], payload.get("service", ""), payload.get("to_tenant", ""))
             (grants.add if kind == "discovery.granted" else grants.discard)(grant)
             continue
-        if not kind.startswith("service."):
-            continue
         key = (row["tenant"], row["subject"])
-        payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else (row["payload"] or {})
         view = views.get(key)
         if kind == "service.deploying":
             fresh = {"spec": payload.get("spec", ""), "version": payload.get("version", ""),

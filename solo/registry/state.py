@@ -173,9 +173,7 @@ class RegistryState:
         except Overloaded:
             check_deploy(quota, use, spec.resources, current.spec.resources, new_service=False)
             mode = "stop_start"
-        key = current.key
-        generation = self._generations.get(key, 0) + 1
-        self._generations[key] = generation
+        generation = self.next_generation(current.key)
         new = ServiceRecord(tenant, spec.name, spec, spec.version or str(generation), generation, "STARTING",
                             current.created_at)
         self._emit(current, "service.swap_started", version=new.version, previous_version=current.version,

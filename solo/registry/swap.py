@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from solo.core.spec import ServiceSpec
 from solo.errors import FailedPrecondition, InvalidRequest, NotFound, ServiceFailed, SoloError
 from solo.registry.convert import record_info
+from solo.registry.history import pick
 from solo.registry.state import ServiceRecord
 from solo.runtime.launcher import call_host
 
@@ -65,8 +66,7 @@ class SwapMixin:
                 return await self._roll_back(key, "asked for by hand", who)
             await self._settle(key, "rolled back by hand to another version")
             kept = await asyncio.to_thread(self.history.list, tenant, name)
-            past = next((e for e in kept if (e.version == to_version if to_version else
-                                             e.version != current.version)), None)
+            past = pick(kept, to_version, current.version)
             if past is None:
                 versions = ", ".join(e.version for e in kept) or "none"
                 what = f"version {to_version!r} of {name!r} is" if to_version else f"no earlier version of {name!r} is"
@@ -89,7 +89,6 @@ class SwapMixin:
         current, new, mode = self.state.plan_swap(current.tenant, spec, kind)
         await self._undo_on_failure(key, saved, self._commit(who, strict=True))
         old_handle = self.hosts.get(key)
-        drain = self.config.swap.drain_seconds
         if mode == "stop_start":
             return await self._swap_stop_start(current, new, old_handle, who, started, kind)
         try:
@@ -100,7 +99,7 @@ class SwapMixin:
                             exception_type=exc.exception_type) from None
         self.state.swap_ready(new, current, time.monotonic() - started)
         try:
-            frozen = await call_host(old_handle.freeze.remote(drain, self.config.swap.max_state_bytes), drain + 10, "taking the old version's state")
+            frozen = await self._freeze(old_handle, "the old version")
         except SoloError as exc:
             self.launcher.kill(handle)
             await self._thaw(old_handle)
@@ -144,9 +143,8 @@ class SwapMixin:
         """The quota holds one version at a time: freeze and stop the old one, then start the new one
         with its state; if that fails, the old version is started again with the same state."""
         key = current.key
-        drain = self.config.swap.drain_seconds
         try:
-            frozen = await call_host(old_handle.freeze.remote(drain, self.config.swap.max_state_bytes), drain + 10, "taking the old version's state")
+            frozen = await self._freeze(old_handle, "the old version")
         except SoloError as exc:
             await self._thaw(old_handle)
             await self._swap_failed(current, new, f"the old version's state could not be taken: {exc.message}", who)
@@ -195,6 +193,12 @@ class SwapMixin:
         self.state.swap_succeeded(new, current.version)
         await self._commit(who)
         return self._swap_answer(new, current, note, "stop_start", 0.0, time.monotonic() - started, kind)
+
+    async def _freeze(self, handle, which: str) -> dict:
+        """Stop `which` taking calls, let its running calls finish, and take its state (see ServiceHost.freeze)."""
+        drain = self.config.swap.drain_seconds
+        return await call_host(handle.freeze.remote(drain, self.config.swap.max_state_bytes), drain + 10,
+                               f"taking {which}'s state")
 
     async def _hand_over(self, handle, frozen: dict) -> str:
         """Give the new host the frozen state; returns what happened, in words (shown to the user)."""
@@ -309,9 +313,7 @@ class SwapMixin:
         note = "the state as at the switch (the new version is gone)" if crashed else "the state as at the switch"
         if new_handle is not None:
             try:
-                frozen = await call_host(new_handle.freeze.remote(self.config.swap.drain_seconds,
-                                                                 self.config.swap.max_state_bytes),
-                                         self.config.swap.drain_seconds + 10, "taking the new version's state")
+                frozen = await self._freeze(new_handle, "the new version")
                 if frozen["state"] is not None:
                     restored = await call_host(standby.handle.restore.remote(frozen["state"]),
                                                self.config.runtime.start_timeout_seconds,

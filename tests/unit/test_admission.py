@@ -1,6 +1,8 @@
 """Gateway admission (pure): tenant quota, per-service queue, fair shares at the global limit."""
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from solo.errors import Overloaded
@@ -141,107 +143,80 @@ def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_soon
     assert admission._tenants["noisy"].retry_after < retry[-1] / 4
 
 
+def adaptive(clock) -> Admission:
+    return Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+
+
+def tick(admission, clock, tenants, latency, concurrency=100, period=0.0) -> Counter:
+    """One call per entry of `tenants`, started together, each taking `latency`; then the clock moves on
+    to `period` when that is longer. Returns the shed calls per tenant."""
+    shed: Counter = Counter()
+    slots = []
+    for tenant in tenants:
+        try:
+            slots.append(admission.admit(tenant, "svc", concurrency, measure=True))
+        except Overloaded:
+            shed[tenant] += 1
+    for slot in slots:
+        slot.__enter__()
+    clock.now += latency
+    for slot in slots:
+        slot.__exit__(None, None, None)
+    clock.now += max(0.0, period - latency)
+    return shed
+
+
 def test_under_congestion_the_heaviest_tenant_is_capped_and_the_light_ones_never_are():
     clock = Clock()
-    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
-    shed = {"noisy": 0, "quiet-1": 0, "quiet-2": 0}
-
-    def tick(latency, noisy):  # noisy starts `noisy` calls, the quiet ones one each; they all take `latency`
-        slots = []
-        for tenant in ["noisy"] * noisy + ["quiet-1", "quiet-2"]:
-            try:
-                slots.append(admission.admit(tenant, "svc", 100, measure=True))
-            except Overloaded:
-                shed[tenant] += 1
-        for slot in slots:
-            slot.__enter__()
-        clock.now += latency
-        for slot in slots:
-            slot.__exit__(None, None, None)
-        clock.now += max(0.0, 0.01 - latency)
-    for _ in range(100):
-        tick(0.002, 1)  # 1 s of fast calls: no congestion, nobody is capped
-    assert shed == {"noisy": 0, "quiet-1": 0, "quiet-2": 0}
-    for _ in range(250):
-        tick(0.02, 30)  # then noisy floods (1,500 calls/s): calls ten times slower than their fastest, congestion
+    admission = adaptive(clock)
+    shed: Counter = Counter()
+    for _ in range(100):  # 1 s of fast calls: no congestion, nobody is capped
+        shed += tick(admission, clock, ["noisy"] + ["quiet-1", "quiet-2"], 0.002, period=0.01)
+    assert shed == {}
+    for _ in range(250):  # then noisy floods (1,500 calls/s): calls ten times slower than their fastest, congestion
+        shed += tick(admission, clock, ["noisy"] * 30 + ["quiet-1", "quiet-2"], 0.02, period=0.01)
     assert shed["noisy"] > 100
     assert shed["quiet-1"] == shed["quiet-2"] == 0
 
 
 def test_a_tenant_alone_is_never_rate_capped_even_under_congestion():
     clock = Clock()
-    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    admission = adaptive(clock)
     run_calls(admission, clock, "solo-tenant", 200, 0.002)
-    shed = 0
+    shed: Counter = Counter()
     for burst in range(1, 40):  # its rate keeps growing while every call is ten times slower than its fastest
-        slots = []
-        for _ in range(burst * 5):
-            try:
-                slots.append(admission.admit("solo-tenant", "svc", 10_000, measure=True))
-            except Overloaded:
-                shed += 1
-        for slot in slots:
-            slot.__enter__()
-        clock.now += 0.02
-        for slot in slots:
-            slot.__exit__(None, None, None)
-    assert shed == 0
+        shed += tick(admission, clock, ["solo-tenant"] * (burst * 5), 0.02, concurrency=10_000)
+    assert sum(shed.values()) == 0
 
 
 def test_a_slow_gateway_serving_few_calls_caps_nobody():
     """Congestion from something else (a CPU hog) while one tenant makes most of a few hundred calls/s:
     no rate cap (it would shed the victim of the hog, not a flood)."""
     clock = Clock()
-    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    admission = adaptive(clock)
     run_calls(admission, clock, "busy", 5, 0.002)
-    shed = 0
+    shed: Counter = Counter()
     for i in range(400):  # 8 s of ticks of 20 ms: "busy" makes 4 calls each (200/s), "light" one every 4th
-        slots = []
-        for tenant in ["busy"] * 4 + (["light"] if i % 4 == 0 else []):
-            try:
-                slots.append(admission.admit(tenant, "svc", 100, measure=True))
-            except Overloaded:
-                shed += 1
-        for slot in slots:
-            slot.__enter__()
-        clock.now += 0.02  # ten times the fastest: congested
-        for slot in slots:
-            slot.__exit__(None, None, None)
-    assert shed == 0
+        shed += tick(admission, clock, ["busy"] * 4 + (["light"] if i % 4 == 0 else []), 0.02)
+    assert sum(shed.values()) == 0
 
 
 def test_a_stray_call_from_another_tenant_does_not_cap_the_one_doing_nearly_all_the_work():
     clock = Clock()
-    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    admission = adaptive(clock)
     run_calls(admission, clock, "busy", 5, 0.002)
-    shed = 0
+    shed: Counter = Counter()
     for i in range(200):  # 4 s of 20 ms ticks, 20 calls each from "busy" (1,000/s); "stray" calls twice at the start
-        slots = []
-        for tenant in ["busy"] * 20 + (["stray"] if i < 2 else []):
-            try:
-                slots.append(admission.admit(tenant, "svc", 100, measure=True))
-            except Overloaded:
-                shed += 1
-        for slot in slots:
-            slot.__enter__()
-        clock.now += 0.02  # ten times the fastest: congested
-        for slot in slots:
-            slot.__exit__(None, None, None)
-    assert shed == 0
+        shed += tick(admission, clock, ["busy"] * 20 + (["stray"] if i < 2 else []), 0.02)
+    assert sum(shed.values()) == 0
 
 
 def test_a_capped_tenant_is_paced_through_the_window_not_let_in_as_a_burst():
     clock = Clock()
-    admission = Admission(lambda t: 0, max_in_flight=10_000, adaptive=True, clock=clock, jitter=lambda: 0.5)
+    admission = adaptive(clock)
     admission._cap = 100.0  # as set under congestion: 100 calls per 0.25 s window
     admission._rate_start = clock.now
-    burst = 0
-    for _ in range(100):  # all at the start of the window
-        try:
-            admission.admit("noisy", "svc", 1000, measure=True)
-            burst += 1
-        except Overloaded:
-            pass
+    burst = sum(1 for _ in range(100) if _admitted(admission, "noisy"))  # all at the start of the window
     assert burst == 10  # a tenth up front
     clock.now += RATE_WINDOW / 2
     later = sum(1 for _ in range(100) if _admitted(admission, "noisy"))
