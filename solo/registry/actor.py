@@ -6,6 +6,7 @@ writes events, and publishes route versions that gateways long-poll (`wait_route
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import dataclasses
 import logging
@@ -29,7 +30,7 @@ from solo.registry.history import VersionHistory
 from solo.registry.specs import SpecStore
 from solo.registry.swap import Standby, SwapMixin
 from solo.runtime.peer import REGISTRY_NAME  # noqa: F401 - defined beside the hosts' lookup, used from here
-from solo.registry.state import Placement, RegistryState, ServiceRecord
+from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import Launcher, call_host, died_message
 
@@ -68,7 +69,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
         if self._started is None:  # the first caller rebuilds; concurrent callers wait for it
-            self._started = asyncio.get_running_loop().create_task(self._rebuild())
+            self._started = asyncio.get_running_loop().create_task(self._rebuild(), context=contextvars.Context())
             self._started.add_done_callback(lambda _: self._spawn(self._fill_pool()))
         await asyncio.shield(self._started)
         return self.state.route_version
@@ -154,7 +155,8 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             await self._commit()
 
     def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        """Background work acts for Solo, not for the operation that started it (a fresh context)."""
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -207,6 +209,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
     # -- RPCs ----------------------------------------------------------------------------------
     async def deploy(self, tenant: str, spec: ServiceSpec, replace: bool, who: dict | None = None) -> dict:
         await self.start()  # also after Ray restarted this actor
+        acting_for.set(who or {})
         key = (tenant, spec.name)
         async with self._lock(key):
             await self._settle(key, "deployed again")
@@ -349,6 +352,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
 
     async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
         await self.start()  # after a restart: answer from the rebuilt state, never an empty one
+        acting_for.set(who or {})
         async with self._lock((tenant, name)):
             await self._settle((tenant, name), "stopped")
             saved = self.state.save((tenant, name))

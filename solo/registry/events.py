@@ -11,8 +11,9 @@ def event_rows(events: list[Event], who: dict, last_crash: dict) -> tuple[list[d
     rows, crash_at = [], {}
     for index, e in enumerate(events):
         key = (e.tenant, e.subject)
+        by = who if e.who is None else e.who
         row = {"tenant": e.tenant, "type": e.type, "subject": e.subject, "payload": e.payload,
-               "principal": who.get("principal", "solo"), "correlation_id": who.get("request_id", "")}
+               "principal": by.get("principal", "solo"), "correlation_id": by.get("request_id", "")}
         if e.type == "service.crashed":
             crash_at[key] = index
         elif e.after_crash and key in crash_at:

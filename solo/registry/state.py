@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -52,6 +53,12 @@ class ServiceRecord:
         return (self.tenant, self.name)
 
 
+# Who the running operation acts for ({"principal", "request_id"}; {} for Solo itself). The registry
+# actor sets it per RPC; each asyncio task has its own. Events are stamped with it when queued, so they
+# keep their principal whichever operation's commit writes them.
+acting_for: ContextVar[dict] = ContextVar("acting_for", default={})
+
+
 @dataclass
 class Event:
     type: str
@@ -59,6 +66,7 @@ class Event:
     subject: str
     payload: dict = field(default_factory=dict)
     after_crash: bool = False  # caused by the service's latest crash (becomes causation_id)
+    who: dict | None = None  # stamped when queued by the state; None: the writer's `who` applies
 
 
 class RegistryState:
@@ -332,7 +340,8 @@ class RegistryState:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, record: ServiceRecord, type_: str, after_crash: bool = False, **payload) -> None:
-        self.outbox.append(Event(type_, record.tenant, record.name, payload, after_crash=after_crash))
+        self.outbox.append(Event(type_, record.tenant, record.name, payload, after_crash=after_crash,
+                                 who=acting_for.get()))
 
     def _bump(self) -> None:
         self.route_version += 1

@@ -20,7 +20,7 @@ from solo.core.spec import ServiceSpec
 from solo.errors import FailedPrecondition, InvalidRequest, NotFound, ServiceFailed, SoloError
 from solo.registry.convert import record_info
 from solo.registry.history import pick
-from solo.registry.state import ServiceRecord
+from solo.registry.state import ServiceRecord, acting_for
 from solo.runtime.launcher import call_host
 
 log = logging.getLogger("solo.registry")
@@ -45,6 +45,7 @@ class SwapMixin:
     async def swap(self, tenant: str, name: str, source: str, filename: str, class_name: str, version: str,
                    watch_seconds: float | None = None, who: dict | None = None) -> dict:
         await self.start()
+        acting_for.set(who or {})
         key = (tenant, name)
         async with self._lock(key):
             await self._settle(key, "another swap started")
@@ -58,6 +59,7 @@ class SwapMixin:
 
     async def rollback(self, tenant: str, name: str, to_version: str = "", who: dict | None = None) -> dict:
         await self.start()
+        acting_for.set(who or {})
         key = (tenant, name)
         async with self._lock(key):
             current = self.state.get(tenant, name)

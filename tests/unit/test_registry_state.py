@@ -5,7 +5,8 @@ import pytest
 
 from solo.core.spec import ServiceSpec
 from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
-from solo.registry.state import Placement, RegistryState, ServiceRecord
+from solo.registry.events import event_rows
+from solo.registry.state import Event, Placement, RegistryState, ServiceRecord, acting_for
 
 
 class Clock:
@@ -393,6 +394,25 @@ def test_take_events_empties_the_outbox(state):
     assert [e.type for e in state.outbox] == ["service.deploying", "service.started"]
     assert [e.type for e in state.take_events()] == ["service.deploying", "service.started"]
     assert state.outbox == [] and state.take_events() == []
+
+
+def test_events_keep_the_principal_of_the_operation_that_queued_them_whoever_writes_them(state):
+    """An operation's events may be taken by another commit (a crash handled meanwhile, a retry of
+    events the log refused): each event keeps the principal it was queued under."""
+    alice = {"principal": "tenant:alice/token:abc", "request_id": "r-1"}
+    token = acting_for.set(alice)
+    try:
+        running(state, tenant="alice")
+    finally:
+        acting_for.reset(token)
+    running(state, tenant="bob")  # queued by Solo itself (no operation)
+    rows, _ = event_rows(state.take_events(), {"principal": "tenant:carol/token:zzz"}, {})
+    assert [(r["tenant"], r["principal"], r["correlation_id"]) for r in rows] == [
+        ("alice", "tenant:alice/token:abc", "r-1"), ("alice", "tenant:alice/token:abc", "r-1"),
+        ("bob", "solo", ""), ("bob", "solo", "")]
+    # events made outside the state (discovery's own) take the writer's principal
+    rows, _ = event_rows([Event("discovery.granted", "bob", "kv")], {"principal": "tenant:bob/token:b"}, {})
+    assert rows[0]["principal"] == "tenant:bob/token:b"
 
 
 # -- rebuild from events --------------------------------------------------------------------------
