@@ -46,13 +46,19 @@ def request_id(metadata) -> str:
     return uuid.uuid4().hex[:16]
 
 
-async def abort_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
+def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
+    """Make the call end with this error (status, message, trailers) once the handler returns.
+
+    Not `context.abort`: it raises through grpc's frames and leaves reference cycles (traceback <->
+    frame) for the garbage collector on every refused call, and under overload most calls are refused."""
     trailers = [(ERROR_HEADER, exc.code)]
     if exc.exception_type:
         trailers.append((EXCEPTION_HEADER, exc.exception_type))
     if getattr(exc, "retry_after", None) is not None:
         trailers.append((RETRY_AFTER_HEADER, str(max(1, round(exc.retry_after * 1000)))))
-    await context.abort(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message, tuple(trailers))
+    context.set_code(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN))
+    context.set_details(exc.message)
+    context.set_trailing_metadata(tuple(trailers))
 
 
 def rpc(need: Callable[[object], Request]):
@@ -95,9 +101,9 @@ def rpc(need: Callable[[object], Request]):
                         self.authenticator.authenticate(metadata, wanted, context)
                         yield item
                 except SoloError as exc:
-                    await abort_with(context, exc)
+                    answer_with(context, exc)
                 except Exception as exc:  # noqa: BLE001
-                    await abort_with(context, _unexpected(exc, metadata))
+                    answer_with(context, _unexpected(exc, metadata))
             return stream_wrapper
 
         @functools.wraps(handler)
@@ -107,9 +113,9 @@ def rpc(need: Callable[[object], Request]):
                 principal = _authenticate(self, need(request), context, metadata)
                 return await handler(self, request, context, principal)
             except SoloError as exc:
-                await abort_with(context, exc)
+                answer_with(context, exc)
             except Exception as exc:  # noqa: BLE001
-                await abort_with(context, _unexpected(exc, metadata))
+                answer_with(context, _unexpected(exc, metadata))
         return unary_wrapper
 
     return decorate

@@ -83,9 +83,12 @@ class Supervisor:
     async def serve(self) -> Gateway:
         self.gateway = await start_gateway(self.config, RegistryHandle(self.registry_actor),
                                            authenticator(self.config, self.keys), EventLogHandle(self.config.namespace))
-        # Long-lived start-up objects leave the collector's view; collections get rarer (measured in bench/).
+        # Long-lived start-up objects leave the collector's view. Collections stay small and frequent (Python's
+        # default thresholds): grpc.aio leaves a little cyclic garbage on every call, and a gen0 threshold of
+        # 20,000 made each collection a 7-19 ms pause of the event loop; at 700 they stay under 1 ms and the
+        # throughput is the same (bench/RESULTS.md, overload notes).
         gc.freeze()
-        gc.set_threshold(20_000, 50, 50)
+        gc.set_threshold(700, 10, 10)
         return self.gateway
 
     async def deploy_example(self, path: Path) -> str:
