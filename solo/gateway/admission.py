@@ -6,10 +6,11 @@ retry-after instead of letting calls pile up:
 - the tenant's quota of calls in flight (`[quotas] max_concurrent_calls`);
 - a queue per service: calls beyond the service's concurrency wait in its host, at most
   `[limits] service_queue_limit` of them;
-- the gateway's in-flight limit, shared fairly: below it anyone may borrow idle capacity; at it, a
-  tenant is admitted only while it holds less than its fair share (the limit divided by the
-  tenants with calls in flight), so a noisy tenant cannot starve the rest. Over-admission for
-  fairness is bounded at 1.5 times the limit.
+- the gateway's in-flight limit, shared fairly: below it anyone may borrow idle capacity, and a
+  tenant alone may borrow up to `max_in_flight`; at it, a tenant is admitted only while it holds
+  less than its fair share (the limit divided by the tenants with calls in flight), so a noisy
+  tenant cannot starve the rest. Over-admission for fairness is bounded at 1.5 times the limit,
+  not counting what tenants hold beyond their share (a newcomer is never shed for a borrower's calls).
 
 The in-flight limit adapts (`[limits] adaptive_in_flight`, gradient style as in Netflix's
 concurrency-limits): every window it compares how long calls take now with how long the same
@@ -46,6 +47,7 @@ from solo.errors import Overloaded
 
 RETRY_MIN, RETRY_MAX = 0.05, 5.0  # seconds
 RETRY_WINDOW = 0.25  # seconds between updates of a tenant's retry-after
+EARLY_SHED, EARLY_WINDOW = 50, 0.02  # ...or sooner, once this many of its calls were shed in at least this long
 SHED_PER_ADMIT = 0.5  # the retry-after aims at this many shed calls per admitted one, per tenant
 HARD_FACTOR = 1.5
 WINDOW = 0.1  # seconds between limit updates (and at least MIN_SAMPLES calls)
@@ -124,11 +126,16 @@ class Admission:
                              "higher --concurrency", "service_queue")
         gateway_limit = int(self.limit)
         if self.total >= gateway_limit:
-            active = sum(1 for n in self.in_flight.values() if n > 0) + (0 if mine else 1)
-            fair = gateway_limit / active
-            if mine >= fair or self.total >= gateway_limit * HARD_FACTOR:
-                raise self._shed(tenant, f"the gateway is at its limit of {gateway_limit} calls in flight and this "
-                                 f"tenant holds {mine} (its fair share is {fair:.0f}); retry later", "gateway_limit")
+            others = [n for t, n in self.in_flight.items() if n > 0 and t != tenant]
+            if not others:  # alone, a tenant borrows all the idle capacity; once others call, the limit is shared
+                gateway_limit = self.max_in_flight
+            if self.total >= gateway_limit:
+                fair = gateway_limit / (len(others) + 1)
+                borrowed = sum(n - fair for n in others if n > fair)  # what others hold beyond their share
+                if mine >= fair or self.total - borrowed >= gateway_limit * HARD_FACTOR:
+                    raise self._shed(tenant, f"the gateway is at its limit of {gateway_limit} calls in flight and "
+                                     f"this tenant holds {mine} (its fair share is {fair:.0f}); retry later",
+                                     "gateway_limit")
 
     def admit(self, tenant: str, service: str = "", concurrency: int = 1, measure: bool = False,
               method: str = "") -> "_Slot":
@@ -173,17 +180,20 @@ class Admission:
 
     def _roll(self, window: _TenantWindow, now: float) -> None:
         """Every RETRY_WINDOW per tenant: the next retry-after. Callers ~ admitted rate x latency + shed rate x
-        retry-after (Little's law); spread them so SHED_PER_ADMIT calls are shed per admitted one. Not shed
-        in the last window: halve it."""
+        retry-after (Little's law); spread them so SHED_PER_ADMIT calls are shed per admitted one. It rises at
+        once and falls smoothly; a flood (EARLY_SHED in a window) is answered before the window ends, since
+        until then every shed caller comes back within RETRY_MIN and the refusals alone take the CPU. Not
+        shed in the last window: halve it."""
         elapsed = now - window.started
-        if elapsed < RETRY_WINDOW:
+        if elapsed < RETRY_WINDOW and (window.shed < EARLY_SHED or elapsed < EARLY_WINDOW):
             return
         if window.shed:
             admitted, shed = window.admitted / elapsed, window.shed / elapsed
             latency = window.latency / window.finished if window.finished else 0.0
             callers = admitted * latency + shed * window.retry_after
             wanted = callers / (SHED_PER_ADMIT * max(admitted, 1.0))
-            window.retry_after = min(RETRY_MAX, max(RETRY_MIN, 0.5 * window.retry_after + 0.5 * wanted))
+            smoothed = wanted if wanted > window.retry_after else 0.5 * window.retry_after + 0.5 * wanted
+            window.retry_after = min(RETRY_MAX, max(RETRY_MIN, smoothed))
         else:
             window.retry_after = max(RETRY_MIN, window.retry_after / 2)
         window.admitted = window.shed = window.finished = 0

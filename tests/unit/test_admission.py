@@ -50,6 +50,23 @@ def test_idle_capacity_is_borrowed_and_at_the_limit_each_tenant_keeps_its_fair_s
     assert admission.total == 10 <= 10 * HARD_FACTOR
 
 
+def test_a_tenant_alone_borrows_past_the_adaptive_limit_and_shares_it_once_another_calls():
+    clock = Clock()
+    admission = Admission(lambda t: 0, service_queue_limit=10_000, max_in_flight=100, adaptive=True,
+                          min_in_flight=8, clock=clock)
+    admission.limit = 8.0  # shrunk under load
+    busy = hold(admission, "busy", n=64)  # alone: nothing to protect, no call shed
+    busy += hold(admission, "busy", n=36)
+    with pytest.raises(Overloaded, match="limit of 100"):  # max_in_flight still bounds it
+        admission.admit("busy", "svc")
+    other = hold(admission, "other", n=4)  # a newcomer is admitted up to its share of 8 despite busy's 100
+    with pytest.raises(Overloaded, match="fair share is 4"):
+        admission.admit("other", "svc")
+    with pytest.raises(Overloaded, match="fair share is 4"):
+        admission.admit("busy", "svc")
+    release(busy + other)
+
+
 def test_the_tenant_quota_comes_first():
     admission = Admission(lambda t: 2 if t == "small" else 0)
     hold(admission, "small", n=2)
@@ -141,6 +158,22 @@ def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_soon
         slot.__enter__()
         slot.__exit__(None, None, None)
     assert admission._tenants["noisy"].retry_after < retry[-1] / 4
+
+
+def test_a_sudden_flood_is_told_to_back_off_within_a_fraction_of_a_window():
+    """600 callers arriving at once must not keep coming back every RETRY_MIN for a whole window."""
+    clock = Clock()
+    admission = Admission(lambda t: 2 if t == "noisy" else 0, clock=clock, jitter=lambda: 0.5)
+    hold(admission, "noisy", n=2)
+    retry = []
+    for _ in range(300):  # 10,000 calls/s for 30 ms
+        clock.now += 0.0001
+        try:
+            admission.admit("noisy", "svc")
+        except Overloaded as exc:
+            retry.append(exc.retry_after)
+    assert retry[0] == pytest.approx(0.05)
+    assert retry[-1] >= 1.0  # long before the 0.25 s window is over
 
 
 def adaptive(clock) -> Admission:
