@@ -30,6 +30,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before anythi
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -72,8 +74,23 @@ class Stats:
     def __init__(self):
         self.ok: list[float] = []  # latencies of admitted, answered calls in the window
         self.at: list[float] = []  # when each of them finished (wall clock), for timelines
+        self.shed_at: list[float] = []  # when each shed answer came (wall clock)
         self.shed = self.timeouts = self.errors = 0
         self.first_error = ""
+
+
+LAG_TICK = 0.005  # the load generator's own event loop is checked this often
+LAG_REPORT = 0.02  # ...and a tick later than this is recorded (wall clock it ended, seconds late)
+
+
+async def loop_lag(lags: list[tuple[float, float]], stop: float) -> None:
+    """The generator's own stalls: a call that waited on a late client loop is not the server's latency."""
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        await asyncio.sleep(LAG_TICK)
+        late = time.perf_counter() - t0 - LAG_TICK
+        if late > LAG_REPORT:
+            lags.append((time.perf_counter(), late))
 
 
 async def caller(stub, request, metadata, stats: Stats, window: tuple[float, float], stop: float,
@@ -95,6 +112,8 @@ async def caller(stub, request, metadata, stats: Stats, window: tuple[float, flo
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or (
                     exc.code() == grpc.StatusCode.UNAVAILABLE and "queue" in (exc.details() or "").lower()):
                 stats.shed += inside
+                if inside:
+                    stats.shed_at.append(time.perf_counter())
                 trailers = dict(exc.trailing_metadata() or ())
                 await asyncio.sleep(int(trailers.get("retry-after-ms", "50")) / 1000)
             elif exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -119,9 +138,17 @@ async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest
         stub = solo_pb2_grpc.GatewayStub(channels[tenant])
         tasks += [caller(stub, request, metadata, stats[tenant], window, window[1], period[tenant])
                   for _ in range(callers)]
+    lags: list[tuple[float, float]] = []
+    tasks.append(loop_lag(lags, window[1]))
     await asyncio.gather(*tasks)
     for channel in channels.values():
         await channel.close()
+    # perf_counter is per process: hand wall-clock times back so workers line up
+    offset = time.time() - time.perf_counter()
+    for s in stats.values():
+        s.at = [t + offset for t in s.at]
+        s.shed_at = [t + offset for t in s.shed_at]
+    stats["_lags"] = [(t + offset, late) for t, late in lags]
     return stats
 
 
@@ -133,7 +160,8 @@ def _worker(address: str, plan: dict, start_wall: float, warmup: float, duration
     except ImportError:
         pass
     stats = asyncio.run(drive(address, plan, start_wall, warmup, duration, period))
-    conn.send({t: vars(s) for t, s in stats.items()})
+    lags = stats.pop("_lags")
+    conn.send(({t: vars(s) for t, s in stats.items()}, lags))
     conn.close()
 
 
@@ -155,17 +183,95 @@ def run_load(address: str, plan: dict, warmup: float, duration: float, workers: 
         procs.append(proc)
         pipes.append(here)
     merged = {t: Stats() for t in plan}
-    for here, proc in zip(pipes, procs):
-        for tenant, s in here.recv().items():
+    lags = []
+    for worker, (here, proc) in enumerate(zip(pipes, procs)):
+        stats, worker_lags = here.recv()
+        lags += [(t, late, worker) for t, late in worker_lags]
+        for tenant, s in stats.items():
             m = merged[tenant]
             m.ok += s["ok"]
             m.at += s["at"]
+            m.shed_at += s["shed_at"]
             m.shed += s["shed"]
             m.timeouts += s["timeouts"]
             m.errors += s["errors"]
             m.first_error = m.first_error or s["first_error"]
         proc.join(10)
+    LAGS.append(sorted(lags))
     return merged
+
+
+LAGS: list[list[tuple[float, float, int]]] = []  # the generator's stalls, one list per run_load
+
+
+class CpuSampler:
+    """--timeline: every `every` seconds, the CPU each process on the machine used (to find who ran in a stall)."""
+
+    def __init__(self, every: float = 0.1):
+        import threading
+        self.every, self.samples = every, []  # (wall clock at the end, {pid: cores})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        before, t0 = C._proc_table(), time.time()
+        while not self._stop.wait(self.every):
+            now, t1 = C._proc_table(), time.time()
+            used = {pid: (v[1] - before[pid][1]) / C.CLK_TCK / (t1 - t0) for pid, v in now.items() if pid in before}
+            self.samples.append((t1, {pid: c for pid, c in used.items() if c > 0.05}))
+            before, t0 = now, t1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busiest(self, start: float, end: float, top: int = 5) -> str:
+        total: dict[int, float] = {}
+        rows = [u for t, u in self.samples if start < t <= end + self.every]
+        for used in rows:
+            for pid, cores in used.items():
+                total[pid] = total.get(pid, 0.0) + cores / max(1, len(rows))
+        names: dict[str, float] = {}
+        for pid, cores in total.items():
+            name = C.process_name(pid)
+            names[name] = names.get(name, 0.0) + cores
+        return ", ".join(f"{n} {c:.2f}" for n, c in sorted(names.items(), key=lambda kv: -kv[1])[:top])
+
+
+def timeline(stats: dict[str, Stats], lags: list, bucket: float = 0.25, top: int = 8, cpu=None) -> str:
+    """The slowest buckets of the well-behaved calls (by finish time), with the generator's own stalls in them."""
+    buckets: dict[int, list[float]] = {}
+    for t, s in stats.items():
+        if t == NOISY:
+            continue
+        for at, latency in zip(s.at, s.ok):
+            buckets.setdefault(int(at / bucket), []).append(latency)
+    if not buckets:
+        return "  (no calls)"
+    first = min(buckets)
+    rows = []
+    for b, values in sorted(buckets.items(), key=lambda kv: -max(kv[1]))[:top]:
+        values.sort()
+        stalls = [(late, w) for t, late, w in lags if b * bucket - 0.5 <= t < (b + 1) * bucket]
+        rows.append(f"  t={(b - first) * bucket:5.2f}s calls={len(values):4d} p99={C.percentile(values, 99) * 1e3:6.1f} ms "
+                    f"max={values[-1] * 1e3:6.1f} ms >30ms={sum(v > 0.03 for v in values):4d}  generator stalls: "
+                    + (", ".join(f"w{w} {late * 1e3:.0f} ms" for late, w in stalls[:6]) or "none")
+                    + (f"\n      CPU (cores): {cpu.busiest(b * bucket, (b + 1) * bucket)}" if cpu else ""))
+    series = [f"  buckets from wall clock {first * bucket:.3f}", "  every bucket in order (well-behaved p99 ms / noisy admitted / noisy shed / generator stall ms):"]
+    noisy = stats.get(NOISY)
+    for b in range(first, max(buckets) + 1):
+        values = sorted(buckets.get(b, [0.0]))
+        lo, hi = b * bucket, (b + 1) * bucket
+        n_ok = sum(lo <= t < hi for t in noisy.at) if noisy else 0
+        n_shed = sum(lo <= t < hi for t in noisy.shed_at) if noisy else 0
+        stall = max((late for t, late, _ in lags if lo <= t < hi), default=0.0)
+        series.append(f"    {(b - first) * bucket:5.2f}s {C.percentile(values, 99) * 1e3:6.1f} {n_ok:4d} {n_shed:4d} "
+                      f"{stall * 1e3:4.0f}")
+    return "\n".join(rows + series)
 
 
 def summarize(stats: dict[str, Stats], duration: float) -> dict:
@@ -211,13 +317,29 @@ def bench_solo(work: Path, args, adaptive: bool) -> dict:
                 requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
         unloaded = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
                             args.workers, periods(args))
-        loaded = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                          1.0, args.duration, args.workers, periods(args))
+        meter = C.CpuMeter()
+        meter.start()
+        with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler:
+            loaded = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                              1.0, args.duration, args.workers, periods(args))
+        cpu = meter.stop(top=8)
+        if args.timeline:
+            print(f"CPU during the loaded phase (cores): box {cpu['box_cpu']:.2f}, busiest {cpu['top']}", flush=True)
+            from solo.events import read_events
+            print(f"slowest 0.25 s buckets, loaded (adaptive={adaptive}):\n{timeline(loaded, LAGS[-1], cpu=sampler)}", flush=True)
+            shed: dict = {}
+            for row in read_events(solo.data_dir, type="calls.shed").to_pylist():
+                for key, n in json.loads(row["payload"])["counts"].items():
+                    shed[f"{row['tenant']} {key}"] = shed.get(f"{row['tenant']} {key}", 0) + n
+            print("calls.shed events (both phases):", shed, flush=True)
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
             alive = operator.whoami()["tenant"] == "default"
         return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
                 "alive": alive}
     finally:
+        if args.timeline:
+            import shutil
+            shutil.copy(solo.log, f"/tmp/solo-load-{'adaptive' if adaptive else 'fixed'}.log")
         solo.stop()
 
 
@@ -304,6 +426,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="load-generator processes (default 4)")
     parser.add_argument("--only", choices=["solo", "serve"], help="one system only (does not write RESULTS.md)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print the slowest 0.25 s buckets of each Solo loaded phase, with the load generator's "
+                             "own event-loop stalls (to tell a server stall from a client one)")
     args = parser.parse_args()
     started = time.monotonic()
     info = {"machine": C.machine_line(C.machine())}
