@@ -242,6 +242,11 @@ class CpuSampler:
         return ", ".join(f"{n} {c:.2f}" for n, c in sorted(names.items(), key=lambda kv: -kv[1])[:top])
 
 
+def stall_summary(lags: list) -> str:
+    """The load generator's own event-loop stalls in a loaded phase: how many, how long at most."""
+    return f"{len(lags)} (longest {max(late for _, late, _ in lags) * 1e3:.0f} ms)" if lags else "0"
+
+
 def timeline(stats: dict[str, Stats], lags: list, bucket: float = 0.25, top: int = 8, cpu=None) -> str:
     """The slowest buckets of the well-behaved calls (by finish time), with the generator's own stalls in them."""
     buckets: dict[int, list[float]] = {}
@@ -335,7 +340,7 @@ def bench_solo(work: Path, args, adaptive: bool) -> dict:
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
             alive = operator.whoami()["tenant"] == "default"
         return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                "alive": alive}
+                "alive": alive, "stalls": stall_summary(LAGS[-1])}
     finally:
         if args.timeline:
             import shutil
@@ -368,7 +373,8 @@ def bench_serve(args) -> dict:
                                 args.workers, periods(args))
             loaded = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
                               1.0, args.duration, args.workers, periods(args))
-            return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration)}
+            return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
+                    "stalls": stall_summary(LAGS[-1])}
         finally:
             serve.shutdown()
 
@@ -381,7 +387,8 @@ def report(res: dict, info: dict, args) -> str:
         rows.append([system, f"{u['p99_ms']:.1f}", f"{lo['p50_ms']:.1f}", f"{lo['p99_ms']:.1f}",
                      f"{lo['p99_ms'] / u['p99_ms']:.1f}x", f"{min(well):,.0f}-{max(well):,.0f}",
                      f"{lo['goodput'][NOISY]:,.0f}", f"{lo['jain_well']:.3f}", f"{lo['jain_all']:.3f}",
-                     f"{sum(lo['shed'].values()):,} ({lo['shed'][NOISY]:,} noisy)", lo["timeouts"], lo["errors"]])
+                     f"{sum(lo['shed'].values()):,} ({lo['shed'][NOISY]:,} noisy)", lo["timeouts"], lo["errors"],
+                     r["stalls"]])
         served = min(u["goodput"][t] for t in WELL) >= 0.9 * args.rate  # else the baseline is itself overloaded
         checks += [
             [f"{system}: well-behaved admitted p99 loaded / unloaded",
@@ -394,7 +401,8 @@ def report(res: dict, info: dict, args) -> str:
     checks.append(["Solo gateway answers after the load", str(res["solo"]["alive"]), "True", res["solo"]["alive"]])
     table = C.markdown_table(["system", "unloaded p99 ms", "loaded p50 ms", "loaded p99 ms", "p99 ratio",
                               "goodput per well-behaved tenant /s", "noisy goodput /s", "Jain (9 well-behaved)",
-                              "Jain (all 10)", "shed calls", "timeouts", "other errors"], rows)
+                              "Jain (all 10)", "shed calls", "timeouts", "other errors",
+                              "generator stalls >= 20 ms (loaded)"], rows)
     verdicts = C.markdown_table(["figure", "measured", "target", "verdict"],
                                 [[n, m, t, "met" if ok else "**MISSED**"] for n, m, t, ok in checks])
     first = res["solo"]["loaded"]["first_error"]
@@ -409,7 +417,9 @@ def report(res: dict, info: dict, args) -> str:
             f"128`, `service_queue_limit = 32`, no token rate limit, each tenant's service at concurrency 32; "
             f"'solo' is the default adaptive limit with the fair rate cap, 'solo (fixed limit)' sets "
             f"`adaptive_in_flight = false`. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
-            f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. Total run time "
+            f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. *Generator stalls*: times the "
+            f"load generator's own event loop woke 20 ms or more late in the loaded phase (its latencies then include "
+            f"its own delay). Total run time "
             f"{info['elapsed']:.0f} s.\n\n{table}\n\n{verdicts}\n"
             + (f"\nFirst other error (Solo): `{first}`\n" if first else ""))
 
