@@ -134,18 +134,28 @@ def test_the_fixed_limit_never_moves():
     assert admission.current_limit == 400
 
 
+def at_quota(clock) -> Admission:
+    """'noisy' holds its quota of 2 calls: every further call of it is shed."""
+    admission = Admission(lambda t: 2 if t == "noisy" else 0, clock=clock, jitter=lambda: 0.5)
+    hold(admission, "noisy", n=2)
+    return admission
+
+
+def retries(admission, clock, calls: int, every: float) -> list[float]:
+    """The retry-after each of `calls` shed calls of 'noisy', one every `every` seconds, was told."""
+    told = []
+    for _ in range(calls):
+        clock.now += every
+        with pytest.raises(Overloaded) as err:
+            admission.admit("noisy", "svc")
+        told.append(err.value.retry_after)
+    return told
+
+
 def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_sooner_again():
     clock = Clock()
-    admission = Admission(lambda t: 2 if t == "noisy" else 0, clock=clock, jitter=lambda: 0.5)
-    hold(admission, "noisy", n=2)  # at its quota: every further call is shed
-    retry = []
-    for _ in range(5):  # 5 s of 500 shed calls per second, nothing admitted
-        for _ in range(500):
-            clock.now += 0.002
-            try:
-                admission.admit("noisy", "svc")
-            except Overloaded as exc:
-                retry.append(exc.retry_after)
+    admission = at_quota(clock)
+    retry = retries(admission, clock, 2500, 0.002)  # 5 s of 500 shed calls per second, nothing admitted
     assert retry[0] == pytest.approx(0.05)
     assert retry[-1] > 1.0  # ~1,000 callers for no admitted calls: come back much later
     assert retry[-1] <= 5.0
@@ -163,15 +173,7 @@ def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_soon
 def test_a_sudden_flood_is_told_to_back_off_within_a_fraction_of_a_window():
     """600 callers arriving at once must not keep coming back every RETRY_MIN for a whole window."""
     clock = Clock()
-    admission = Admission(lambda t: 2 if t == "noisy" else 0, clock=clock, jitter=lambda: 0.5)
-    hold(admission, "noisy", n=2)
-    retry = []
-    for _ in range(300):  # 10,000 calls/s for 30 ms
-        clock.now += 0.0001
-        try:
-            admission.admit("noisy", "svc")
-        except Overloaded as exc:
-            retry.append(exc.retry_after)
+    retry = retries(at_quota(clock), clock, 300, 0.0001)  # 10,000 calls/s for 30 ms
     assert retry[0] == pytest.approx(0.05)
     assert retry[-1] >= 1.0  # long before the 0.25 s window is over
 
