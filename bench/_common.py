@@ -93,7 +93,7 @@ class CpuMeter:
         self.box0 = self._box()
         self.self0, self.tree0, self.pids0 = self._ours(_proc_table())
 
-    def stop(self, top: int = 4) -> dict:
+    def stop(self) -> dict:
         wall = time.perf_counter() - self.t0
         busy, total = self._box()
         self_t, tree_t, pids = self._ours(_proc_table())
@@ -102,7 +102,7 @@ class CpuMeter:
         client = (self_t - self.self0) / CLK_TCK / wall
         per_pid = sorted(((t - self.pids0.get(p, 0)) / CLK_TCK / wall, p) for p, t in pids.items()
                          if p != os.getpid())
-        top = [(process_name(p), cores) for cores, p in reversed(per_pid[-top:]) if cores >= 0.02]
+        top = [(process_name(p), cores) for cores, p in reversed(per_pid[-4:]) if cores >= 0.02]
         return {"client_cpu": client, "server_cpu": max(0.0, ours - client), "box_cpu": box_cores,
                 "others_cpu": max(0.0, box_cores - ours), "top": top}
 

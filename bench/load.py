@@ -125,7 +125,7 @@ async def caller(stub, request, metadata, stats: Stats, window: tuple[float, flo
 
 
 async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], start_wall: float,
-                warmup: float, duration: float, period: dict[str, float]) -> dict[str, Stats]:
+                warmup: float, duration: float, period: dict[str, float]) -> tuple[dict[str, Stats], list]:
     channels = {t: grpc.aio.insecure_channel(address) for t in plan}
     for channel in channels.values():
         await channel.channel_ready()
@@ -148,8 +148,7 @@ async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest
     for s in stats.values():
         s.at = [t + offset for t in s.at]
         s.shed_at = [t + offset for t in s.shed_at]
-    stats["_lags"] = [(t + offset, late) for t, late in lags]
-    return stats
+    return stats, [(t + offset, late) for t, late in lags]
 
 
 def _worker(address: str, plan: dict, start_wall: float, warmup: float, duration: float, period: dict,
@@ -159,15 +158,15 @@ def _worker(address: str, plan: dict, start_wall: float, warmup: float, duration
         uvloop.install()
     except ImportError:
         pass
-    stats = asyncio.run(drive(address, plan, start_wall, warmup, duration, period))
-    lags = stats.pop("_lags")
+    stats, lags = asyncio.run(drive(address, plan, start_wall, warmup, duration, period))
     conn.send(({t: vars(s) for t, s in stats.items()}, lags))
     conn.close()
 
 
 def run_load(address: str, plan: dict, warmup: float, duration: float, workers: int,
-             period: dict[str, float]) -> dict[str, Stats]:
-    """Split every tenant's callers over `workers` processes that start at the same instant; merge their stats."""
+             period: dict[str, float]) -> tuple[dict[str, Stats], list]:
+    """Split every tenant's callers over `workers` processes that start at the same instant; merge their stats.
+    Also returns the workers' own event-loop stalls: (wall clock, seconds late, worker), oldest first."""
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
     start_wall = time.time() + 3.0  # time for the workers to start and connect
@@ -197,11 +196,7 @@ def run_load(address: str, plan: dict, warmup: float, duration: float, workers: 
             m.errors += s["errors"]
             m.first_error = m.first_error or s["first_error"]
         proc.join(10)
-    LAGS.append(sorted(lags))
-    return merged
-
-
-LAGS: list[list[tuple[float, float, int]]] = []  # the generator's stalls, one list per run_load
+    return merged, sorted(lags)
 
 
 class CpuSampler:
@@ -279,6 +274,17 @@ def timeline(stats: dict[str, Stats], lags: list, bucket: float = 0.25, top: int
     return "\n".join(rows + series)
 
 
+def print_timeline(label: str, loaded: dict[str, Stats], stalls: list, sampler: CpuSampler, data_dir: Path) -> None:
+    """--timeline: the loaded phase bucket by bucket, and why calls were shed (the calls.shed events)."""
+    from solo.events import read_events
+    print(f"slowest 0.25 s buckets, loaded ({label}):\n{timeline(loaded, stalls, cpu=sampler)}", flush=True)
+    shed: dict[str, int] = {}
+    for row in read_events(data_dir, type="calls.shed").to_pylist():
+        for key, n in json.loads(row["payload"])["counts"].items():
+            shed[f"{row['tenant']} {key}"] = shed.get(f"{row['tenant']} {key}", 0) + n
+    print("calls.shed events (both phases):", shed, flush=True)
+
+
 def summarize(stats: dict[str, Stats], duration: float) -> dict:
     well = [s for t, s in stats.items() if t != NOISY]
     lat = sorted(x for s in well for x in s.ok)
@@ -320,31 +326,18 @@ def bench_solo(work: Path, args, adaptive: bool) -> dict:
                     client.deploy(WORK, "work", max_concurrency=32)
                 metadata[tenant] = (("authorization", f"Bearer {token}"),)
                 requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
-        unloaded = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
-                            args.workers, periods(args))
-        meter = C.CpuMeter()
-        meter.start()
+        unloaded, _ = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
+                               args.workers, periods(args))
         with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler:
-            loaded = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                              1.0, args.duration, args.workers, periods(args))
-        cpu = meter.stop(top=8)
+            loaded, stalls = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                                      1.0, args.duration, args.workers, periods(args))
         if args.timeline:
-            print(f"CPU during the loaded phase (cores): box {cpu['box_cpu']:.2f}, busiest {cpu['top']}", flush=True)
-            from solo.events import read_events
-            print(f"slowest 0.25 s buckets, loaded (adaptive={adaptive}):\n{timeline(loaded, LAGS[-1], cpu=sampler)}", flush=True)
-            shed: dict = {}
-            for row in read_events(solo.data_dir, type="calls.shed").to_pylist():
-                for key, n in json.loads(row["payload"])["counts"].items():
-                    shed[f"{row['tenant']} {key}"] = shed.get(f"{row['tenant']} {key}", 0) + n
-            print("calls.shed events (both phases):", shed, flush=True)
+            print_timeline(f"adaptive={adaptive}", loaded, stalls, sampler, solo.data_dir)
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
             alive = operator.whoami()["tenant"] == "default"
         return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                "alive": alive, "stalls": stall_summary(LAGS[-1])}
+                "alive": alive, "stalls": stall_summary(stalls)}
     finally:
-        if args.timeline:
-            import shutil
-            shutil.copy(solo.log, f"/tmp/solo-load-{'adaptive' if adaptive else 'fixed'}.log")
         solo.stop()
 
 
@@ -369,12 +362,12 @@ def bench_serve(args) -> dict:
             metadata = {t: (("application", "work"),) for t in TENANTS}
             requests = {t: pb.InvokeRequest(service="work", method="work", json="[]") for t in TENANTS}
             address = f"127.0.0.1:{port}"
-            unloaded = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
-                                args.workers, periods(args))
-            loaded = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                              1.0, args.duration, args.workers, periods(args))
+            unloaded, _ = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
+                                   args.workers, periods(args))
+            loaded, stalls = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
+                                      1.0, args.duration, args.workers, periods(args))
             return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                    "stalls": stall_summary(LAGS[-1])}
+                    "stalls": stall_summary(stalls)}
         finally:
             serve.shutdown()
 
