@@ -7,6 +7,7 @@ event log and its data directory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -57,7 +58,9 @@ class DiscoveryMixin:
         except SoloError as exc:
             if strict:
                 raise
-            self.state.outbox.extend(events)
+            # queued for the next commit, stamped so that commit's principal does not become theirs
+            self.state.outbox.extend(dataclasses.replace(e, who=e.who if e.who is not None else who or {})
+                                     for e in events)
             log.warning("discovery events not written yet, will retry: %s", exc.message)
         self._publish()
 
