@@ -41,7 +41,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 # -- processes --------------------------------------------------------------------------------------
 
-def _proc_table() -> dict[int, tuple[int, int, int]]:
+def proc_table() -> dict[int, tuple[int, int, int]]:
     """pid -> (ppid, own utime+stime ticks, ticks of its reaped children) for every live process (/proc)."""
     table = {}
     for entry in os.listdir("/proc"):
@@ -58,7 +58,7 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
 
 
 def descendants(root: int, table: dict | None = None) -> set[int]:
-    table = table if table is not None else _proc_table()
+    table = table if table is not None else proc_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, *_) in table.items():
         children.setdefault(ppid, []).append(pid)
@@ -91,12 +91,12 @@ class CpuMeter:
     def start(self) -> None:
         self.t0 = time.perf_counter()
         self.box0 = self._box()
-        self.self0, self.tree0, self.pids0 = self._ours(_proc_table())
+        self.self0, self.tree0, self.pids0 = self._ours(proc_table())
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self.t0
         busy, total = self._box()
-        self_t, tree_t, pids = self._ours(_proc_table())
+        self_t, tree_t, pids = self._ours(proc_table())
         box_cores = (busy - self.box0[0]) / CLK_TCK / wall
         ours = (tree_t - self.tree0) / CLK_TCK / wall
         client = (self_t - self.self0) / CLK_TCK / wall

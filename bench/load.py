@@ -18,7 +18,8 @@ grpc.aio channel per tenant in each), started at the same instant; a shed call
 
 Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
 per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
-gateway still answers. Ray Serve runs the same load in the same run (one deployment, 2 ms of
+gateway still answers; beside them, the same p99 as the gateway timed it (its Prometheus histogram)
+and the load generator's own event-loop stalls, to tell a server tail from a client one. Ray Serve runs the same load in the same run (one deployment, 2 ms of
 work, max_ongoing_requests = 32, max_queued_requests = 128: its shedding), callers grouped the
 same way.
 """
@@ -209,9 +210,9 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        before, t0 = C._proc_table(), time.time()
+        before, t0 = C.proc_table(), time.time()
         while not self._stop.wait(self.every):
-            now, t1 = C._proc_table(), time.time()
+            now, t1 = C.proc_table(), time.time()
             used = {pid: (v[1] - before[pid][1]) / C.CLK_TCK / (t1 - t0) for pid, v in now.items() if pid in before}
             self.samples.append((t1, {pid: c for pid, c in used.items() if c > 0.05}))
             before, t0 = now, t1
