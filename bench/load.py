@@ -6,22 +6,26 @@
 Solo (`solo up --foreground` subprocess) with admission limits small enough that this load
 overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit), run
 twice: with the adaptive limit and fair rate cap (the default) and with the fixed limit only. Each
-tenant deploys the same service: an async method that works 2 ms. Every caller makes a call every
-callers/rate seconds (random phase): a well-behaved tenant sends --rate calls/s (100), well within
-its share, and the noisy tenant, with 10x the callers, tries to send --noisy-rate (2,500/s): about
-10x a tenth of what this 2-core machine serves. The callers run in --workers processes (a
-grpc.aio channel per tenant in each), started at the same instant; a shed call
-(RESOURCE_EXHAUSTED) waits its retry-after before trying again. Phases:
+tenant deploys the same service: an async method that works 2 ms.
 
-  unloaded  9 well-behaved tenants x 60 callers (100 calls/s each)
+The load is sized to the machine: first a capacity probe (a Solo of its own, every tenant's 8
+callers back to back for 3 s) measures how many calls/s the gateway serves here, generator
+included. A tenant's share is a tenth of that; a well-behaved tenant sends 0.4 of its share
+(--rate overrides) and the noisy one, with 10x the callers, tries to send 10x its share
+(--noisy-rate overrides); the report gives the probed capacity. Every caller makes a call every
+callers/rate seconds (random phase). The callers run in --workers processes (a grpc.aio channel
+per tenant in each), started at the same instant; a shed call (RESOURCE_EXHAUSTED) waits its
+retry-after before trying again. Phases:
+
+  unloaded  9 well-behaved tenants x 60 callers (0.4 of a share each)
   loaded    the same + the noisy tenant x 600 callers: 1,140 callers
 
 Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
 per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
 gateway still answers; beside them, the same p99 as the gateway timed it (its Prometheus histogram)
-and the load generator's own event-loop stalls, to tell a server tail from a client one. Ray Serve runs the same load in the same run (one deployment, 2 ms of
-work, max_ongoing_requests = 32, max_queued_requests = 128: its shedding), callers grouped the
-same way.
+and the load generator's own event-loop stalls, to tell a server tail from a client one. Ray
+Serve runs the same load in the same run (one deployment, 2 ms of work, max_ongoing_requests = 32,
+max_queued_requests = 128: its shedding), callers grouped the same way.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -239,7 +244,7 @@ class CpuSampler:
 
 
 def stall_summary(lags: list) -> str:
-    """The load generator's own event-loop stalls in a loaded phase: how many, how long at most."""
+    """The load generator's own event-loop stalls in a phase: how many, how long at most."""
     return f"{len(lags)} (longest {max(late for _, late, _ in lags) * 1e3:.0f} ms)" if lags else "0"
 
 
@@ -332,6 +337,29 @@ def summarize(stats: dict[str, Stats], duration: float) -> dict:
             "first_error": next((s.first_error for s in stats.values() if s.first_error), "")}
 
 
+SHARE_FRACTION = 0.4  # a well-behaved tenant sends this much of its share: a tenth of what the machine serves
+PROBE_CALLERS, PROBE_SECONDS = 8, 3.0  # the capacity probe: this many callers per tenant, back to back
+
+
+def probe_capacity(address: str, requests: dict, metadata: dict, workers: int) -> float:
+    """Calls/s the machine serves through the gateway, with the load generator on the same cores: every
+    tenant's PROBE_CALLERS callers back to back (no pause between calls) for PROBE_SECONDS after 1 s."""
+    plan = {t: (PROBE_CALLERS, metadata[t], requests[t]) for t in TENANTS}
+    stats, _ = run_load(address, plan, 1.0, PROBE_SECONDS, workers, {t: 0.0 for t in TENANTS})
+    return sum(len(s.ok) for s in stats.values()) / PROBE_SECONDS
+
+
+def set_rates(args, capacity: float | None) -> None:
+    """--rate / --noisy-rate where not given: from the probed capacity, a tenant's share is a tenth of it;
+    the well-behaved tenants send SHARE_FRACTION of their share and the noisy one 10x its share."""
+    share = capacity / len(TENANTS) if capacity else None
+    if args.rate is None:
+        args.rate = round(SHARE_FRACTION * share)
+    if args.noisy_rate is None:
+        args.noisy_rate = round(10 * share) if share else round(10 * args.rate / SHARE_FRACTION)
+    args.capacity = capacity
+
+
 def periods(args) -> dict[str, float]:
     """Seconds between one caller's calls: a well-behaved tenant sends --rate calls/s, the noisy one --noisy-rate."""
     return {t: (args.callers * 10 / args.noisy_rate if t == NOISY else args.callers / args.rate) for t in TENANTS}
@@ -344,9 +372,13 @@ def plan_for(callers_well: int, callers_noisy: int, requests: dict, metadata: di
     return plan
 
 
-def bench_solo(work: Path, args, adaptive: bool) -> dict:
+@contextlib.contextmanager
+def solo_with_tenants(work: Path, adaptive: bool):
+    """A fresh Solo (`solo up --foreground`, a data folder of its own) with the bench's limits and every
+    tenant's service deployed: yields it, its metrics port, and each tenant's call metadata and request."""
     from solo.client import SoloClient
 
+    work = Path(tempfile.mkdtemp(prefix="solo-", dir=work))
     config = work / "load.toml"
     metrics_port = C.free_port()
     config.write_text(f"[gateway]\nmetrics_port = {metrics_port}\n" + CONFIG
@@ -362,9 +394,32 @@ def bench_solo(work: Path, args, adaptive: bool) -> dict:
                     client.deploy(WORK, "work", max_concurrency=32)
                 metadata[tenant] = (("authorization", f"Bearer {token}"),)
                 requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
+        yield solo, metrics_port, metadata, requests
+    finally:
+        solo.stop()
+
+
+def calibrate(work: Path, args) -> None:
+    """Sets --rate / --noisy-rate where not given, from a capacity probe of a Solo of its own (so the probe's
+    saturation leaves nothing in the measured Solo's admission state)."""
+    if args.rate is not None and args.noisy_rate is not None:
+        return
+    capacity = None
+    if args.rate is None:
+        with solo_with_tenants(work, adaptive=True) as (solo, _, metadata, requests):
+            capacity = probe_capacity(solo.address, requests, metadata, args.workers)
+    set_rates(args, capacity)
+    print(f"capacity probe: {capacity or 0:,.0f} calls/s; well-behaved tenants send {args.rate:g} calls/s each, "
+          f"the noisy one {args.noisy_rate:,.0f} calls/s", flush=True)
+
+
+def bench_solo(work: Path, args, adaptive: bool) -> dict:
+    from solo.client import SoloClient
+
+    with solo_with_tenants(work, adaptive) as (solo, metrics_port, metadata, requests):
         before = gateway_histogram(metrics_port)
-        unloaded, _ = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
-                               args.workers, periods(args))
+        unloaded, quiet_stalls = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0,
+                                          args.duration, args.workers, periods(args))
         between = gateway_histogram(metrics_port)
         with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler:
             loaded, stalls = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
@@ -376,10 +431,8 @@ def bench_solo(work: Path, args, adaptive: bool) -> dict:
             alive = operator.whoami()["tenant"] == "default"
         # (the scrapes span the warm-ups too, so these include the first second of the flood)
         return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                "alive": alive, "stalls": stall_summary(stalls),
+                "alive": alive, "stalls": f"{stall_summary(quiet_stalls)} / {stall_summary(stalls)}",
                 "gateway_p99_ms": (histogram_p99(between, before), histogram_p99(after, between))}
-    finally:
-        solo.stop()
 
 
 class ServeWork:
@@ -403,14 +456,23 @@ def bench_serve(args) -> dict:
             metadata = {t: (("application", "work"),) for t in TENANTS}
             requests = {t: pb.InvokeRequest(service="work", method="work", json="[]") for t in TENANTS}
             address = f"127.0.0.1:{port}"
-            unloaded, _ = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0, args.duration,
-                                   args.workers, periods(args))
+            unloaded, quiet_stalls = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0,
+                                              args.duration, args.workers, periods(args))
             loaded, stalls = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
                                       1.0, args.duration, args.workers, periods(args))
             return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                    "stalls": stall_summary(stalls)}
+                    "stalls": f"{stall_summary(quiet_stalls)} / {stall_summary(stalls)}"}
         finally:
             serve.shutdown()
+
+
+def sizing(args) -> str:
+    if not args.capacity:
+        return "rates given on the command line"
+    share = args.capacity / len(TENANTS)
+    return (f"capacity probe {args.capacity:,.0f} calls/s (every tenant's {PROBE_CALLERS} callers back to back for "
+            f"{PROBE_SECONDS:g} s, generator on the same cores), so a tenant's share is {share:,.0f} calls/s: the "
+            f"well-behaved send {args.rate / share:.2g} of it, the noisy one {args.noisy_rate / share:.2g}x")
 
 
 def report(res: dict, info: dict, args) -> str:
@@ -436,16 +498,16 @@ def report(res: dict, info: dict, args) -> str:
     table = C.markdown_table(["system", "unloaded p99 ms", "loaded p50 ms", "loaded p99 ms", "p99 ratio",
                               "goodput per well-behaved tenant /s", "noisy goodput /s", "Jain (9 well-behaved)",
                               "Jain (all 10)", "shed calls", "timeouts", "other errors",
-                              "generator stalls >= 20 ms (loaded)",
+                              "generator stalls >= 20 ms (unloaded / loaded)",
                               "gateway-measured p99 ms (unloaded / loaded)"], rows)
     verdicts = C.markdown_table(["figure", "measured", "target", "verdict"],
                                 [[n, m, t, "met" if ok else "**MISSED**"] for n, m, t, ok in checks])
     first = res["solo"]["loaded"]["first_error"]
     return ("## Overload: fairness and shedding (bench/load.py)\n\n"
             f"Command: `{C.command_line()}`  \nMachine: {info['machine']}  \n"
-            f"Load: {len(WELL)} well-behaved tenants x {args.callers} callers sending {args.rate:g} calls/s per tenant "
-            f"(within their share) plus one noisy tenant x {args.callers * 10} callers trying to send "
-            f"{args.noisy_rate:,.0f} calls/s, about 10x a tenth of what the machine serves "
+            f"Load: {sizing(args)}; {len(WELL)} well-behaved tenants x {args.callers} callers sending {args.rate:g} "
+            f"calls/s per tenant plus one noisy tenant x {args.callers * 10} callers trying to send "
+            f"{args.noisy_rate:,.0f} calls/s "
             f"({len(WELL) * args.callers + args.callers * 10} callers in {args.workers} processes), each call 2 ms of "
             f"async work in the service, 5 s deadline; a shed call waits its retry-after. Unloaded: the well-behaved "
             f"tenants alone (3 s warm-up). 1 s warm-up, {args.duration:g} s measured per phase. Solo: `[limits] max_in_flight = "
@@ -453,9 +515,10 @@ def report(res: dict, info: dict, args) -> str:
             f"'solo' is the default adaptive limit with the fair rate cap, 'solo (fixed limit)' sets "
             f"`adaptive_in_flight = false`. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
             f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. *Generator stalls*: times the "
-            f"load generator's own event loop woke 20 ms or more late in the loaded phase (its latencies then include "
-            f"its own delay). *Gateway-measured p99*: the well-behaved calls as the gateway timed them (handler start to "
-            f"answer: the host round trip, without the client's and the transport's share), interpolated in the "
+            f"load generator's own event loop woke 20 ms or more late in each phase (its latencies then include "
+            f"its own delay; a stall in the unloaded phase raises the baseline and flatters the ratio). "
+            f"*Gateway-measured p99*: the well-behaved calls as the gateway timed them (handler start to answer: "
+            f"the host round trip, without the client's and the transport's share), interpolated in the "
             f"gateway's histogram buckets (2.5/5/10/25 ms) and spanning each phase's warm-up. Total run time "
             f"{info['elapsed']:.0f} s.\n\n{table}\n\n{verdicts}\n"
             + (f"\nFirst other error (Solo): `{first}`\n" if first else ""))
@@ -465,11 +528,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
     parser.add_argument("--callers", type=int, default=60, help="callers per well-behaved tenant (noisy: 10x)")
-    parser.add_argument("--rate", type=float, default=100.0,
-                        help="calls/s per well-behaved tenant, within its share (default 100)")
-    parser.add_argument("--noisy-rate", type=float, default=2500.0,
-                        help="calls/s the noisy tenant tries to send (default 2,500: about 10x a tenth of what this "
-                             "2-core machine serves)")
+    parser.add_argument("--rate", type=float,
+                        help=f"calls/s per well-behaved tenant (default: {SHARE_FRACTION:g} of its share, a tenth of "
+                             "the capacity a probe of the gateway measures first)")
+    parser.add_argument("--noisy-rate", type=float,
+                        help="calls/s the noisy tenant tries to send (default: 10x its share, the probed capacity; "
+                             f"with --rate alone, 10 x rate / {SHARE_FRACTION:g})")
     parser.add_argument("--workers", type=int, default=4, help="load-generator processes (default 4)")
     parser.add_argument("--only", choices=["solo", "serve"], help="one system only (does not write RESULTS.md)")
     parser.add_argument("--no-write", action="store_true")
@@ -477,10 +541,12 @@ def main() -> int:
                         help="print the slowest 0.25 s buckets of each Solo loaded phase, with the load generator's "
                              "own event-loop stalls (to tell a server stall from a client one)")
     args = parser.parse_args()
+    args.capacity = None
     started = time.monotonic()
     info = {"machine": C.machine_line(C.machine())}
     res: dict = {}
     with C.hard_deadline(HARD_LIMIT, "bench/load.py"), C.workdir("solo-bench-load-") as work:
+        calibrate(work, args)
         if args.only in (None, "solo"):
             print("Solo ...", flush=True)
             res["solo"] = bench_solo(work, args, adaptive=True)
