@@ -20,6 +20,14 @@ retry-after before trying again. Phases:
   unloaded  9 well-behaved tenants x 60 callers (0.4 of a share each)
   loaded    the same + the noisy tenant x 600 callers: 1,140 callers
 
+The two phases alternate in one run of the generator (--rounds, default 5: unloaded, loaded,
+unloaded, ...), 2 s measured of each per round: the well-behaved callers never stop and the noisy
+tenant's callers call only in the loaded stretches. The first unloaded stretch counts after a 3 s warm-up,
+a later one 0.5 s after the flood stops, a loaded one 1 s after the flood starts (its onset). On a
+shared 2-core machine whose speed drifts by tens of percent within minutes, one unloaded phase
+followed by one loaded phase compared two different machines; alternating weighs the drift on
+both alike.
+
 Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
 per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
 gateway still answers; beside them, the same p99 as the gateway timed it (its Prometheus histogram)
@@ -40,6 +48,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +94,43 @@ class Stats:
         self.first_error = ""
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a run, in seconds from its start: calls that finish in [measured, end) count for `kind`."""
+    kind: str  # "unloaded", "loaded" (the flood is on) or "probe"
+    start: float
+    measured: float
+    end: float
+
+
+FIRST_WARMUP = 3.0  # seconds before the first unloaded segment counts
+QUIET_SETTLE = 0.5  # ...before a later one counts (the flood has just stopped)
+FLOOD_SETTLE = 1.0  # ...before a loaded one counts (the flood's onset: a shed storm while the retry-after rises)
+
+
+def alternating(rounds: int, duration: float) -> list[Segment]:
+    """The unloaded and the loaded phase cut into `rounds` alternations, `duration` measured seconds of each
+    in all: unloaded, loaded, unloaded, loaded... A slow drift of the machine's speed (a shared 2-core VM
+    moves by tens of percent within minutes) then weighs on both phases alike, not on one."""
+    piece, t, segments = duration / rounds, 0.0, []
+    for i in range(rounds):
+        settle = FIRST_WARMUP if i == 0 else QUIET_SETTLE
+        segments.append(Segment("unloaded", t, t + settle, t + settle + piece))
+        t += settle + piece
+        segments.append(Segment("loaded", t, t + FLOOD_SETTLE, t + FLOOD_SETTLE + piece))
+        t += FLOOD_SETTLE + piece
+    return segments
+
+
+def measured_seconds(segments: list[Segment], kind: str) -> float:
+    return sum(s.end - s.measured for s in segments if s.kind == kind)
+
+
+def kind_at(segments: list[Segment], t: float) -> str | None:
+    """The kind whose measured window holds `t` (seconds from the start), else None."""
+    return next((s.kind for s in segments if s.measured <= t < s.end), None)
+
+
 LAG_TICK = 0.005  # the load generator's own event loop is checked this often
 LAG_REPORT = 0.02  # ...and a tick later than this is recorded (wall clock it ended, seconds late)
 
@@ -99,83 +145,96 @@ async def loop_lag(lags: list[tuple[float, float]], stop: float) -> None:
             lags.append((time.perf_counter(), late))
 
 
-async def caller(stub, request, metadata, stats: Stats, window: tuple[float, float], stop: float,
-                 period: float) -> None:
-    """One caller: a call every `period` seconds (random phase; at once when 0); a shed call waits its retry-after."""
+async def caller(stub, request, metadata, stats: dict[str, Stats], segments: list[Segment], start: float,
+                 period: float, flood: bool) -> None:
+    """One caller: a call every `period` seconds (random phase; at once when 0); a shed call waits its
+    retry-after. A `flood` caller (the noisy tenant's) calls only inside loaded segments."""
     import random
+    stop = start + segments[-1].end
+    loaded = [(start + s.start, start + s.end) for s in segments if s.kind == "loaded"]
     await asyncio.sleep(random.random() * period)
-    while time.perf_counter() < stop:
-        t0 = time.perf_counter()
+    while (now := time.perf_counter()) < stop:
+        if flood and not any(a <= now < b for a, b in loaded):
+            later = [a for a, _ in loaded if a > now]
+            if not later:
+                return
+            await asyncio.sleep(later[0] - now + random.random() * period)
+            continue
+        t0 = now
         try:
             await stub.Invoke(request, metadata=metadata, timeout=5)
             t1 = time.perf_counter()
-            if window[0] <= t1 <= window[1]:
-                stats.ok.append(t1 - t0)
-                stats.at.append(t1)
+            kind = kind_at(segments, t1 - start)
+            if kind:
+                stats[kind].ok.append(t1 - t0)
+                stats[kind].at.append(t1)
             await asyncio.sleep(max(0.0, t0 + period - t1))
         except grpc.aio.AioRpcError as exc:
-            inside = window[0] <= time.perf_counter() <= window[1]
+            t1 = time.perf_counter()
+            window = stats.get(kind_at(segments, t1 - start)) or Stats()  # (outside the windows: not counted)
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or (
                     exc.code() == grpc.StatusCode.UNAVAILABLE and "queue" in (exc.details() or "").lower()):
-                stats.shed += inside
-                if inside:
-                    stats.shed_at.append(time.perf_counter())
+                window.shed += 1
+                window.shed_at.append(t1)
                 trailers = dict(exc.trailing_metadata() or ())
                 await asyncio.sleep(int(trailers.get("retry-after-ms", "50")) / 1000)
             elif exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                stats.timeouts += inside
+                window.timeouts += 1
             else:
-                stats.errors += inside
-                stats.first_error = stats.first_error or f"{exc.code().name}: {exc.details()}"
+                window.errors += 1
+                window.first_error = window.first_error or f"{exc.code().name}: {exc.details()}"
                 await asyncio.sleep(0.05)
 
 
-async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], start_wall: float,
-                warmup: float, duration: float, period: dict[str, float]) -> tuple[dict[str, Stats], list]:
+async def drive(address: str, plan: dict[str, tuple[int, tuple, pb.InvokeRequest]], flood: set[str],
+                segments: list[Segment], start_wall: float, period: dict[str, float]) -> tuple[dict, list]:
     channels = {t: grpc.aio.insecure_channel(address) for t in plan}
     for channel in channels.values():
         await channel.channel_ready()
     start = time.perf_counter() + (start_wall - time.time())  # the same instant in every worker process
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
-    window = (start + warmup, start + warmup + duration)
-    stats = {t: Stats() for t in plan}
+    stats = {kind: {t: Stats() for t in plan} for kind in {s.kind for s in segments}}
     tasks = []
     for tenant, (callers, metadata, request) in plan.items():
         stub = solo_pb2_grpc.GatewayStub(channels[tenant])
-        tasks += [caller(stub, request, metadata, stats[tenant], window, window[1], period[tenant])
+        mine = {kind: by_tenant[tenant] for kind, by_tenant in stats.items()}
+        tasks += [caller(stub, request, metadata, mine, segments, start, period[tenant], tenant in flood)
                   for _ in range(callers)]
     lags: list[tuple[float, float]] = []
-    tasks.append(loop_lag(lags, window[1]))
+    tasks.append(loop_lag(lags, start + segments[-1].end))
     await asyncio.gather(*tasks)
     for channel in channels.values():
         await channel.close()
     # perf_counter is per process: hand wall-clock times back so workers line up
     offset = time.time() - time.perf_counter()
-    for s in stats.values():
-        s.at = [t + offset for t in s.at]
-        s.shed_at = [t + offset for t in s.shed_at]
+    for by_tenant in stats.values():
+        for s in by_tenant.values():
+            s.at = [t + offset for t in s.at]
+            s.shed_at = [t + offset for t in s.shed_at]
     return stats, [(t + offset, late) for t, late in lags]
 
 
-def _worker(address: str, plan: dict, start_wall: float, warmup: float, duration: float, period: dict,
+def _worker(address: str, plan: dict, flood: set[str], segments: list[Segment], start_wall: float, period: dict,
             conn) -> None:
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    stats, lags = asyncio.run(drive(address, plan, start_wall, warmup, duration, period))
-    conn.send(({t: vars(s) for t, s in stats.items()}, lags))
+    stats, lags = asyncio.run(drive(address, plan, flood, segments, start_wall, period))
+    conn.send(({kind: {t: vars(s) for t, s in by_tenant.items()} for kind, by_tenant in stats.items()}, lags))
     conn.close()
 
 
-def run_load(address: str, plan: dict, warmup: float, duration: float, workers: int,
-             period: dict[str, float]) -> tuple[dict[str, Stats], list]:
-    """Split every tenant's callers over `workers` processes that start at the same instant; merge their stats.
-    Also returns the workers' own event-loop stalls: (wall clock, seconds late, worker), oldest first."""
+def run_load(address: str, plan: dict, segments: list[Segment], workers: int, period: dict[str, float],
+             flood: set[str] = frozenset(), start_wall: float | None = None) -> tuple[dict, list]:
+    """Split every tenant's callers over `workers` processes that start at the same instant (`start_wall`,
+    default in 3 s); the tenants in `flood` call only in loaded segments. Returns the merged stats per kind
+    of segment and tenant, and the workers' own event-loop stalls: (wall clock, seconds late, worker), oldest
+    first."""
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
-    start_wall = time.time() + 3.0  # time for the workers to start and connect
+    start_wall = start_wall or time.time() + 3.0  # time for the workers to start and connect
     procs, pipes = [], []
     for i in range(workers):
         part = {t: (n // workers + (i < n % workers), md, req) for t, (n, md, req) in plan.items()}
@@ -183,24 +242,26 @@ def run_load(address: str, plan: dict, warmup: float, duration: float, workers: 
         if not part:
             continue
         here, there = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(address, part, start_wall, warmup, duration, period, there), daemon=True)
+        proc = ctx.Process(target=_worker, args=(address, part, set(flood), segments, start_wall, period, there),
+                           daemon=True)
         proc.start()
         procs.append(proc)
         pipes.append(here)
-    merged = {t: Stats() for t in plan}
+    merged = {kind: {t: Stats() for t in plan} for kind in {s.kind for s in segments}}
     lags = []
     for worker, (here, proc) in enumerate(zip(pipes, procs)):
         stats, worker_lags = here.recv()
         lags += [(t, late, worker) for t, late in worker_lags]
-        for tenant, s in stats.items():
-            m = merged[tenant]
-            m.ok += s["ok"]
-            m.at += s["at"]
-            m.shed_at += s["shed_at"]
-            m.shed += s["shed"]
-            m.timeouts += s["timeouts"]
-            m.errors += s["errors"]
-            m.first_error = m.first_error or s["first_error"]
+        for kind, by_tenant in stats.items():
+            for tenant, s in by_tenant.items():
+                m = merged[kind][tenant]
+                m.ok += s["ok"]
+                m.at += s["at"]
+                m.shed_at += s["shed_at"]
+                m.shed += s["shed"]
+                m.timeouts += s["timeouts"]
+                m.errors += s["errors"]
+                m.first_error = m.first_error or s["first_error"]
         proc.join(10)
     return merged, sorted(lags)
 
@@ -270,7 +331,9 @@ def timeline(stats: dict[str, Stats], lags: list, bucket: float = 0.25, top: int
     series = [f"  buckets from wall clock {first * bucket:.3f}", "  every bucket in order (well-behaved p99 ms / noisy admitted / noisy shed / generator stall ms):"]
     noisy = stats.get(NOISY)
     for b in range(first, max(buckets) + 1):
-        values = sorted(buckets.get(b, [0.0]))
+        if b not in buckets:  # (between loaded segments)
+            continue
+        values = sorted(buckets[b])
         lo, hi = b * bucket, (b + 1) * bucket
         n_ok = sum(lo <= t < hi for t in noisy.at) if noisy else 0
         n_shed = sum(lo <= t < hi for t in noisy.shed_at) if noisy else 0
@@ -288,7 +351,7 @@ def print_timeline(label: str, loaded: dict[str, Stats], stalls: list, sampler: 
     for row in read_events(data_dir, type="calls.shed").to_pylist():
         for key, n in json.loads(row["payload"])["counts"].items():
             shed[f"{row['tenant']} {key}"] = shed.get(f"{row['tenant']} {key}", 0) + n
-    print("calls.shed events (both phases):", shed, flush=True)
+    print("calls.shed events (all phases):", shed, flush=True)
 
 
 def gateway_histogram(port: int) -> dict[float, float]:
@@ -306,6 +369,37 @@ def gateway_histogram(port: int) -> dict[float, float]:
                 le = float(sample.labels["le"])
                 counts[le] = counts.get(le, 0.0) + sample.value
     return counts
+
+
+class GatewayScraper:
+    """Scrapes the gateway's histogram at the edges of every measured window (a thread, on the wall clock of
+    the run's start) and adds up, per kind of segment, the calls counted inside them."""
+
+    def __init__(self, port: int, segments: list[Segment], start_wall: float):
+        import threading
+        self.port, self.segments, self.start_wall = port, segments, start_wall
+        self.counts: dict[str, dict[float, float]] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for seg in self.segments:
+            time.sleep(max(0.0, self.start_wall + seg.measured - time.time()))
+            before = gateway_histogram(self.port)
+            time.sleep(max(0.0, self.start_wall + seg.end - time.time()))
+            after = gateway_histogram(self.port)
+            total = self.counts.setdefault(seg.kind, {})
+            for le, n in after.items():
+                total[le] = total.get(le, 0.0) + n - before.get(le, 0.0)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.join(30)
+
+    def p99_ms(self, kind: str) -> float:
+        return histogram_p99(self.counts.get(kind, {}), {})
 
 
 def histogram_p99(after: dict[float, float], before: dict[float, float]) -> float:
@@ -345,8 +439,9 @@ def probe_capacity(address: str, requests: dict, metadata: dict, workers: int) -
     """Calls/s the machine serves through the gateway, with the load generator on the same cores: every
     tenant's PROBE_CALLERS callers back to back (no pause between calls) for PROBE_SECONDS after 1 s."""
     plan = {t: (PROBE_CALLERS, metadata[t], requests[t]) for t in TENANTS}
-    stats, _ = run_load(address, plan, 1.0, PROBE_SECONDS, workers, {t: 0.0 for t in TENANTS})
-    return sum(len(s.ok) for s in stats.values()) / PROBE_SECONDS
+    stats, _ = run_load(address, plan, [Segment("probe", 0.0, 1.0, 1.0 + PROBE_SECONDS)], workers,
+                        {t: 0.0 for t in TENANTS})
+    return sum(len(s.ok) for s in stats["probe"].values()) / PROBE_SECONDS
 
 
 def set_rates(args, capacity: float | None) -> None:
@@ -413,26 +508,38 @@ def calibrate(work: Path, args) -> None:
           f"the noisy one {args.noisy_rate:,.0f} calls/s", flush=True)
 
 
+def phases(run: tuple[dict, list], segments: list[Segment], start_wall: float) -> dict:
+    """The unloaded and loaded figures of one run, and the generator's stalls inside each."""
+    stats, lags = run
+    quiet = {t: v for t, v in stats["unloaded"].items() if t != NOISY}  # (the noisy tenant is silent there)
+    out = {"unloaded": summarize(quiet, measured_seconds(segments, "unloaded")),
+           "loaded": summarize(stats["loaded"], measured_seconds(segments, "loaded"))}
+    stalls = {kind: [lag for lag in lags if kind_at(segments, lag[0] - start_wall) == kind] for kind in out}
+    out["stalls"] = f"{stall_summary(stalls['unloaded'])} / {stall_summary(stalls['loaded'])}"
+    out["stretches"] = []  # (kind, the well-behaved calls' p99 in ms) per measured stretch, in order
+    for seg in segments:
+        lo, hi = start_wall + seg.measured, start_wall + seg.end
+        lat = sorted(x for t, st in stats[seg.kind].items() if t != NOISY for at, x in zip(st.at, st.ok) if lo <= at < hi)
+        out["stretches"].append((seg.kind, C.percentile(lat, 99) * 1e3 if lat else float("nan")))
+    return out
+
+
 def bench_solo(work: Path, args, adaptive: bool) -> dict:
     from solo.client import SoloClient
 
+    segments = alternating(args.rounds, args.duration)
     with solo_with_tenants(work, adaptive) as (solo, metrics_port, metadata, requests):
-        before = gateway_histogram(metrics_port)
-        unloaded, quiet_stalls = run_load(solo.address, plan_for(args.callers, 0, requests, metadata), 3.0,
-                                          args.duration, args.workers, periods(args))
-        between = gateway_histogram(metrics_port)
-        with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler:
-            loaded, stalls = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                                      1.0, args.duration, args.workers, periods(args))
-        after = gateway_histogram(metrics_port)
+        start_wall = time.time() + 3.0  # time for the workers to start and connect
+        with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler, \
+                GatewayScraper(metrics_port, segments, start_wall) as scraper:
+            run = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata), segments,
+                           args.workers, periods(args), flood={NOISY}, start_wall=start_wall)
         if args.timeline:
-            print_timeline(f"adaptive={adaptive}", loaded, stalls, sampler, solo.data_dir)
+            print_timeline(f"adaptive={adaptive}", run[0]["loaded"], run[1], sampler, solo.data_dir)
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
             alive = operator.whoami()["tenant"] == "default"
-        # (the scrapes span the warm-ups too, so these include the first second of the flood)
-        return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                "alive": alive, "stalls": f"{stall_summary(quiet_stalls)} / {stall_summary(stalls)}",
-                "gateway_p99_ms": (histogram_p99(between, before), histogram_p99(after, between))}
+        return {**phases(run, segments, start_wall), "alive": alive,
+                "gateway_p99_ms": (scraper.p99_ms("unloaded"), scraper.p99_ms("loaded"))}
 
 
 class ServeWork:
@@ -456,12 +563,11 @@ def bench_serve(args) -> dict:
             metadata = {t: (("application", "work"),) for t in TENANTS}
             requests = {t: pb.InvokeRequest(service="work", method="work", json="[]") for t in TENANTS}
             address = f"127.0.0.1:{port}"
-            unloaded, quiet_stalls = run_load(address, plan_for(args.callers, 0, requests, metadata), 3.0,
-                                              args.duration, args.workers, periods(args))
-            loaded, stalls = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata),
-                                      1.0, args.duration, args.workers, periods(args))
-            return {"unloaded": summarize(unloaded, args.duration), "loaded": summarize(loaded, args.duration),
-                    "stalls": f"{stall_summary(quiet_stalls)} / {stall_summary(stalls)}"}
+            segments = alternating(args.rounds, args.duration)
+            start_wall = time.time() + 3.0
+            run = run_load(address, plan_for(args.callers, args.callers * 10, requests, metadata), segments,
+                           args.workers, periods(args), flood={NOISY}, start_wall=start_wall)
+            return phases(run, segments, start_wall)
         finally:
             serve.shutdown()
 
@@ -473,6 +579,14 @@ def sizing(args) -> str:
     return (f"capacity probe {args.capacity:,.0f} calls/s (every tenant's {PROBE_CALLERS} callers back to back for "
             f"{PROBE_SECONDS:g} s, generator on the same cores), so a tenant's share is {share:,.0f} calls/s: the "
             f"well-behaved send {args.rate / share:.2g} of it, the noisy one {args.noisy_rate / share:.2g}x")
+
+
+def stretch_lines(res: dict) -> str:
+    """The well-behaved p99 of every measured stretch, in order (U unloaded, L loaded): where a ratio came from."""
+    lines = [f"- {system}: " + ", ".join(f"{kind[0].upper()} {p99:.1f}" for kind, p99 in r["stretches"])
+             for system, r in res.items()]
+    return "The well-behaved calls' p99 in each measured stretch, in order (ms; U unloaded, L loaded):\n\n" + \
+        "\n".join(lines)
 
 
 def report(res: dict, info: dict, args) -> str:
@@ -510,8 +624,11 @@ def report(res: dict, info: dict, args) -> str:
             f"{args.noisy_rate:,.0f} calls/s "
             f"({len(WELL) * args.callers + args.callers * 10} callers in {args.workers} processes), each call 2 ms of "
             f"async work in the service, 5 s deadline; a shed call waits its retry-after. Unloaded: the well-behaved "
-            f"tenants alone (3 s warm-up). 1 s warm-up, {args.duration:g} s measured per phase. Solo: `[limits] max_in_flight = "
-            f"128`, `service_queue_limit = 32`, no token rate limit, each tenant's service at concurrency 32; "
+            f"tenants alone. The phases alternate {args.rounds} times in one run of the generator (unloaded, loaded, "
+            f"...), {args.duration:g} s measured of each in all: an unloaded stretch counts from 3 s after the start "
+            f"(later ones 0.5 s after the flood stops), a loaded one from 1 s after the flood starts. Solo: "
+            f"`[limits] max_in_flight = 128`, `service_queue_limit = 32`, no token rate limit, each tenant's service "
+            f"at concurrency 32; "
             f"'solo' is the default adaptive limit with the fair rate cap, 'solo (fixed limit)' sets "
             f"`adaptive_in_flight = false`. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
             f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. *Generator stalls*: times the "
@@ -519,14 +636,17 @@ def report(res: dict, info: dict, args) -> str:
             f"its own delay; a stall in the unloaded phase raises the baseline and flatters the ratio). "
             f"*Gateway-measured p99*: the well-behaved calls as the gateway timed them (handler start to answer: "
             f"the host round trip, without the client's and the transport's share), interpolated in the "
-            f"gateway's histogram buckets (2.5/5/10/25 ms) and spanning each phase's warm-up. Total run time "
-            f"{info['elapsed']:.0f} s.\n\n{table}\n\n{verdicts}\n"
+            f"gateway's histogram buckets (2.5/5/10/25 ms), scraped at the edges of every measured stretch. "
+            f"Total run time {info['elapsed']:.0f} s.\n\n{table}\n\n{stretch_lines(res)}\n\n{verdicts}\n"
             + (f"\nFirst other error (Solo): `{first}`\n" if first else ""))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternations of the unloaded and the loaded phase, each a share of --duration "
+                             "(default 5; 1: one unloaded stretch, then one loaded)")
     parser.add_argument("--callers", type=int, default=60, help="callers per well-behaved tenant (noisy: 10x)")
     parser.add_argument("--rate", type=float,
                         help=f"calls/s per well-behaved tenant (default: {SHARE_FRACTION:g} of its share, a tenth of "
