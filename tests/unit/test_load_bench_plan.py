@@ -58,3 +58,11 @@ def test_jain_index():
     assert load.jain([100.0] * 9) == pytest.approx(1.0)
     assert load.jain([100.0] + [0.0] * 9) == pytest.approx(0.1)
     assert load.jain([0.0, 0.0]) == 0.0
+
+
+def test_drift_reads_only_the_unloaded_stretches():
+    steady = {"stretches": [("unloaded", 9.0), ("loaded", 90.0), ("unloaded", 12.0), ("loaded", 11.0)]}
+    assert load.drift(steady) == pytest.approx(12.0 / 9.0)  # a slow loaded stretch is the figure under test
+    drifted = {"stretches": [("unloaded", 10.0), ("loaded", 12.0), ("unloaded", 45.0), ("loaded", 30.0)]}
+    assert load.drift(drifted) > load.DRIFT_LIMIT
+
