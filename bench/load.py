@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Overload: 1,000+ concurrent callers across 10 tenants, one of them sending 10x its share.
 
-    python bench/load.py          # ~3 min, hard limit 420 s; writes the "load" section of bench/RESULTS.md
+    python bench/load.py          # 3-5 min, hard limit 420 s; writes the "load" section of bench/RESULTS.md
 
 Solo (`solo up --foreground` subprocess) with admission limits small enough that this load
 overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit), run
@@ -22,13 +22,14 @@ retry-after before trying again. Phases:
 
 The two phases alternate in one run of the generator (--rounds, default 5: unloaded, loaded,
 unloaded, ...), 2 s measured of each per round: the well-behaved callers never stop and the noisy
-tenant's callers call only in the loaded stretches. The first unloaded stretch counts after a 3 s warm-up,
-a later one 0.5 s after the flood stops, a loaded one 1 s after the flood starts (its onset). On a
-shared 2-core machine whose speed drifts by tens of percent within minutes, one unloaded phase
-followed by one loaded phase compared two different machines; alternating weighs the drift on
-both alike. The unloaded stretches also tell whether the machine held steady: when their p99s
-differ by more than 3x (the noisy tenant is silent there, so the box itself changed speed), the
-adaptive Solo run is tried again, up to --retries times (default 2), and the report lists every try.
+tenant's callers call only in the loaded stretches. The first unloaded stretch counts after a 3 s
+warm-up, a later one 0.5 s after the flood stops, a loaded one 1 s after the flood starts (its
+onset). On a shared 2-core machine whose speed drifts by tens of percent within minutes, one
+unloaded phase followed by one loaded phase compared two different machines; alternating weighs
+the drift on both alike. The unloaded stretches also tell whether the machine held steady: when
+their p99s differ by more than 3x (the noisy tenant is silent there, so the box itself changed
+speed), the adaptive Solo run is tried again, up to --retries times (default 2), and the report
+lists every try.
 
 Reported: the well-behaved tenants' admitted p99 against the unloaded p99 (target <= 3x), goodput
 per tenant and Jain's fairness index (target >= 0.9), shed and timed-out calls, and whether the
