@@ -524,8 +524,9 @@ def calibrate(work: Path, args) -> None:
         with solo_with_tenants(work, adaptive=True) as (solo, _, metadata, requests):
             capacity = probe_capacity(solo.address, requests, metadata, args.workers)
     set_rates(args, capacity)
-    print(f"capacity probe: {capacity or 0:,.0f} calls/s; well-behaved tenants send {args.rate:g} calls/s each, "
-          f"the noisy one {args.noisy_rate:,.0f} calls/s", flush=True)
+    print((f"capacity probe: {capacity:,.0f} calls/s; " if capacity else "--rate given, no probe; ")
+          + f"well-behaved tenants send {args.rate:g} calls/s each, the noisy one {args.noisy_rate:,.0f} calls/s",
+          flush=True)
 
 
 def phases(run: tuple[dict, list], segments: list[Segment], start_wall: float) -> dict:
