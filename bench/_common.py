@@ -127,17 +127,18 @@ def process_name(pid: int) -> str:
     return f"pid {pid}"
 
 
-def wait_quiet(max_wait: float, threshold: float = 0.3) -> float:
+def wait_quiet(max_wait: float, threshold: float = 0.3, measure: str = "others_cpu") -> float:
     """Wait (up to max_wait s) until processes outside our tree use less than `threshold` cores;
-    returns the last level seen. Other people's jobs on a 2-core box would skew every figure."""
+    returns the last level seen. Other people's jobs on a 2-core box would skew every figure.
+    `measure="box_cpu"` waits for the whole box instead, our own processes included."""
     deadline = time.monotonic() + max_wait
     meter = CpuMeter()
     while True:
         meter.start()
         time.sleep(1.0)
-        others = meter.stop()["others_cpu"]
-        if others < threshold or time.monotonic() >= deadline:
-            return others
+        level = meter.stop()[measure]
+        if level < threshold or time.monotonic() >= deadline:
+            return level
 
 
 def start_group(argv: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:

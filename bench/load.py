@@ -481,20 +481,6 @@ def plan_for(callers_well: int, callers_noisy: int, requests: dict, metadata: di
     return plan
 
 
-def wait_settled(max_wait: float = 20.0, threshold: float = 0.3) -> float:
-    """Wait (up to max_wait s) until the whole box uses less than `threshold` cores over a second: after the
-    deploys Solo refills its warm pool of hosts (new Ray workers), which would otherwise run inside the first
-    measured stretch. Returns the last level seen."""
-    deadline = time.monotonic() + max_wait
-    meter = C.CpuMeter()
-    while True:
-        meter.start()
-        time.sleep(1.0)
-        busy = meter.stop()["box_cpu"]
-        if busy < threshold or time.monotonic() >= deadline:
-            return busy
-
-
 @contextlib.contextmanager
 def solo_with_tenants(work: Path, adaptive: bool):
     """A fresh Solo (`solo up --foreground`, a data folder of its own) with the bench's limits and every
@@ -517,8 +503,10 @@ def solo_with_tenants(work: Path, adaptive: bool):
                     client.deploy(WORK, "work", max_concurrency=32)
                 metadata[tenant] = (("authorization", f"Bearer {token}"),)
                 requests[tenant] = pb.InvokeRequest(service="work", method="work", json="[]")
+        # after the deploys Solo refills its warm pool of hosts (new Ray workers): let that finish before
+        # anything is measured, or it runs inside the probe or the first unloaded stretch
         t0 = time.monotonic()
-        settled = wait_settled()
+        settled = C.wait_quiet(20.0, measure="box_cpu")
         print(f"  deployed; the box settled to {settled:.2f} cores in {time.monotonic() - t0:.0f} s", flush=True)
         yield solo, metrics_port, metadata, requests
     finally:
