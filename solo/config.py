@@ -52,6 +52,9 @@ class LimitsConfig(_Section):
     adaptive_in_flight: bool = Field(default=True, description="let the in-flight limit move between "
                                      "min_in_flight and max_in_flight with how much calls slow down under load")
     min_in_flight: int = Field(default=16, ge=1, description="the adaptive in-flight limit never goes below this")
+    hold_ignored_refusals: bool = Field(default=True, description="answer a shed call only after its retry-after "
+                                        "when its tenant's callers keep coming back before it (their refusals "
+                                        "would take the gateway's CPU from everyone)")
     breaker_failures: int = Field(default=5, ge=1, description="infrastructure failures in a row (host gone or "
                                   "unreachable, timeouts) that open a service version's circuit breaker")
     breaker_open_seconds: float = Field(default=5.0, gt=0, description="how long an open breaker fails calls fast "

@@ -14,6 +14,9 @@ CALL_SECONDS = Histogram("solo_gateway_call_seconds", "Invoke latency seen by th
 IN_FLIGHT = Gauge("solo_gateway_in_flight", "Invoke calls in flight", ["tenant", "service"], registry=REGISTRY)
 IN_FLIGHT_LIMIT = Gauge("solo_gateway_in_flight_limit", "The gateway's current (adaptive) limit of calls in "
                         "flight; at it, each tenant keeps its fair share", registry=REGISTRY)
+REFUSALS_HELD = Counter("solo_gateway_refusals_held_total", "Shed calls the gateway answered only after their "
+                        "retry-after, because the tenant's callers came back before it", ["tenant"],
+                        registry=REGISTRY)
 ROUTE_VERSION = Gauge("solo_gateway_route_version", "Route table version the gateway follows", registry=REGISTRY)
 EVENT_LOG_WRITABLE = Gauge("solo_event_log_writable", "1 when the event log's last write succeeded and it answers; "
                            "0 means deploys and stops fail closed (alert on it)", registry=REGISTRY)

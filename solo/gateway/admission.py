@@ -33,9 +33,20 @@ The retry-after adapts per tenant: a shed call is told to come back when, at the
 admitted rate, the tenant's callers would be shed about half as often as they are admitted. A
 tenant with 600 callers and a fair share of 300 calls/s is told ~4 s; one with 60 callers ~0.4 s.
 Without that, shed callers return within milliseconds and the rejections alone saturate the CPU.
+
+Refusals are held for tenants whose callers ignore the retry-after (`[limits] hold_ignored_refusals`).
+Every refusal costs the gateway a whole gRPC round trip, so callers that retry at once turn a
+tenant's 10x flood into thousands of refusals a second that take the CPU from everyone. When, in a
+window after the tenant was already told to back off, it is shed more than IGNORED_RATIO times as
+often as admitted, its refusals are answered only once their retry-after has passed (never closer
+than HOLD_MARGIN to the call's deadline; the retry-after trailer then says what is left of it),
+for PACING_SECONDS after the last such window. A caller that waits one call at a time then
+comes back no sooner than one that honours the retry-after. At most MAX_HELD refusals are held at
+once; beyond that they are answered at once again.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -43,12 +54,21 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from solo import metrics
 from solo.errors import Overloaded
 
 RETRY_MIN, RETRY_MAX = 0.05, 5.0  # seconds
 RETRY_WINDOW = 0.25  # seconds between updates of a tenant's retry-after
 EARLY_SHED, EARLY_WINDOW = 50, 0.02  # ...or sooner, once this many of its calls were shed in at least this long
 SHED_PER_ADMIT = 0.5  # the retry-after aims at this many shed calls per admitted one, per tenant
+IGNORED_RATIO = 4.0  # shed per admitted call, once told to back off, that reads as callers ignoring the retry-after
+IGNORED_RATE = 250.0  # ...when the tenant's calls are also shed this often (per second): refusals that cost
+IGNORED_SECONDS = 0.5  # ...in every window for this long: a flood's onset, when callers told the shortest
+                       # retry-afters come back together, passes before that
+PACING_SECONDS = 10.0  # ...then its refusals are held this long after the last such window
+REPEAT_SECONDS = 60.0  # a tenant held within this long is held again from its first such window
+MAX_HELD = 4096  # refusals held at once, all tenants together; beyond it they are answered at once
+HOLD_MARGIN = 0.1  # seconds: a held refusal is answered at least this long before the call's deadline
 HARD_FACTOR = 1.5
 WINDOW = 0.1  # seconds between limit updates (and at least MIN_SAMPLES calls)
 MIN_SAMPLES = 10
@@ -75,12 +95,15 @@ class _TenantWindow:
     finished: int = 0
     retry_after: float = RETRY_MIN
     started: float = 0.0
+    suspect_since: float | None = None  # since then every window looked like callers ignoring the retry-after
+    pacing_until: float = 0.0  # refusals are held until then: its callers come back before their retry-after
 
 
 class Admission:
     def __init__(self, limit_for: Callable[[str], int], service_queue_limit: int = 1000,
                  max_in_flight: int = 10_000, adaptive: bool = False, min_in_flight: int = 16,
-                 clock: Callable[[], float] = time.monotonic, jitter: Callable[[], float] = random.random):
+                 hold_ignored: bool = True, clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = random.random):
         self.limit_for = limit_for
         self.service_queue_limit = service_queue_limit
         self.max_in_flight = max_in_flight
@@ -88,6 +111,8 @@ class Admission:
         self.min_in_flight = min(min_in_flight, max_in_flight)
         self.limit = float(min(max_in_flight, 512) if adaptive else max_in_flight)
         self.clock, self.jitter = clock, jitter
+        self.hold_ignored = hold_ignored
+        self.held = 0  # refusals being held now
         self._limits: dict[str, int] = {}
         self.in_flight: Counter[str] = Counter()
         self.per_service: Counter[str] = Counter()  # by service ("<owner>/<name>"), whoever calls it
@@ -172,11 +197,33 @@ class Admission:
     def _shed(self, tenant: str, message: str, reason: str) -> Overloaded:
         window = self._window(tenant)
         window.shed += 1
-        self._roll(window, self.clock())
+        now = self.clock()
+        self._roll(window, now)
         error = Overloaded(message)
         error.retry_after = window.retry_after * (0.5 + self.jitter())
         error.reason = reason
+        error.hold = error.retry_after if self.hold_ignored and now < window.pacing_until else 0.0
+        error.tenant = tenant
         return error
+
+    async def hold(self, error: Overloaded, remaining: float | None) -> None:
+        """Wait before answering a refusal that `_shed` marked to be held (the tenant's callers ignore
+        the retry-after), at most until HOLD_MARGIN before the call's deadline (`remaining` seconds);
+        the retry-after it then carries is what is left of it. Any other error returns at once."""
+        hold = getattr(error, "hold", 0.0)
+        if remaining is not None:
+            hold = min(hold, remaining - HOLD_MARGIN)
+        if hold <= 0 or self.held >= MAX_HELD:
+            return
+        self.held += 1
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            self.held -= 1
+        metrics.REFUSALS_HELD.labels(error.tenant).inc()
+        error.retry_after = max(0.001, error.retry_after - hold)
+        error.message += (f" (answered after {hold:.2f} s: this tenant's calls come back before the retry-after-ms "
+                          "they are told, so the gateway waits it out for them)")
 
     def _roll(self, window: _TenantWindow, now: float) -> None:
         """Every RETRY_WINDOW per tenant: the next retry-after. Callers ~ admitted rate x latency + shed rate x
@@ -187,6 +234,7 @@ class Admission:
         elapsed = now - window.started
         if elapsed < RETRY_WINDOW and (window.shed < EARLY_SHED or elapsed < EARLY_WINDOW):
             return
+        self._ignoring(window, now, elapsed)
         if window.shed:
             admitted, shed = window.admitted / elapsed, window.shed / elapsed
             latency = window.latency / window.finished if window.finished else 0.0
@@ -199,6 +247,22 @@ class Admission:
         window.admitted = window.shed = window.finished = 0
         window.latency = 0.0
         window.started = now
+
+    @staticmethod
+    def _ignoring(window: _TenantWindow, now: float, elapsed: float) -> None:
+        """Hold the tenant's refusals for PACING_SECONDS once, for IGNORED_SECONDS, every window saw it shed
+        at least IGNORED_RATE times a second and IGNORED_RATIO times as often as admitted although it had
+        been told to back off (a retry-after above the minimum); at once if it was held within
+        REPEAT_SECONDS. (While held, its callers cannot come back sooner than told, whether they would or
+        not, so holding lapses after PACING_SECONDS and a tenant that floods again is caught again.)"""
+        if (window.retry_after > RETRY_MIN and window.shed >= IGNORED_RATE * elapsed
+                and window.shed > IGNORED_RATIO * max(window.admitted, 1)):
+            if window.suspect_since is None:
+                window.suspect_since = window.started
+            if now - window.suspect_since >= IGNORED_SECONDS or now - window.pacing_until < REPEAT_SECONDS:
+                window.pacing_until = now + PACING_SECONDS
+        else:
+            window.suspect_since = None
 
     # -- the adaptive limit -------------------------------------------------------------------------------------
 

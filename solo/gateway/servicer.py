@@ -69,7 +69,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                                  on_change=lambda key, state, reason: audit.breaker(key, state, reason))
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
                                    limits.service_queue_limit, limits.max_in_flight, limits.adaptive_in_flight,
-                                   limits.min_in_flight)
+                                   limits.min_in_flight, limits.hold_ignored_refusals)
         metrics.IN_FLIGHT_LIMIT.set_function(lambda: self.admission.current_limit)
         self.routes = routes
         self.dispatcher = dispatcher
@@ -237,6 +237,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             return _output(result)
         except SoloError as exc:
             code, error = exc.code, exc.message
+            if isinstance(exc, Overloaded):
+                await self.admission.hold(exc, context.time_remaining())
             raise
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -263,6 +265,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                     yield _output(result)
         except SoloError as exc:
             code = exc.code
+            if isinstance(exc, Overloaded):
+                await self.admission.hold(exc, context.time_remaining())
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "CANCELLED"

@@ -1,5 +1,6 @@
 """Overload end to end: far more concurrent calls than a gateway admits get fast RESOURCE_EXHAUSTED
-answers with a retry-after, never timeouts, and the admitted ones all succeed.
+answers with a retry-after, never timeouts, and the admitted ones all succeed; a tenant whose callers
+ignore the retry-after gets its refusals only once the retry-after has passed.
 
 A second gateway with small limits (queue of 4 per service, 8 calls in flight, fixed) runs against
 the session's registry, so the session gateway's generous defaults stay as they are."""
@@ -60,21 +61,26 @@ async def storm(address: str, token: str, service: str, callers: int) -> list[tu
         return await asyncio.gather(*(one() for _ in range(callers)))
 
 
+def deployed(solo, gateway, token: str, name: str) -> None:
+    """Deploy SLOW (2 calls at a time) as `name` and wait until the small gateway routes to it too."""
+    with SoloClient(solo.address, token) as client:
+        client.deploy(SLOW, name, max_concurrency=2)
+    with SoloClient(f"127.0.0.1:{gateway.port}", token) as small:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                small.call(name, "wait", 0)
+                return
+            except SoloError:
+                assert time.monotonic() < deadline, "the second gateway never routed to the service"
+                time.sleep(0.05)
+
+
 def test_overload_gets_fast_errors_with_a_retry_after_not_timeouts(solo, operator, name):
     token = operator.mint_token("overload")
     gateway = small_gateway(solo)
     try:
-        with SoloClient(solo.address, token) as client:
-            client.deploy(SLOW, name, max_concurrency=2)
-        with SoloClient(f"127.0.0.1:{gateway.port}", token) as small:  # the small gateway follows the route too
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    small.call(name, "wait", 0)
-                    break
-                except SoloError:
-                    assert time.monotonic() < deadline, "the second gateway never routed to the service"
-                    time.sleep(0.05)
+        deployed(solo, gateway, token, name)
         results = asyncio.run(storm(f"127.0.0.1:{gateway.port}", token, name, 300))
     finally:
         solo.run(gateway.stop(0.5))
@@ -88,3 +94,61 @@ def test_overload_gets_fast_errors_with_a_retry_after_not_timeouts(solo, operato
     assert all(retry and int(retry) > 0 for code, _, retry in results if code == "RESOURCE_EXHAUSTED")
     assert shed[len(shed) // 2] < 1.0, "a shed call waited instead of being answered at once"
     assert max(ok) < 9, "an admitted call came close to its deadline"
+
+
+async def hammer(address: str, token: str, service: str, callers: int, seconds: float,
+                 bystander: tuple[str, str]) -> tuple[list[tuple[float, str, float, str]], list[str]]:
+    """`callers` callers that call again as soon as they are answered, shed or not (0.3 s calls, 3 s
+    deadline), starting calls for `seconds`: (started, status, seconds, details) per call. Meanwhile the
+    bystander (token, service) calls its own service one call at a time: its statuses."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = solo_pb2_grpc.GatewayStub(channel)
+        t0 = time.perf_counter()
+        results, seen = [], []
+
+        async def one():
+            while (started := time.perf_counter()) < t0 + seconds:
+                try:
+                    await stub.Invoke(pb.InvokeRequest(service=service, method="wait", json="[0.3]"),
+                                      metadata=(("authorization", f"Bearer {token}"),), timeout=3)
+                    results.append((started - t0, "OK", time.perf_counter() - started, ""))
+                except grpc.aio.AioRpcError as exc:
+                    results.append((started - t0, exc.code().name, time.perf_counter() - started, exc.details()))
+
+        async def polite():
+            while time.perf_counter() < t0 + seconds:
+                try:
+                    await stub.Invoke(pb.InvokeRequest(service=bystander[1], method="wait", json="[0]"),
+                                      metadata=(("authorization", f"Bearer {bystander[0]}"),), timeout=3)
+                    seen.append("OK")
+                except grpc.aio.AioRpcError as exc:
+                    seen.append(f"{exc.code().name}: {exc.details()}")
+                await asyncio.sleep(0.05)
+        await asyncio.gather(polite(), *(one() for _ in range(callers)))
+        return results, seen
+
+
+def test_a_tenant_whose_callers_ignore_the_retry_after_gets_its_refusals_late_and_a_neighbour_is_unaffected(
+        solo, operator, name):
+    from solo import metrics
+
+    token, other = operator.mint_token("hammerer"), operator.mint_token("bystander")
+    gateway = small_gateway(solo)
+    try:
+        deployed(solo, gateway, token, name)
+        deployed(solo, gateway, other, name)  # the same name, another tenant's service
+        results, seen = asyncio.run(hammer(f"127.0.0.1:{gateway.port}", token, name, 40, 4.0, (other, name)))
+    finally:
+        solo.run(gateway.stop(0.5))
+    codes = {code for _, code, _, _ in results}
+    shed = [(started, seconds, details) for started, code, seconds, details in results if code != "OK"]
+    held = [(started, seconds) for started, seconds, details in shed if "answered after" in details]
+    early = sorted(seconds for started, seconds, _ in shed if started < 0.5)
+    print(f"{len(results)} calls, {len(shed)} shed, {len(held)} of them held (the first started at "
+          f"{min(held)[0] if held else 0:.2f} s); bystander: {len(seen)} calls")
+    assert codes <= {"OK", "RESOURCE_EXHAUSTED"}, f"a held refusal must end before the deadline, not as {codes}"
+    assert early and early[len(early) // 2] < 0.5, "the flood's first refusals were not answered at once"
+    assert held, "callers that never wait their retry-after kept getting their refusals at once"
+    assert all(seconds >= 0.04 for _, seconds in held), "a refusal said it was held but came at once"
+    assert metrics.REFUSALS_HELD.labels("hammerer")._value.get() >= len(held)
+    assert seen and set(seen) == {"OK"}, f"the neighbour was disturbed: {set(seen)}"

@@ -6,7 +6,9 @@ from collections import Counter
 import pytest
 
 from solo.errors import Overloaded
-from solo.gateway.admission import HARD_FACTOR, RATE_WINDOW, Admission
+import asyncio
+
+from solo.gateway.admission import HARD_FACTOR, MAX_HELD, PACING_SECONDS, RATE_WINDOW, Admission
 from solo.gateway.audit import Audit
 
 
@@ -141,15 +143,20 @@ def at_quota(clock) -> Admission:
     return admission
 
 
-def retries(admission, clock, calls: int, every: float) -> list[float]:
-    """The retry-after each of `calls` shed calls of 'noisy', one every `every` seconds, was told."""
+def refusals(admission, clock, calls: int, every: float, tenant: str = "noisy") -> list[Overloaded]:
+    """`calls` shed calls of `tenant`, one every `every` seconds."""
     told = []
     for _ in range(calls):
         clock.now += every
         with pytest.raises(Overloaded) as err:
-            admission.admit("noisy", "svc")
-        told.append(err.value.retry_after)
+            admission.admit(tenant, "svc")
+        told.append(err.value)
     return told
+
+
+def retries(admission, clock, calls: int, every: float) -> list[float]:
+    """The retry-after each of `calls` shed calls of 'noisy', one every `every` seconds, was told."""
+    return [error.retry_after for error in refusals(admission, clock, calls, every)]
 
 
 def test_a_tenant_that_keeps_being_shed_is_told_to_come_back_later_and_then_sooner_again():
@@ -176,6 +183,60 @@ def test_a_sudden_flood_is_told_to_back_off_within_a_fraction_of_a_window():
     retry = retries(at_quota(clock), clock, 300, 0.0001)  # 10,000 calls/s for 30 ms
     assert retry[0] == pytest.approx(0.05)
     assert retry[-1] >= 1.0  # long before the 0.25 s window is over
+
+
+def test_refusals_are_held_for_a_tenant_whose_callers_come_back_before_the_retry_after():
+    clock = Clock()
+    admission = at_quota(clock)
+    hammered = refusals(admission, clock, 1000, 0.002)  # 2 s of 500 refusals/s: nobody waits its retry-after
+    assert not any(error.hold for error in hammered[:125])  # a flood's first 0.5 s are its onset: answered at once
+    assert all(error.hold == error.retry_after > 0.05 for error in hammered[-250:])
+    assert admission.admit("quiet", "svc")  # another tenant is unaffected
+
+
+def test_callers_that_wait_their_retry_after_are_never_held_and_holding_can_be_turned_off():
+    clock = Clock()
+    polite = at_quota(clock)
+    for _ in range(400):  # 40 callers at once, each back after the retry-after it was told
+        error = refusals(polite, clock, 40, 0.0)[-1]
+        assert not error.hold
+        clock.now += error.retry_after
+    off = Admission(lambda t: 2, clock=clock, jitter=lambda: 0.5, hold_ignored=False)
+    hold(off, "noisy", n=2)
+    assert not any(error.hold for error in refusals(off, clock, 1000, 0.002))
+
+
+def test_holding_stops_once_the_tenant_calls_no_more_than_it_is_told():
+    clock = Clock()
+    admission = at_quota(clock)
+    assert refusals(admission, clock, 1000, 0.002)[-1].hold
+    clock.now += PACING_SECONDS  # then one call a second for a while: no longer a flood of refusals
+    assert not refusals(admission, clock, 5, 1.0)[-1].hold
+    again = refusals(admission, clock, 100, 0.002)  # a new flood within a minute: held from its first window
+    assert not again[0].hold and again[-1].hold
+    clock.now += 120  # ...but after a quiet while, a flood's onset is answered at once again
+    assert not any(error.hold for error in refusals(admission, clock, 100, 0.002))
+
+
+def test_a_held_refusal_waits_out_its_retry_after_but_never_its_deadline():
+    admission = Admission(lambda t: 0)
+
+    def held(hold_for: float, retry_after: float, remaining: float | None) -> Overloaded:
+        error = Overloaded("shed")
+        error.hold, error.retry_after, error.tenant = hold_for, retry_after, "noisy"
+        asyncio.run(admission.hold(error, remaining))
+        return error
+
+    waited = held(0.2, 0.3, None)
+    assert waited.retry_after == pytest.approx(0.1)  # what is left of it after the wait
+    assert "answered after 0.20 s" in waited.message and "retry-after" in waited.message
+    assert held(0.2, 0.3, 0.15).retry_after == pytest.approx(0.25)  # 0.05 s: answered 0.1 s before the deadline
+    near = held(0.2, 0.3, 0.05)
+    assert near.retry_after == 0.3 and near.message == "shed"  # too close to the deadline: at once
+    assert held(0.0, 0.3, None).message == "shed"  # not marked: at once
+    admission.held = MAX_HELD
+    assert held(0.2, 0.3, None).message == "shed"  # too many held already: at once
+    assert admission.held == MAX_HELD
 
 
 def adaptive(clock) -> Admission:
