@@ -5,7 +5,9 @@
 
 Solo (`solo up --foreground` subprocess) with admission limits small enough that this load
 overloads it ([limits] max_in_flight = 128, service_queue_limit = 32, no token rate limit), run
-twice: with the adaptive limit and fair rate cap (the default) and with the fixed limit only. Each
+three times: with the adaptive limit and fair rate cap (the default), the same with a noisy tenant
+whose callers ignore the retry-after and keep their pace (a client that does not cooperate), and
+with the fixed limit only. Each
 tenant deploys the same service: an async method that works 2 ms.
 
 The load is sized to the machine: first a capacity probe (a Solo of its own, every tenant's 8
@@ -80,6 +82,7 @@ class Work:
         await asyncio.sleep(0.002)
         return 1
 '''
+HOSTILE = "solo (noisy ignores retry-after)"  # the default Solo, the noisy tenant's callers keeping their pace
 SERVE_SERVICER = "_serve_grpc.add_InvokeServicer_to_server"
 
 
@@ -546,17 +549,18 @@ def phases(run: tuple[dict, list], segments: list[Segment], start_wall: float) -
     return out
 
 
-def bench_solo(work: Path, args, adaptive: bool) -> dict:
+def bench_solo(work: Path, args, adaptive: bool, hostile: bool | None = None) -> dict:
+    """One Solo run; `hostile`: the noisy tenant's callers ignore the retry-after (default: the flag)."""
     from solo.client import SoloClient
 
+    hostile = args.noisy_ignores_retry_after if hostile is None else hostile
     segments = alternating(args.rounds, args.duration)
     with solo_with_tenants(work, adaptive) as (solo, metrics_port, metadata, requests):
         start_wall = time.time() + 3.0  # time for the workers to start and connect
         with (CpuSampler() if args.timeline else contextlib.nullcontext()) as sampler, \
                 GatewayScraper(metrics_port, segments, start_wall) as scraper:
             run = run_load(solo.address, plan_for(args.callers, args.callers * 10, requests, metadata), segments,
-                           args.workers, periods(args), flood={NOISY}, start_wall=start_wall,
-                           hostile=args.noisy_ignores_retry_after)
+                           args.workers, periods(args), flood={NOISY}, start_wall=start_wall, hostile=hostile)
         if args.timeline:
             print_timeline(f"adaptive={adaptive}", run[0]["loaded"], run[1], sampler, solo.data_dir)
         with SoloClient(solo.address, solo.token, timeout=10) as operator:
@@ -646,11 +650,13 @@ def report(res: dict, info: dict, args) -> str:
             [f"{system}: Jain's index of well-behaved goodput", f"{lo['jain_well']:.3f}", f">= {TARGET_JAIN}",
              lo["jain_well"] >= TARGET_JAIN],
         ]
-    solo = res["solo"]
-    checks.append(["solo: loaded p99 / the first unloaded stretch's alone (before any flood; 2 s of calls) (context)",
-                   f"{solo['loaded']['p99_ms'] / first_quiet(solo):.1f}x", "-", None])
-    checks.append(["solo: unloaded stretches' p99, slowest / fastest (the box's drift or a flood's aftermath) "
-                   "(context)", f"{spread(solo):.1f}x", "-", None])
+    for system in ("solo", HOSTILE):
+        if system in res:
+            checks.append([f"{system}: loaded p99 / the first unloaded stretch's alone (before any flood; 2 s of "
+                           "calls) (context)", f"{res[system]['loaded']['p99_ms'] / first_quiet(res[system]):.1f}x",
+                           "-", None])
+            checks.append([f"{system}: unloaded stretches' p99, slowest / fastest (the box's drift or a flood's "
+                           "aftermath) (context)", f"{spread(res[system]):.1f}x", "-", None])
     checks.append(["Solo gateway answers after the load", str(res["solo"]["alive"]), "True", res["solo"]["alive"]])
     table = C.markdown_table(["system", "unloaded p99 ms", "loaded p50 ms", "loaded p99 ms", "p99 ratio",
                               "goodput per well-behaved tenant /s", "noisy goodput /s", "Jain (9 well-behaved)",
@@ -676,7 +682,12 @@ def report(res: dict, info: dict, args) -> str:
             f"`[limits] max_in_flight = 128`, `service_queue_limit = 32`, no token rate limit, each tenant's service "
             f"at concurrency 32; "
             f"'solo' is the default adaptive limit with the fair rate cap, 'solo (fixed limit)' sets "
-            f"`adaptive_in_flight = false`. Ray Serve: one deployment, `max_ongoing_requests = 32`, "
+            f"`adaptive_in_flight = false`"
+            + ("" if args.noisy_ignores_retry_after else
+               f", '{HOSTILE}' is the default Solo again but the noisy tenant's callers keep their pace when shed "
+               "(a client that does not cooperate; its refusals are then held until their retry-after has passed, "
+               "`[limits] hold_ignored_refusals`)") + ". "
+            f"Ray Serve: one deployment, `max_ongoing_requests = 32`, "
             f"`max_queued_requests = 128`, the callers grouped into the same 10 'tenants'. *Generator stalls*: times the "
             f"load generator's own event loop woke 20 ms or more late in each phase (its latencies then include "
             f"its own delay; a stall in the unloaded phase raises the baseline and flatters the ratio). "
@@ -720,6 +731,9 @@ def main() -> int:
         if args.only in (None, "solo"):
             print("Solo ...", flush=True)
             res["solo"] = bench_solo(work, args, adaptive=True)
+            if not args.noisy_ignores_retry_after:
+                print(f"{HOSTILE} ...", flush=True)
+                res[HOSTILE] = bench_solo(work, args, adaptive=True, hostile=True)
             print("Solo, fixed limit ...", flush=True)
             res["solo (fixed limit)"] = bench_solo(work, args, adaptive=False)
         if args.only in (None, "serve"):
@@ -729,7 +743,7 @@ def main() -> int:
     for system, r in res.items():
         print(system, {k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "goodput"})
                        for k, v in r.items()})
-    if len(res) == 3:
+    if args.only is None:
         text = report(res, info, args)
         print("\n" + text)
         if not args.no_write:

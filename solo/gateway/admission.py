@@ -61,7 +61,7 @@ RETRY_MIN, RETRY_MAX = 0.05, 5.0  # seconds
 RETRY_WINDOW = 0.25  # seconds between updates of a tenant's retry-after
 EARLY_SHED, EARLY_WINDOW = 50, 0.02  # ...or sooner, once this many of its calls were shed in at least this long
 SHED_PER_ADMIT = 0.5  # the retry-after aims at this many shed calls per admitted one, per tenant
-IGNORED_RATIO = 4.0  # shed per admitted call, once told to back off, that reads as callers ignoring the retry-after
+IGNORED_RATIO = 2.0  # shed per admitted call, once told to back off, that reads as callers ignoring the retry-after
 IGNORED_RATE = 250.0  # ...when the tenant's calls are also shed this often (per second): refusals that cost
 IGNORED_SECONDS = 0.5  # ...in every window for this long: a flood's onset, when callers told the shortest
                        # retry-afters come back together, passes before that
