@@ -36,9 +36,10 @@ Without that, shed callers return within milliseconds and the rejections alone s
 
 Refusals are held for tenants whose callers ignore the retry-after (`[limits] hold_ignored_refusals`).
 Every refusal costs the gateway a whole gRPC round trip, so callers that retry at once turn a
-tenant's 10x flood into thousands of refusals a second that take the CPU from everyone. When, in a
-window after the tenant was already told to back off, it is shed more than IGNORED_RATIO times as
-often as admitted, its refusals are answered only once their retry-after has passed (never closer
+tenant's 10x flood into thousands of refusals a second that take the CPU from everyone. When, for
+IGNORED_SECONDS after the tenant was already told to back off, it is shed at least IGNORED_RATE
+times a second and more than IGNORED_RATIO times as often as admitted (the retry-after aims at
+SHED_PER_ADMIT), its refusals are answered only once their retry-after has passed (never closer
 than HOLD_MARGIN to the call's deadline; the retry-after trailer then says what is left of it),
 for PACING_SECONDS after the last such window. A caller that waits one call at a time then
 comes back no sooner than one that honours the retry-after. At most MAX_HELD refusals are held at
