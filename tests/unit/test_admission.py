@@ -194,6 +194,18 @@ def test_refusals_are_held_for_a_tenant_whose_callers_come_back_before_the_retry
     assert admission.admit("quiet", "svc")  # another tenant is unaffected
 
 
+def test_one_tenant_ignoring_the_retry_after_never_gets_another_tenants_refusals_held():
+    clock = Clock()
+    admission = Admission(lambda t: 2, clock=clock, jitter=lambda: 0.5)
+    hold(admission, "noisy", n=2)
+    hold(admission, "polite", n=2)  # both at their quota: every further call of either is shed
+    for _ in range(1000):  # noisy hammers; polite is shed now and then, at the same moments
+        noisy = refusals(admission, clock, 1, 0.002)[-1]
+        if _ % 50 == 0:
+            assert not refusals(admission, clock, 1, 0.0, tenant="polite")[-1].hold
+    assert noisy.hold
+
+
 def test_callers_that_wait_their_retry_after_are_never_held_and_holding_can_be_turned_off():
     clock = Clock()
     polite = at_quota(clock)
