@@ -1,5 +1,6 @@
 """Every Prometheus metric Solo exports, defined once. Label values are bounded:
-tenant and service come from deployed services only, code from the status table."""
+tenant and service come from deployed services only (tenant alone, on the refusals held: from
+authenticated callers, whose tenants the operator minted), code from the status table."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -60,7 +61,9 @@ def tenant_summary(tenant: str) -> dict[str, dict[str, float]]:
         for sample in metric.samples:
             if sample.labels.get("tenant") != tenant:
                 continue
-            service = sample.labels["service"]
+            service = sample.labels.get("service")
+            if service is None:  # a per-tenant metric (refusals held), not a service's
+                continue
             if sample.name == "solo_gateway_calls_total":
                 entry(service)["calls"] += sample.value
                 if sample.labels["code"] != "OK":

@@ -40,7 +40,8 @@ tenant's 10x flood into thousands of refusals a second that take the CPU from ev
 IGNORED_SECONDS after the tenant was already told to back off, it is shed at least IGNORED_RATE
 times a second and more than IGNORED_RATIO times as often as admitted (the retry-after aims at
 SHED_PER_ADMIT), its refusals are answered only once their retry-after has passed (never closer
-than HOLD_MARGIN to the call's deadline; the retry-after trailer then says what is left of it),
+than HOLD_MARGIN to the call's deadline nor longer than HOLD_FRACTION of the time it has left;
+the retry-after trailer then says what is left of it),
 for PACING_SECONDS after the last such window. A caller that waits one call at a time then
 comes back no sooner than one that honours the retry-after. At most MAX_HELD refusals are held at
 once; beyond that they are answered at once again.
@@ -68,8 +69,11 @@ IGNORED_SECONDS = 0.5  # ...in every window for this long: a flood's onset, when
                        # retry-afters come back together, passes before that
 PACING_SECONDS = 10.0  # ...then its refusals are held this long after the last such window
 REPEAT_SECONDS = 60.0  # a tenant held within this long is held again from its first such window
-MAX_HELD = 4096  # refusals held at once, all tenants together; beyond it they are answered at once
-HOLD_MARGIN = 0.1  # seconds: a held refusal is answered at least this long before the call's deadline
+MAX_HELD = 4096  # refusals held at once, all tenants together (an even split each, at most, while several are
+                 # held); beyond it they are answered at once
+MAX_HELD_BYTES = 64 * 1024  # a larger request's refusal is answered at once (held ones stay in memory)
+HOLD_FRACTION = 0.5  # a held refusal takes at most this share of the call's remaining time...
+HOLD_MARGIN = 0.1  # ...and is answered at least this long (seconds) before the call's deadline
 HARD_FACTOR = 1.5
 WINDOW = 0.1  # seconds between limit updates (and at least MIN_SAMPLES calls)
 MIN_SAMPLES = 10
@@ -97,7 +101,7 @@ class _TenantWindow:
     retry_after: float = RETRY_MIN
     started: float = 0.0
     suspect_since: float | None = None  # since then every window looked like callers ignoring the retry-after
-    pacing_until: float = 0.0  # refusals are held until then: its callers come back before their retry-after
+    pacing_until: float = -math.inf  # refusals are held until then: its callers come back before their retry-after
 
 
 class Admission:
@@ -114,6 +118,7 @@ class Admission:
         self.clock, self.jitter = clock, jitter
         self.hold_ignored = hold_ignored
         self.held = 0  # refusals being held now
+        self.held_by: Counter[str] = Counter()  # ...per tenant (only tenants holding some)
         self._limits: dict[str, int] = {}
         self.in_flight: Counter[str] = Counter()
         self.per_service: Counter[str] = Counter()  # by service ("<owner>/<name>"), whoever calls it
@@ -207,24 +212,33 @@ class Admission:
         error.tenant = tenant
         return error
 
-    async def hold(self, error: Overloaded, remaining: float | None) -> None:
+    async def hold(self, error: Overloaded, remaining: float | None, size: int = 0) -> None:
         """Wait before answering a refusal that `_shed` marked to be held (the tenant's callers ignore
-        the retry-after), at most until HOLD_MARGIN before the call's deadline (`remaining` seconds);
-        the retry-after it then carries is what is left of it. Any other error returns at once."""
+        the retry-after): at most HOLD_FRACTION of the call's `remaining` seconds and HOLD_MARGIN before
+        its deadline (the server's clock: the client's is a transit earlier), for a request of at most
+        MAX_HELD_BYTES, while the tenant holds less than an even split of MAX_HELD among the tenants
+        held now. The retry-after it then carries is what is left of it. Anything else returns at once."""
         hold = getattr(error, "hold", 0.0)
         if remaining is not None:
-            hold = min(hold, remaining - HOLD_MARGIN)
-        if hold <= 0 or self.held >= MAX_HELD:
+            hold = min(hold, remaining * HOLD_FRACTION, remaining - HOLD_MARGIN)
+        tenant = getattr(error, "tenant", "")
+        if hold <= 0 or size > MAX_HELD_BYTES or self.held >= MAX_HELD:
+            return
+        if self.held_by[tenant] >= MAX_HELD / (len(self.held_by) + (tenant not in self.held_by)):
             return
         self.held += 1
+        self.held_by[tenant] += 1
         try:
             await asyncio.sleep(hold)
         finally:
             self.held -= 1
-        metrics.REFUSALS_HELD.labels(error.tenant).inc()
+            self.held_by[tenant] -= 1
+            if not self.held_by[tenant]:
+                del self.held_by[tenant]
+        metrics.REFUSALS_HELD.labels(tenant).inc()
         error.retry_after = max(0.001, error.retry_after - hold)
-        error.message += (f" (answered after {hold:.2f} s: this tenant's calls come back before the retry-after-ms "
-                          "they are told, so the gateway waits it out for them)")
+        error.message += (f" (answered after {hold:.2f} s: this tenant's calls were refused more often than its "
+                          "retry-after-ms allows for, so the gateway waits it out for its callers)")
 
     def _roll(self, window: _TenantWindow, now: float) -> None:
         """Every RETRY_WINDOW per tenant: the next retry-after. Callers ~ admitted rate x latency + shed rate x

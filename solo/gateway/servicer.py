@@ -215,6 +215,13 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
 
     @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def Invoke(self, request, context, principal):
+        try:
+            return await self._invoke(request, context, principal)
+        except Overloaded as exc:  # (after the call's metrics and breaker are recorded)
+            await self.admission.hold(exc, context.time_remaining(), request.ByteSize())
+            raise
+
+    async def _invoke(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
@@ -237,8 +244,6 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             return _output(result)
         except SoloError as exc:
             code, error = exc.code, exc.message
-            if isinstance(exc, Overloaded):
-                await self.admission.hold(exc, context.time_remaining())
             raise
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -253,6 +258,14 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
 
     @rpc(_on("invoke", lambda r: r.service, lambda r: r.method))
     async def InvokeStream(self, request, context, principal):
+        try:
+            async for item in self._stream(request, context, principal):
+                yield item
+        except Overloaded as exc:  # (refused before its first message, after its metrics are recorded)
+            await self.admission.hold(exc, context.time_remaining(), request.ByteSize())
+            raise
+
+    async def _stream(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
         code = "OK"
@@ -265,8 +278,6 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                     yield _output(result)
         except SoloError as exc:
             code = exc.code
-            if isinstance(exc, Overloaded):
-                await self.admission.hold(exc, context.time_remaining())
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "CANCELLED"

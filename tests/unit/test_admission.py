@@ -7,8 +7,10 @@ import pytest
 
 from solo.errors import Overloaded
 import asyncio
+import heapq
 
-from solo.gateway.admission import HARD_FACTOR, MAX_HELD, PACING_SECONDS, RATE_WINDOW, Admission
+from solo import metrics
+from solo.gateway.admission import HARD_FACTOR, MAX_HELD, MAX_HELD_BYTES, PACING_SECONDS, RATE_WINDOW, Admission
 from solo.gateway.audit import Audit
 
 
@@ -189,9 +191,8 @@ def test_refusals_are_held_for_a_tenant_whose_callers_come_back_before_the_retry
     clock = Clock()
     admission = at_quota(clock)
     hammered = refusals(admission, clock, 1000, 0.002)  # 2 s of 500 refusals/s: nobody waits its retry-after
-    assert not any(error.hold for error in hammered[:125])  # a flood's first 0.5 s are its onset: answered at once
+    assert not any(error.hold for error in hammered[:250])  # a flood's first 0.5 s are its onset: answered at once
     assert all(error.hold == error.retry_after > 0.05 for error in hammered[-250:])
-    assert admission.admit("quiet", "svc")  # another tenant is unaffected
 
 
 def test_one_tenant_ignoring_the_retry_after_never_gets_another_tenants_refusals_held():
@@ -209,10 +210,14 @@ def test_one_tenant_ignoring_the_retry_after_never_gets_another_tenants_refusals
 def test_callers_that_wait_their_retry_after_are_never_held_and_holding_can_be_turned_off():
     clock = Clock()
     polite = at_quota(clock)
-    for _ in range(400):  # 40 callers at once, each back after the retry-after it was told
-        error = refusals(polite, clock, 40, 0.0)[-1]
-        assert not error.hold
-        clock.now += error.retry_after
+    start, due = clock.now, [(clock.now + i * 0.0005, i) for i in range(600)]  # 600 callers arriving together
+    heapq.heapify(due)
+    while due[0][0] < start + 20:  # 20 s, each caller back when the retry-after it was told has passed
+        clock.now, caller = heapq.heappop(due)
+        with pytest.raises(Overloaded) as err:
+            polite.admit("noisy", "svc")
+        assert not err.value.hold, f"a caller that waits as told was held at {clock.now - start:.2f} s"
+        heapq.heappush(due, (clock.now + err.value.retry_after, caller))
     off = Admission(lambda t: 2, clock=clock, jitter=lambda: 0.5, hold_ignored=False)
     hold(off, "noisy", n=2)
     assert not any(error.hold for error in refusals(off, clock, 1000, 0.002))
@@ -233,22 +238,55 @@ def test_holding_stops_once_the_tenant_calls_no_more_than_it_is_told():
 def test_a_held_refusal_waits_out_its_retry_after_but_never_its_deadline():
     admission = Admission(lambda t: 0)
 
-    def held(hold_for: float, retry_after: float, remaining: float | None) -> Overloaded:
+    def held(hold_for: float, retry_after: float, remaining: float | None, tenant: str = "noisy",
+             size: int = 100) -> Overloaded:
         error = Overloaded("shed")
-        error.hold, error.retry_after, error.tenant = hold_for, retry_after, "noisy"
-        asyncio.run(admission.hold(error, remaining))
+        error.hold, error.retry_after, error.tenant = hold_for, retry_after, tenant
+        asyncio.run(admission.hold(error, remaining, size))
         return error
 
+    counted = metrics.REFUSALS_HELD.labels("noisy")._value.get()
     waited = held(0.2, 0.3, None)
     assert waited.retry_after == pytest.approx(0.1)  # what is left of it after the wait
     assert "answered after 0.20 s" in waited.message and "retry-after" in waited.message
+    assert metrics.REFUSALS_HELD.labels("noisy")._value.get() == counted + 1
     assert held(0.2, 0.3, 0.15).retry_after == pytest.approx(0.25)  # 0.05 s: answered 0.1 s before the deadline
+    assert held(0.2, 0.3, 0.3).retry_after == pytest.approx(0.15)  # at most half the time left
     near = held(0.2, 0.3, 0.05)
     assert near.retry_after == 0.3 and near.message == "shed"  # too close to the deadline: at once
     assert held(0.0, 0.3, None).message == "shed"  # not marked: at once
+    assert held(0.2, 0.3, None, size=MAX_HELD_BYTES + 1).message == "shed"  # too large to keep: at once
+    admission.held, admission.held_by["other"] = MAX_HELD // 2, MAX_HELD // 2
+    assert held(0.05, 0.3, None).message != "shed"  # two tenants held: each may hold half
+    admission.held_by["noisy"] = MAX_HELD // 2
+    assert held(0.05, 0.3, None).message == "shed"  # ...and no more
+    del admission.held_by["noisy"]
     admission.held = MAX_HELD
     assert held(0.2, 0.3, None).message == "shed"  # too many held already: at once
-    assert admission.held == MAX_HELD
+    assert admission.held == MAX_HELD and set(admission.held_by) == {"other"}
+
+
+def test_a_held_refusal_whose_caller_goes_away_releases_its_place():
+    admission = Admission(lambda t: 0)
+    error = Overloaded("shed")
+    error.hold, error.retry_after, error.tenant = 5.0, 5.0, "noisy"
+
+    async def cancelled():
+        task = asyncio.create_task(admission.hold(error, None, 100))
+        await asyncio.sleep(0.05)
+        assert admission.held == 1 and admission.held_by["noisy"] == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    counted = metrics.REFUSALS_HELD.labels("noisy")._value.get()
+    asyncio.run(cancelled())
+    assert admission.held == 0 and not admission.held_by
+    assert metrics.REFUSALS_HELD.labels("noisy")._value.get() == counted  # not answered, so not counted
+
+
+def test_the_tenant_summary_skips_the_per_tenant_metric_of_held_refusals():
+    metrics.REFUSALS_HELD.labels("summarised").inc()
+    assert metrics.tenant_summary("summarised") == {}
 
 
 def adaptive(clock) -> Admission:
