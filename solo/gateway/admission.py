@@ -72,7 +72,7 @@ REPEAT_SECONDS = 60.0  # a tenant held within this long is held again from its f
 MAX_HELD = 4096  # refusals held at once, all tenants together (an even split each, at most, while several are
                  # held); beyond it they are answered at once
 MAX_HELD_BYTES = 64 * 1024  # a larger request's refusal is answered at once (held ones stay in memory)
-HOLD_FRACTION = 0.5  # a held refusal takes at most this share of the call's remaining time...
+HOLD_FRACTION = 0.8  # a held refusal takes at most this share of the call's remaining time...
 HOLD_MARGIN = 0.1  # ...and is answered at least this long (seconds) before the call's deadline
 HARD_FACTOR = 1.5
 WINDOW = 0.1  # seconds between limit updates (and at least MIN_SAMPLES calls)

@@ -251,7 +251,7 @@ def test_a_held_refusal_waits_out_its_retry_after_but_never_its_deadline():
     assert "answered after 0.20 s" in waited.message and "retry-after" in waited.message
     assert metrics.REFUSALS_HELD.labels("noisy")._value.get() == counted + 1
     assert held(0.2, 0.3, 0.15).retry_after == pytest.approx(0.25)  # 0.05 s: answered 0.1 s before the deadline
-    assert held(0.2, 0.3, 0.3).retry_after == pytest.approx(0.15)  # at most half the time left
+    assert held(0.6, 0.7, 0.7).retry_after == pytest.approx(0.14)  # 0.56 s: at most 80% of the time left
     near = held(0.2, 0.3, 0.05)
     assert near.retry_after == 0.3 and near.message == "shed"  # too close to the deadline: at once
     assert held(0.0, 0.3, None).message == "shed"  # not marked: at once
