@@ -415,14 +415,14 @@ class GatewayScraper:
         self._thread.join(30)
 
     def p99_ms(self, kind: str) -> float:
-        return histogram_p99(self.counts.get(kind, {}), {})
+        return histogram_p99(self.counts.get(kind, {}))
 
 
-def histogram_p99(after: dict[float, float], before: dict[float, float]) -> float:
-    """p99 in ms of the calls counted between two scrapes, interpolated inside its bucket (coarse: the
-    buckets are 2.5, 5, 10, 25 ms ...)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+def histogram_p99(cumulative: dict[float, float]) -> float:
+    """p99 in ms of the calls in a histogram (cumulative count per bucket bound), interpolated inside its
+    bucket (coarse: the buckets are 2.5, 5, 10, 25 ms ...)."""
+    bounds = sorted(cumulative)
+    counts = [cumulative[b] for b in bounds]
     if not counts or counts[-1] <= 0:
         return float("nan")
     rank, lower, below = 0.99 * counts[-1], 0.0, 0.0

@@ -117,8 +117,7 @@ class Admission:
         self.limit = float(min(max_in_flight, 512) if adaptive else max_in_flight)
         self.clock, self.jitter = clock, jitter
         self.hold_ignored = hold_ignored
-        self.held = 0  # refusals being held now
-        self.held_by: Counter[str] = Counter()  # ...per tenant (only tenants holding some)
+        self.held_by: Counter[str] = Counter()  # refusals being held now, per tenant (only tenants holding some)
         self._limits: dict[str, int] = {}
         self.in_flight: Counter[str] = Counter()
         self.per_service: Counter[str] = Counter()  # by service ("<owner>/<name>"), whoever calls it
@@ -137,6 +136,11 @@ class Admission:
         self._cap: float | None = None
         self._best = 0.0  # the most calls admitted in one window lately: what the gateway can get through
         self._congested_until = 0.0
+
+    @property
+    def held(self) -> int:
+        """Refusals being held now, all tenants together."""
+        return sum(self.held_by.values())
 
     @property
     def current_limit(self) -> int:
@@ -226,12 +230,10 @@ class Admission:
             return
         if self.held_by[tenant] >= MAX_HELD / (len(self.held_by) + (tenant not in self.held_by)):
             return
-        self.held += 1
         self.held_by[tenant] += 1
         try:
             await asyncio.sleep(hold)
         finally:
-            self.held -= 1
             self.held_by[tenant] -= 1
             if not self.held_by[tenant]:
                 del self.held_by[tenant]

@@ -256,12 +256,12 @@ def test_a_held_refusal_waits_out_its_retry_after_but_never_its_deadline():
     assert near.retry_after == 0.3 and near.message == "shed"  # too close to the deadline: at once
     assert held(0.0, 0.3, None).message == "shed"  # not marked: at once
     assert held(0.2, 0.3, None, size=MAX_HELD_BYTES + 1).message == "shed"  # too large to keep: at once
-    admission.held, admission.held_by["other"] = MAX_HELD // 2, MAX_HELD // 2
+    admission.held_by["other"] = MAX_HELD // 2
     assert held(0.05, 0.3, None).message != "shed"  # two tenants held: each may hold half
     admission.held_by["noisy"] = MAX_HELD // 2
     assert held(0.05, 0.3, None).message == "shed"  # ...and no more
     del admission.held_by["noisy"]
-    admission.held = MAX_HELD
+    admission.held_by["other"] = MAX_HELD
     assert held(0.2, 0.3, None).message == "shed"  # too many held already: at once
     assert admission.held == MAX_HELD and set(admission.held_by) == {"other"}
 
