@@ -10,6 +10,7 @@ reports completed requests/s, p50 and p99 latency. Systems (all echo a short JSO
 
   solo   Solo gateway Invoke of the example echo service (`solo up --foreground` subprocess)
   solo-noauth  the same Solo with authorization switched off (bench/_solo_noauth.py): what token checks cost
+  solo-nosandbox  the same Solo with `[runtime] sandbox = "off"`: what the cell's sandbox costs on calls
   bare   a bare grpc.aio echo server (subprocess): the floor for Python gRPC on this box
   ray    a direct Ray actor call: this process is the driver and awaits actor.echo.remote(x)
   naive  the naive gateway: grpc.aio server (subprocess, a Ray driver) awaiting one actor call per request
@@ -39,12 +40,13 @@ ECHO = Path(__import__("solo").__file__).resolve().parent / "examples" / "echo.p
 MESSAGE = "hello, solo"
 PAYLOAD = json.dumps(MESSAGE)  # a JSON string: the single argument of echo(message)
 CONCURRENCY = (1, 64)
-SYSTEMS = ("solo", "solo-noauth", "bare", "ray", "naive", "serve")
+SYSTEMS = ("solo", "solo-noauth", "solo-nosandbox", "bare", "ray", "naive", "serve")
 TITLES = {"solo": "Solo gateway -> service host", "solo-noauth": "Solo, authorization off (bench/_solo_noauth.py)",
+          "solo-nosandbox": "Solo, sandbox off (cells without bwrap)",
           "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
           "naive": "naive gateway (gRPC + 1 actor call/request)", "serve": "Ray Serve gRPC ingress"}
 SERVE_SERVICER = "_serve_grpc.add_InvokeServicer_to_server"  # bench/_serve_grpc.py
-TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5, "auth_cost": 0.10}
+TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5, "auth_cost": 0.10, "sandbox_cost": 0.10, "sandbox_p50_ms": 1.0}
 
 
 # -- load generator --------------------------------------------------------------------------------
@@ -165,7 +167,13 @@ def measure(system: str, make_call, args) -> list[dict]:
 def bench_solo(args, work: Path, system: str = "solo") -> list[dict]:
     from solo.client import SoloClient
     launcher = [sys.executable, str(Path(__file__).with_name("_solo_noauth.py"))] if system == "solo-noauth" else None
-    solo = C.SoloProcess(work, args.solo_config, launcher)
+    config = args.solo_config
+    if system == "solo-nosandbox":  # the same Solo, its cells started without bwrap
+        config = work / "nosandbox.toml"
+        base = Path(args.solo_config).read_text() if args.solo_config else ""
+        config.write_text(base + '\n[runtime]\nsandbox = "off"\n' if "[runtime]" not in base
+                          else base.replace("[runtime]", '[runtime]\nsandbox = "off"', 1))
+    solo = C.SoloProcess(work, config, launcher)
     try:
         solo.start()
         print(f"  Solo up at {solo.address} (pid {solo.pid})", flush=True)
@@ -341,6 +349,15 @@ def ratios(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
         us = by[("solo", 64)]["server_us"] / by[("solo-noauth", 64)]["server_us"] - 1
         out.append(("serving CPU per call at c=64: Solo / Solo without authorization - 1 (context)",
                     f"{us * 100:+.1f} %", "-", None))
+    unsandboxed = rps("solo-nosandbox", 64)
+    if solo64 and unsandboxed:
+        cost = 1 - solo64 / unsandboxed
+        out.append(("cost of the sandbox: 1 - Solo / Solo with sandbox off, c=64 req/s", f"{cost * 100:.1f} %",
+                    f"<= {TARGETS['sandbox_cost'] * 100:g} %", cost <= TARGETS["sandbox_cost"]))
+    if ("solo", 1) in by:
+        p50 = by[("solo", 1)]["p50_ms"]
+        out.append(("Solo (sandboxed) c=1 p50 latency, the sandbox target", f"{p50:.2f} ms",
+                    f"<= {TARGETS['sandbox_p50_ms']:g} ms", p50 <= TARGETS["sandbox_p50_ms"]))
     for anchor in ("bare", "ray"):
         other = rps(anchor, 64)
         if solo64 and other:
@@ -408,14 +425,14 @@ def main() -> int:
     systems = args.only or list(SYSTEMS)
     info = {"machine": C.machine_line(C.machine())}
     started = time.monotonic()
-    args.retry_until = started + 190  # retries stop here so the whole run stays inside its 290 s budget
+    args.retry_until = started + 230  # retries stop here so the whole run stays inside its 340 s budget
     rows: list[dict] = []
-    with C.hard_deadline(290, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
+    with C.hard_deadline(340, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
         for system in systems:
             others = C.wait_quiet(args.quiet_wait) if args.quiet_wait > 0 else 0.0
             print(f"[{time.monotonic() - started:5.1f}s] {TITLES[system]} (others' CPU before start: {others:.2f} "
                   f"cores)", flush=True)
-            if system in ("solo", "solo-noauth"):
+            if system in ("solo", "solo-noauth", "solo-nosandbox"):
                 rows += bench_solo(args, work, system)
             elif system in ("bare", "naive"):
                 rows += bench_subprocess_server(system, args, work)

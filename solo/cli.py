@@ -39,7 +39,8 @@ def cmd_deploy(args) -> int:
                 num_gpus=args.gpus or 0.0, memory=parse_bytes(args.memory) if args.memory else 0,
                 resources={k: float(v) for k, v in parse_pairs(args.resource, "--resource").items()},
                 env=parse_pairs(args.env, "--env"), config=config, labels=parse_pairs(args.label, "--label"),
-                max_concurrency=args.concurrency or 0, max_restarts=args.max_restarts)
+                max_concurrency=args.concurrency or 0, max_restarts=args.max_restarts,
+                allow_egress=args.allow_egress or ())
     with _client(args) as client, Progress(f"deploying {args.file}", enabled=not args.json):
         info = client.deploy(args.file, args.name, replace=args.replace, **spec)
     _emit(args, info, print_service)
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable")
     deploy.add_argument("--config", help="JSON object handed to the service as self.context.config")
     deploy.add_argument("--label", action="append", metavar="KEY=VALUE", help="label")
+    deploy.add_argument("--allow-egress", action="append", metavar="HOST:PORT",
+                        help="a TCP destination the service may connect to (repeatable); the operator must allow it "
+                        "for your tenant ([runtime] tenant_egress). Default: no network")
     deploy.add_argument("--concurrency", type=int, help="concurrent calls of sync methods (default 1)")
     deploy.add_argument("--max-restarts", type=int, help="restarts after crashes before FAILED")
     deploy.add_argument("--replace", action="store_true", help="replace a running service with a different spec")

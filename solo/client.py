@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
 import grpc
 from google.protobuf import json_format
@@ -85,8 +85,10 @@ def spec_message(source: str | Path, name: str | None = None, *, filename: str |
                  class_name: str = "", num_cpus: float = 0.0, num_gpus: float = 0.0, memory: int = 0,
                  resources: Mapping[str, float] | None = None, env: Mapping[str, str] | None = None,
                  config: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None,
-                 max_concurrency: int = 0, max_restarts: int | None = None) -> pb.ServiceSpec:
-    """A ServiceSpec from a path (or source text with `name`): the name defaults to the file's stem."""
+                 max_concurrency: int = 0, max_restarts: int | None = None,
+                 allow_egress: Sequence[str] = ()) -> pb.ServiceSpec:
+    """A ServiceSpec from a path (or source text with `name`): the name defaults to the file's stem.
+    `allow_egress`: "host:port" TCP destinations the service may open (the operator must allow them)."""
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".py")):
         path = Path(source)
         if not path.exists():
@@ -98,7 +100,7 @@ def spec_message(source: str | Path, name: str | None = None, *, filename: str |
         name=name, source=source, filename=filename or f"{name}.py", version=version, class_name=class_name,
         resources=pb.Resources(num_cpus=num_cpus, num_gpus=num_gpus, memory_bytes=memory, custom=dict(resources or {})),
         env=dict(env or {}), config_json=json.dumps(dict(config)) if config else "", labels=dict(labels or {}),
-        max_concurrency=max_concurrency)
+        max_concurrency=max_concurrency, allow_egress=list(allow_egress))
     if max_restarts is not None:
         spec.max_restarts = max_restarts
     return spec

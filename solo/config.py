@@ -80,6 +80,16 @@ class RuntimeConfig(_Section):
     on_limit_exceeded: Literal["restart", "stop"] = Field(
         default="restart", description="a service past its memory limit is restarted (within max_restarts) or "
         "stopped (FAILED at once)")
+    sandbox: Literal["bwrap", "off"] = Field(
+        default="bwrap", description="how service code is locked down: \"bwrap\" (bubblewrap namespaces + seccomp; "
+        "`solo up` refuses to start where it cannot run) or \"off\" (no sandbox: trusted code only)")
+    seccomp: bool = Field(default=True, description="add the seccomp filter to bwrap cells (needs libseccomp)")
+    cell_scratch_bytes: int = Field(default=64 << 20, ge=1 << 20, description="size of a cell's private /tmp "
+                                    "(memory-backed)")
+    tenant_egress: dict[str, list[str]] = Field(
+        default_factory=dict, description="TCP destinations (host:port) each tenant's services may ask for with "
+        "--allow-egress, e.g. {acme = [\"api.example.com:443\"]}; \"*\" applies to every tenant. Default: no egress")
+    cell_max_open_files: int = Field(default=1024, ge=64, le=1 << 20, description="open files a service may hold")
 
 
 class EventsConfig(_Section):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12solo/v1/host.proto\x12\x0csolo.v1.host\"{\n\x04\x43\x61ll\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12\r\n\x03raw\x18\x04 \x01(\x0cH\x00\x12\x0f\n\x07timeout\x18\x05 \x01(\x01\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61ncel\x18\x07 \x01(\x08\x42\x07\n\x05input\"\x14\n\x05Hello\x12\x0b\n\x03key\x18\x01 \x01(\t\".\n\tCallBatch\x12!\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x12.solo.v1.host.Call\">\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0e\x65xception_type\x18\x03 \x01(\t\"n\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x04json\x18\x02 \x01(\tH\x00\x12\r\n\x03raw\x18\x03 \x01(\x0cH\x00\x12\"\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x13.solo.v1.host.Error\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x08\x42\x08\n\x06output\"4\n\x0bResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.solo.v1.host.Resultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12solo/v1/host.proto\x12\x0csolo.v1.host\"{\n\x04\x43\x61ll\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12\r\n\x03raw\x18\x04 \x01(\x0cH\x00\x12\x0f\n\x07timeout\x18\x05 \x01(\x01\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61ncel\x18\x07 \x01(\x08\x42\x07\n\x05input\".\n\x05Hello\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0cJ\x04\x08\x01\x10\x02\")\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\"\x15\n\x04\x41uth\x12\r\n\x05proof\x18\x01 \x01(\x0c\".\n\tCallBatch\x12!\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x12.solo.v1.host.Call\">\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0e\x65xception_type\x18\x03 \x01(\t\"n\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x04json\x18\x02 \x01(\tH\x00\x12\r\n\x03raw\x18\x03 \x01(\x0cH\x00\x12\"\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x13.solo.v1.host.Error\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x08\x42\x08\n\x06output\"4\n\x0bResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.solo.v1.host.Resultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALL']._serialized_start=36
   _globals['_CALL']._serialized_end=159
   _globals['_HELLO']._serialized_start=161
-  _globals['_HELLO']._serialized_end=181
-  _globals['_CALLBATCH']._serialized_start=183
-  _globals['_CALLBATCH']._serialized_end=229
-  _globals['_ERROR']._serialized_start=231
-  _globals['_ERROR']._serialized_end=293
-  _globals['_RESULT']._serialized_start=295
-  _globals['_RESULT']._serialized_end=405
-  _globals['_RESULTBATCH']._serialized_start=407
-  _globals['_RESULTBATCH']._serialized_end=459
+  _globals['_HELLO']._serialized_end=207
+  _globals['_CHALLENGE']._serialized_start=209
+  _globals['_CHALLENGE']._serialized_end=250
+  _globals['_AUTH']._serialized_start=252
+  _globals['_AUTH']._serialized_end=273
+  _globals['_CALLBATCH']._serialized_start=275
+  _globals['_CALLBATCH']._serialized_end=321
+  _globals['_ERROR']._serialized_start=323
+  _globals['_ERROR']._serialized_end=385
+  _globals['_RESULT']._serialized_start=387
+  _globals['_RESULT']._serialized_end=497
+  _globals['_RESULTBATCH']._serialized_start=499
+  _globals['_RESULTBATCH']._serialized_end=551
 # @@protoc_insertion_point(module_scope)

@@ -26,10 +26,26 @@ class Call(_message.Message):
     def __init__(self, id: _Optional[int] = ..., method: _Optional[str] = ..., json: _Optional[str] = ..., raw: _Optional[bytes] = ..., timeout: _Optional[float] = ..., stream: _Optional[bool] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("key",)
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    def __init__(self, key: _Optional[str] = ...) -> None: ...
+    __slots__ = ("identity", "nonce")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    identity: str
+    nonce: bytes
+    def __init__(self, identity: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+
+class Challenge(_message.Message):
+    __slots__ = ("nonce", "proof")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    nonce: bytes
+    proof: bytes
+    def __init__(self, nonce: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class Auth(_message.Message):
+    __slots__ = ("proof",)
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    proof: bytes
+    def __init__(self, proof: _Optional[bytes] = ...) -> None: ...
 
 class CallBatch(_message.Message):
     __slots__ = ("calls",)

@@ -27,7 +27,7 @@ class Resources(_message.Message):
     def __init__(self, num_cpus: _Optional[float] = ..., num_gpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., custom: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "version", "source", "filename", "class_name", "resources", "env", "config_json", "labels", "max_concurrency", "max_restarts")
+    __slots__ = ("name", "version", "source", "filename", "class_name", "resources", "env", "config_json", "labels", "max_concurrency", "max_restarts", "allow_egress")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class ServiceSpec(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_EGRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     source: str
@@ -64,7 +65,8 @@ class ServiceSpec(_message.Message):
     labels: _containers.ScalarMap[str, str]
     max_concurrency: int
     max_restarts: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., source: _Optional[str] = ..., filename: _Optional[str] = ..., class_name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., config_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_concurrency: _Optional[int] = ..., max_restarts: _Optional[int] = ...) -> None: ...
+    allow_egress: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., source: _Optional[str] = ..., filename: _Optional[str] = ..., class_name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., config_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_concurrency: _Optional[int] = ..., max_restarts: _Optional[int] = ..., allow_egress: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeployServiceRequest(_message.Message):
     __slots__ = ("spec", "replace")

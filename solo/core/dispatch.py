@@ -11,6 +11,7 @@ import itertools
 from typing import AsyncIterator
 
 from solo._proto import host_pb2
+from solo.core import handshake
 from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.routes import Route, RouteTable
 from solo.errors import MOVED, DeadlineExceeded, NotFound, Unavailable, from_code
@@ -28,10 +29,16 @@ _STATE_MESSAGES = {
 
 
 class HostLink(asyncio.Protocol):
-    def __init__(self, route: Route):
+    """`sock`: a connection that is already authenticated (a cell's direct call: its host made the
+    connection and the handshake, then handed the socket over); otherwise the link connects to the
+    route's address and proves the route's key (or peer ticket) in the handshake (core/handshake.py)."""
+
+    def __init__(self, route: Route, sock=None):
         self.address = route.address
         self.label = route.name
         self._key = route.key
+        self._nonce = handshake.nonce()
+        self._authenticated = sock is not None
         self._ids = itertools.count(1)
         self._pending: list[host_pb2.Call] = []
         self._flush_scheduled = False
@@ -41,29 +48,56 @@ class HostLink(asyncio.Protocol):
         self._connected = asyncio.get_running_loop().create_future()
         self._retiring = False
         self.closed: str | None = None
-        asyncio.ensure_future(self._connect())
+        asyncio.ensure_future(self._connect(sock))
 
-    async def _connect(self) -> None:
+    async def _connect(self, sock) -> None:
         host, _, port = self.address.rpartition(":")
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: self, host, int(port)),
-                                   CONNECT_TIMEOUT)
+            if sock is not None:
+                await loop.create_connection(lambda: self, sock=sock)
+                return
+            if not port.isdigit():
+                self._close(f"no address to connect to ({self.address!r})")
+                return
+            await asyncio.wait_for(loop.create_connection(lambda: self, host, int(port)), CONNECT_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(self._connected), CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:
             self._close(f"cannot connect to its process ({exc or type(exc).__name__})")
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self._transport = transport
-        transport.write(frame(host_pb2.Hello(key=self._key).SerializeToString()))
+        if self._authenticated:
+            self._opened()
+        else:
+            hello = host_pb2.Hello(identity=handshake.identity_of(self._key), nonce=self._nonce)
+            transport.write(frame(hello.SerializeToString()))
+
+    def _opened(self) -> None:
         if not self._connected.done():
             self._connected.set_result(None)
         self._flush()
 
+    def _challenged(self, payload: bytes) -> None:
+        """The host's Challenge: check its proof before anything is sent, then prove ours."""
+        challenge = host_pb2.Challenge.FromString(payload)
+        handshake.check(self._key, "host", self._nonce, challenge.nonce, challenge.proof)
+        auth = host_pb2.Auth(proof=handshake.proof(self._key, "client", self._nonce, challenge.nonce))
+        self._transport.write(frame(auth.SerializeToString()))
+        self._authenticated = True
+        self._opened()
+
     def data_received(self, data: bytes) -> None:
         try:
             for payload in self._reader.feed(data):
+                if not self._authenticated:
+                    self._challenged(payload)
+                    continue
                 for result in host_pb2.ResultBatch.FromString(payload).results:
                     self._deliver(result)
+        except handshake.HandshakeError as exc:
+            self._close(f"the process at {self.address} is not the service's host ({exc})")
         except (FrameError, ValueError) as exc:
             self._close(f"its process sent a malformed frame ({exc})")
 
@@ -92,8 +126,8 @@ class HostLink(asyncio.Protocol):
 
     @property
     def connected(self) -> bool:
-        """Whether the connection ever opened (calls on one that never did were never sent)."""
-        return self._transport is not None
+        """Whether the connection ever opened and authenticated (calls on one that never did were never sent)."""
+        return self._authenticated
 
     def retire(self) -> None:
         """No new calls will come (the route moved away); close once the in-flight ones finish."""
@@ -127,8 +161,8 @@ class HostLink(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._transport is None or not self._pending or self.closed:
-            return  # connection_made flushes what queued up while connecting
+        if not self._authenticated or self._transport is None or not self._pending or self.closed:
+            return  # _opened flushes what queued up while connecting
         batch, self._pending = self._pending, []
         self._transport.write(frame(host_pb2.CallBatch(calls=batch).SerializeToString()))
 

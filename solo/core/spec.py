@@ -48,10 +48,14 @@ class ServiceSpec:
     labels: dict[str, str] = field(default_factory=dict)
     max_concurrency: int = 1
     max_restarts: int = -1
+    allow_egress: tuple[str, ...] = ()  # "host:port" destinations the service's cell may connect to
 
     def fingerprint(self) -> str:
         """Identity of the spec for idempotent deploys (the generated version is not part of it)."""
-        body = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not self.allow_egress:  # specs from before egress existed keep their fingerprint
+            del fields["allow_egress"]
+        body = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def with_version(self, version: str) -> "ServiceSpec":
@@ -115,6 +119,50 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+MAX_EGRESS_RULES = 32
+_EGRESS_HOST_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def parse_egress(rule: str) -> tuple[str, int]:
+    """One egress rule, "host:port" ("[v6]:port" for IPv6), as (host, port); InvalidRequest otherwise."""
+    import ipaddress
+
+    text = rule.strip().lower() if isinstance(rule, str) else ""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    valid_host = False
+    try:
+        ipaddress.ip_address(host)
+        valid_host = True
+    except ValueError:
+        valid_host = bool(_EGRESS_HOST_RE.fullmatch(host)) and ":" not in host
+    if not sep or not valid_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InvalidRequest(f"invalid egress rule {str(rule)[:300]!r}: use host:port with a DNS name or an IP address "
+                             "and a port 1-65535, e.g. 'api.example.com:443' or '[2001:db8::1]:8080'")
+    return host, int(port)
+
+
+def egress_rule(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def validate_egress(rules) -> tuple[str, ...]:
+    if len(rules) > MAX_EGRESS_RULES:
+        raise InvalidRequest(f"at most {MAX_EGRESS_RULES} egress rules per service, not {len(rules)}")
+    return tuple(sorted({egress_rule(*parse_egress(r)) for r in rules}))
+
+
+def check_egress(spec: ServiceSpec, tenant: str, allowed: dict[str, list[str]]) -> None:
+    """A service may only ask for destinations the operator allowed its tenant (or every tenant, "*")."""
+    granted = {egress_rule(*parse_egress(r)) for r in [*allowed.get(tenant, ()), *allowed.get("*", ())]}
+    missing = [r for r in spec.allow_egress if r not in granted]
+    if missing:
+        from solo.errors import PermissionDenied
+
+        raise PermissionDenied(f"egress to {', '.join(missing)} is not allowed for tenant {tenant!r}; the operator "
+                               f"allows it in the config: [runtime] tenant_egress = {{{tenant} = {missing!r}}}")
+
+
 def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: float = 0.0) -> ServiceSpec:
     validate_name(spec.name)
     if spec.version and not VERSION_RE.fullmatch(spec.version):
@@ -141,5 +189,5 @@ def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: flo
         raise InvalidRequest(f"max_concurrency must be between 1 and {limits.max_concurrency}, got {concurrency}")
     if spec.max_restarts < -1 or spec.max_restarts > 1000:
         raise InvalidRequest(f"max_restarts must be between 0 and 1000 (-1 for the default), got {spec.max_restarts}")
-    return replace(spec, filename=filename, max_concurrency=concurrency,
+    return replace(spec, filename=filename, max_concurrency=concurrency, allow_egress=validate_egress(spec.allow_egress),
                    resources=validate_resources(spec.resources, limits, default_num_cpus))

@@ -10,7 +10,7 @@ from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
-from solo.core.spec import VERSION_RE, ServiceSpec, validate_labels, validate_name, validate_spec
+from solo.core.spec import VERSION_RE, ServiceSpec, check_egress, validate_labels, validate_name, validate_spec
 from solo.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
 from solo.gateway.admission import Admission
@@ -105,6 +105,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     @rpc(_on("deploy", lambda r: r.spec.name))
     async def DeployService(self, request, context, principal):
         spec = validate_spec(spec_from_proto(request.spec), self.config.limits, self.config.runtime.default_num_cpus)
+        check_egress(spec, principal.tenant, self.config.runtime.tenant_egress)
         result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.DeployServiceResponse(service=info_to_proto(result["service"]), changed=result["changed"])

@@ -1,25 +1,32 @@
-"""ServiceHost: the Ray actor that hosts one service version (the Ray shell around it).
+"""ServiceHost: the Ray actor that hosts one service version (the Ray shell around it and its cell).
 
-It starts empty (so a warm pool of hosts can wait for work), then `load()` puts a tenant's
-source into it. Calls arrive over the host's own TCP call channel (host_server.py); Ray is used for
-placement, lifecycle and control calls only.
+It starts empty (so a warm pool of hosts can wait for work) with its cell already running, then
+`load()` sends a tenant's source into the cell. The host runs only Solo's code: it listens on the
+call port and authenticates each connection before handing it to the cell (host_listener.py),
+applies the limits, answers the registry's control calls by asking the cell, and does what the
+cell may not do itself (find other services, open allowed egress connections). The tenant's
+code runs in the cell (cell.py), locked down by sandbox.py. Ray is used for placement,
+lifecycle and control calls only.
 """
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import os
 import resource
 import secrets
+import socket
 import time
 
-from solo import api
-from solo.api import context_from
-from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed, SoloError
+from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed, SoloError, Unavailable
 from solo.runtime import limits
-from solo.runtime.host_server import HostChannel, start_host_server
-from solo.runtime.instance import ServiceInstance
-from solo.runtime.peer import Discoverer
+from solo.runtime.cell_process import CellProcess
+from solo.runtime.egress import parse_rules
+from solo.runtime.host_listener import HostListener, connect_authenticated
+from solo.runtime.sandbox import CellPolicy
+
+log = logging.getLogger("solo.host")
+DISCOVER_RATE = 20.0  # lookups a second a cell may ask its host for (each is a registry call), burst 2 s of it
 
 
 def _rss_bytes() -> int:
@@ -31,82 +38,146 @@ def _rss_bytes() -> int:
 
 
 class ServiceHost:
-    def __init__(self, bind_host: str = ""):
+    def __init__(self, bind_host: str = "", sandbox: dict | None = None):
         import ray  # the host is a Ray actor; Ray is already imported in this process
 
         self._bind_host = bind_host or ray.util.get_node_ip_address()
         self._node_id = ray.get_runtime_context().get_node_id()
         self._name = ray.get_runtime_context().get_actor_name() or ""
+        self._namespace = ray.get_runtime_context().namespace
         self._key = secrets.token_urlsafe(24)
-        self._channel = HostChannel(self._key)
-        self._server = None
+        self._policy = CellPolicy(**(sandbox or {}))
+        self._listener = HostListener(self._key, self._handoff)
+        self._cell: CellProcess | None = None
         self._port = 0
+        self._start_lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        self._stopping = False
         self._load_lock = asyncio.Lock()
-        self.instance: ServiceInstance | None = None
+        self._loaded: dict | None = None
         self._violation: dict | None = None  # set when the host ended itself for breaking a limit
         self._watchdog: asyncio.Task | None = None
         self._limits = ""
+        self._tenant = self._service = self._ticket = ""
+        self._refs = 0
+        self._discover_tokens, self._discover_at = 2 * DISCOVER_RATE, time.monotonic()
 
     async def ready(self) -> dict:
-        if self._server is None:
-            self._server, self._port = await start_host_server(self._channel, self._bind_host)
+        async with self._start_lock:
+            if self._cell is None:
+                self._cell = await CellProcess.start(self._policy, self._from_cell)
+                self._cell.exited.add_done_callback(self._cell_ended)
+                self._port = await self._listener.start(self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
-                "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name}
+                "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name,
+                "cell_pid": self._cell.pid, "sandbox": self._policy.describe()}
+
+    def _cell_ended(self, future: asyncio.Future) -> None:
+        """The cell's process is gone. Unless the host stopped it, the service crashed (its code exited, a
+        signal, native code): the host ends too, so the registry sees the process die and restarts it."""
+        if self._stopping or self._violation is not None:
+            return
+        log.warning("the service's cell %s; ending the host", future.result())
+        self._listener.close()
+        os._exit(70)
+
+    def _handoff(self, sock: socket.socket, expires: float) -> bool:
+        cell = self._cell
+        return cell is not None and not self._stopping and cell.hand({"kind": "call", "expires": expires}, sock)
 
     async def describe(self) -> dict | None:
         """What a rebuilt registry needs to take this host over (None when nothing is loaded)."""
-        if self.instance is None:
+        if self._loaded is None:
             return None
-        return {**await self.ready(), "methods": sorted(self.instance.methods),
-                "class_name": self.instance.class_name, "started_at": self.instance.started_at,
-                "limits": self._limits}
+        return {**await self.ready(), **self._loaded, "limits": self._limits}
 
     async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
                    env: dict, config_json: str, labels: dict, max_concurrency: int, memory_bytes: int = 0,
-                   num_cpus: float = 0.0, check_seconds: float = 0.1, discovery_ticket: str = "") -> dict:
+                   num_cpus: float = 0.0, check_seconds: float = 0.1, discovery_ticket: str = "",
+                   allow_egress: tuple[str, ...] = ()) -> dict:
         async with self._load_lock:
-            if self.instance is not None:
+            if self._loaded is not None:
                 raise FailedPrecondition("this host already runs a service")
             placement = await self.ready()
-            # limits first, so the service's imports count; the host's own footprint (Python, Ray) does not:
-            # the watchdog measures growth above it, and a cgroup charges only what is allocated after joining
-            baseline = limits.rss_bytes()
-            applied = limits.apply(os.getpid(), self._name or f"host-{os.getpid()}", memory_bytes, num_cpus)
-            self._limits = applied.describe()
-            os.environ.update(env)
-            if discovery_ticket:  # solo.discover() inside the service, as this service
-                import ray
-                api._discoverer = Discoverer(tenant, name, self._name, discovery_ticket,
-                                             ray.get_runtime_context().namespace)
-            context = context_from(tenant, name, version, config_json, labels)
-            instance = await ServiceInstance.load(source, filename, class_name, context, max_concurrency)
-            healthy, why = await instance.healthy()
-            if not healthy:
-                await instance.close()
-                raise ServiceFailed(f"{instance.class_name} started but its health check failed: {why}")
-            self.instance = instance
-            self._channel.instance = instance
+            cell = self._cell
+            # limits first, so the service's imports count; the host's and the idle cell's own footprint
+            # (Python, Ray) does not: the watchdog measures the cell's growth above it, and a cgroup charges only
+            # what is allocated after joining
+            pids = [os.getpid(), *cell.pids()]
+            baseline = limits.tree_rss_bytes(cell.pids())
+            applied = limits.apply(pids, self._name or f"host-{os.getpid()}", memory_bytes, num_cpus,
+                                   max_tasks=limits.tasks_for(max_concurrency))
+            self._limits = applied.describe() + f"; sandbox: {self._policy.describe()}"
+            self._tenant, self._service, self._ticket = tenant, name, discovery_ticket
+            header = {"tenant": tenant, "name": name, "version": version, "filename": filename,
+                      "class_name": class_name, "env": dict(env), "config_json": config_json, "labels": dict(labels),
+                      "max_concurrency": max_concurrency, "egress": list(allow_egress)}
+            cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
+            answer, _ = await cell.request("load", source.encode(), **header)
+            self._loaded = {"methods": _strings(answer.get("methods")), "class_name": _text(answer.get("class_name")),
+                            "started_at": _number(answer.get("started_at"), time.time())}
             if memory_bytes:
                 self._watchdog = asyncio.get_running_loop().create_task(
                     self._watch_memory(baseline, memory_bytes, check_seconds, applied.memory))
-            return {**placement, "methods": sorted(self.instance.methods), "class_name": self.instance.class_name,
-                    "started_at": self.instance.started_at, "limits": self._limits}
+            return {**placement, **self._loaded, "limits": self._limits}
 
     async def _watch_memory(self, baseline: int, limit: int, every: float, mechanism: str) -> None:
-        """Sample RSS; once the service uses more than `limit` above the host's baseline, stop serving
-        and end this process, telling why (wait_closed)."""
+        """Sample the cell's RSS (every process in it); once the service uses more than `limit` above the idle
+        cell's baseline, end the cell and then this process, telling why (wait_closed)."""
         while not self._closed.is_set():
-            rss = limits.rss_bytes()
+            cell = self._cell
+            rss = limits.tree_rss_bytes(cell.pids())
             if rss - baseline > limit:
                 self._violation = {"limit": "memory", "used_bytes": rss - baseline, "limit_bytes": limit,
                                    "rss_bytes": rss, "baseline_bytes": baseline, "mechanism": mechanism}
-                if self._server is not None:
-                    self._server.close()
-                self._closed.set()  # wait_closed returns the violation to the registry...
+                self._listener.close()
+                cell.kill()  # the memory goes back to the machine at once...
+                self._closed.set()  # ...wait_closed returns the violation to the registry...
                 await asyncio.sleep(0.5)
-                os._exit(137)  # ...then the memory goes back to the machine at once
+                os._exit(137)  # ...then the host goes too
             await asyncio.sleep(every)
+
+    # -- what the cell asks for ----------------------------------------------------------------------
+    async def _from_cell(self, op: str, header: dict, body: bytes) -> tuple[dict, bytes]:
+        if op == "discover":
+            return await self._discover(_text(header.get("owner"), 64), _text(header.get("target"), 128))
+        raise InvalidRequest(f"a service cannot ask its host for {op[:64]!r}")
+
+    def _spend_discover(self) -> None:
+        now = time.monotonic()
+        self._discover_tokens = min(2 * DISCOVER_RATE, self._discover_tokens + (now - self._discover_at) * DISCOVER_RATE)
+        self._discover_at = now
+        if self._discover_tokens < 1:
+            from solo.errors import Overloaded
+
+            error = Overloaded(f"solo.discover() is limited to {DISCOVER_RATE:g} lookups a second per service; "
+                               "keep the handle and reuse it")
+            error.retry_after = 1.0 / DISCOVER_RATE
+            raise error
+        self._discover_tokens -= 1
+
+    async def _discover(self, owner: str, target: str) -> tuple[dict, bytes]:
+        """Resolve `target` through the registry as this host's service, connect to it with the peer ticket,
+        and hand the connected socket to the cell (the ticket and the address stay here)."""
+        if not self._ticket:
+            raise FailedPrecondition("solo.discover() works once the service is loaded")
+        self._spend_discover()
+        import ray
+
+        from solo.runtime.launcher import REGISTRY_NAME, call_host
+
+        registry = ray.get_actor(REGISTRY_NAME, namespace=self._namespace)
+        found = await call_host(registry.resolve.remote(self._tenant, self._service, self._name, self._ticket,
+                                                        owner, target), 10.0, f"finding service {target!r}")
+        sock = await connect_authenticated(found["address"], found["ticket"])
+        self._refs += 1
+        try:
+            if not self._cell.hand({"kind": "reply", "ref": self._refs}, sock):
+                raise Unavailable("the service is not reading the sockets its host hands it")
+        finally:
+            sock.close()
+        return {"ref": self._refs, "version": found["version"], "concurrency": found["concurrency"],
+                "queue": found["queue"]}, b""
 
     # -- hot swap ------------------------------------------------------------------------------
     async def freeze(self, drain_seconds: float, max_state_bytes: int = 64 << 20) -> dict:
@@ -114,78 +185,70 @@ class ServiceHost:
         finish, then snapshot the state. Thawed again when the calls do not finish in time.
 
         Returns {"state": JSON text or None (no snapshot()), "has_snapshot": bool}."""
-        instance = self._require()
-        self._channel.moved = True
-        deadline = time.monotonic() + drain_seconds
-        while instance.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
-        if instance.in_flight:
-            self._channel.moved = False
-            raise FailedPrecondition(f"{instance.in_flight} call(s) were still running after {drain_seconds:g}s, "
-                                     "so the state could not be taken without losing their updates; the old "
-                                     "version keeps serving. Retry, or raise [swap] drain_seconds")
-        has_snapshot = instance.has_hook("snapshot")
-        state = await instance.hook("snapshot") if has_snapshot else None
-        if state is None:
+        self._require()
+        answer, state = await self._cell.request("freeze", drain_seconds=drain_seconds,
+                                                 max_state_bytes=max_state_bytes)
+        if len(state) > max_state_bytes:  # the cell checks too; it is not trusted to
+            await self.thaw()
+            raise InvalidRequest(f"the service's snapshot is {len(state) >> 20} MiB, more than [swap] max_state_bytes")
+        has_snapshot = answer.get("has_snapshot") is True
+        if answer.get("state") is not True:
             return {"state": None, "has_snapshot": has_snapshot}
         try:
-            text = json.dumps(state)
-        except (TypeError, ValueError) as exc:
-            self._channel.moved = False
-            raise InvalidRequest(f"{instance.class_name}.snapshot() must return JSON-compatible data "
-                                 f"(dicts, lists, strings, numbers): {exc}") from None
-        if len(text) > max_state_bytes:
-            self._channel.moved = False
-            raise InvalidRequest(f"{instance.class_name}.snapshot() returned {len(text) >> 20} MiB of JSON, more than "
-                                 f"[swap] max_state_bytes ({max_state_bytes >> 20} MiB); keep large data outside the "
-                                 "service's memory or ask the operator for a larger limit")
-        return {"state": text, "has_snapshot": True}
+            return {"state": state.decode(), "has_snapshot": True}
+        except UnicodeDecodeError:
+            await self.thaw()
+            raise InvalidRequest("the service's snapshot is not UTF-8 JSON text") from None
 
     async def thaw(self) -> None:
         """Serve calls again (a swap was abandoned or rolled back to this version)."""
-        self._channel.moved = False
+        await self._cell.request("thaw")
 
     async def restore(self, state: str) -> bool:
         """Hand the previous version's snapshot to restore(); False when the service has no restore()."""
-        instance = self._require()
-        if not instance.has_hook("restore"):
-            return False
-        await instance.hook("restore", json.loads(state))
-        return True
+        self._require()
+        answer, _ = await self._cell.request("restore", state.encode())
+        return answer.get("restored") is True
 
-    def _require(self) -> ServiceInstance:
-        if self.instance is None:
+    def _require(self) -> None:
+        if self._loaded is None:
             raise FailedPrecondition("no service is loaded on this host")
-        return self.instance
 
     async def stats(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        inst = self.instance
-        return {"calls": inst.calls if inst else 0, "errors": inst.errors if inst else 0,
-                "failed": inst.failed if inst else 0,
-                "in_flight": inst.in_flight if inst else 0, "rss_bytes": _rss_bytes(),
-                "cpu_seconds": usage.ru_utime + usage.ru_stime, "pid": os.getpid()}
+        cell = self._cell
+        answer = {}
+        if self._loaded is not None and cell is not None:
+            answer, _ = await cell.request("stats", timeout=2.0)
+        pids = cell.pids() if cell is not None else []
+        return {"calls": _count(answer.get("calls")), "errors": _count(answer.get("errors")),
+                "failed": _count(answer.get("failed")), "in_flight": _count(answer.get("in_flight")),
+                "rss_bytes": _rss_bytes() + limits.tree_rss_bytes(pids),
+                "cpu_seconds": usage.ru_utime + usage.ru_stime + limits.tree_cpu_seconds(pids), "pid": os.getpid(),
+                "cell_pid": cell.pid if cell is not None else 0}
 
     async def health(self) -> tuple[bool, str]:
-        if self.instance is None:
+        if self._loaded is None:
             return True, "idle"
-        return await self.instance.healthy()
+        answer, _ = await self._cell.request("health")
+        return answer.get("ok") is True, _text(answer.get("why"), 1000)
 
     async def stop(self, grace_seconds: float = 5.0) -> str:
-        """Drain in-flight calls (up to the grace period), run the stop hook, close the server."""
+        """Drain in-flight calls (up to the grace period), run the stop hook, end the cell."""
         message = ""
-        if self.instance is not None:
-            deadline = time.monotonic() + grace_seconds
-            while self.instance.in_flight and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            try:
-                await asyncio.wait_for(self.instance.close(), max(0.1, deadline - time.monotonic()))
-            except SoloError as exc:
-                message = exc.message
-            except asyncio.TimeoutError:
-                message = "stop() did not return within the grace period"
-        if self._server is not None:
-            self._server.close()
+        self._stopping = True
+        self._listener.close()
+        cell = self._cell
+        if cell is not None:
+            if self._loaded is not None:
+                try:
+                    answer, _ = await cell.request("stop", timeout=grace_seconds + 1.0, grace_seconds=grace_seconds)
+                    message = _text(answer.get("message"), 1000)
+                except asyncio.TimeoutError:
+                    message = "stop() did not return within the grace period"
+                except SoloError as exc:
+                    message = exc.message
+            cell.kill()
         self._closed.set()
         return message
 
@@ -194,3 +257,20 @@ class ServiceHost:
         much); raises (via Ray) when the process dies."""
         await self._closed.wait()
         return self._violation
+
+
+# -- what a cell answers is validated, never trusted ----------------------------------------------------
+def _text(value, cap: int = 200) -> str:
+    return value[:cap] if isinstance(value, str) else ""
+
+
+def _strings(value, cap: int = 1000) -> list[str]:
+    return [v[:200] for v in value[:cap] if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _number(value, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _count(value) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -1,24 +1,25 @@
-"""The host side of the call channel: a small asyncio TCP server inside the service's process.
+"""The service's side of the call channel: runs in the cell, on sockets its host authenticated.
 
-Ray owns placement and lifecycle of the host; a gateway opens one connection, proves it knows the
-host's key (Hello), then sends CallBatch frames and receives ResultBatch frames. Results that are
-ready in the same event-loop turn leave together in one frame.
+The host (host_listener.py) accepts a gateway's or a peer's connection, runs the handshake, and
+hands the socket to the cell; from then on the cell reads CallBatch frames from it and writes
+ResultBatch frames back. Results that are ready in the same event-loop turn leave together in one
+frame. A peer's connection carries its ticket's expiry: calls after it are answered MOVED, not run.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from typing import Any
 
 from solo._proto import host_pb2
-from solo.core.frames import FrameError, FrameReader, frame
+from solo.core.frames import FrameReader, frame
+from solo.core.handshake import PEER_TICKET_SECONDS, peer_ticket  # noqa: F401 - the registry signs tickets
 from solo.core.payload import decode_args, encode_result
 from solo.errors import MOVED, SoloError, Unavailable
 
-log = logging.getLogger("solo.host")
+log = logging.getLogger("solo.cell")
+MAX_CONNECTIONS = 256  # call connections one cell serves at once; more are closed at once
 
 
 def error_result(call_id: int, exc: SoloError) -> host_pb2.Result:
@@ -34,35 +35,12 @@ def value_result(call_id: int, value: Any, end: bool) -> host_pb2.Result:
 
 
 class HostChannel:
-    """What the host serves: the key gateways must present, and the loaded service instance."""
+    """What the cell serves: the loaded service instance and whether it is frozen for a swap."""
 
-    def __init__(self, key: str):
-        self.key = key
-        self.instance = None  # set by the host once the service is loaded
+    def __init__(self) -> None:
+        self.instance = None  # set once the service is loaded
         self.moved = False  # frozen for a hot swap: new calls are answered MOVED and run nowhere here
-
-
-PEER_TICKET_SECONDS = 30.0  # how long a ticket for a direct call (solo.discover) lets a connection in
-
-
-def peer_ticket(host_key: str, tenant: str, expires: float) -> str:
-    """What a peer presents instead of the host key: the calling tenant, an expiry and an HMAC under the
-    host key, so the key itself never leaves the registry and the gateways, and a ticket ends."""
-    body = f"{tenant}:{int(expires)}"
-    mac = hmac.new(host_key.encode(), f"peer:{body}".encode(), hashlib.sha256).hexdigest()
-    return f"peer:{body}:{mac}"
-
-
-def check_hello(host_key: str, presented: str, now: float) -> float:
-    """0.0 for the host key (a gateway); a peer ticket's expiry; FrameError for anything else."""
-    if hmac.compare_digest(presented, host_key):
-        return 0.0
-    parts = presented.split(":")
-    if len(parts) == 4 and parts[0] == "peer" and parts[2].isdigit():
-        expires = float(parts[2])
-        if hmac.compare_digest(presented, peer_ticket(host_key, parts[1], expires)) and now < expires:
-            return expires
-    raise FrameError("wrong host key or expired ticket")
+        self.connections: set["CallProtocol"] = set()
 
 
 def moved_error() -> Unavailable:
@@ -71,29 +49,28 @@ def moved_error() -> Unavailable:
 
 
 class CallProtocol(asyncio.Protocol):
-    """One gateway connection."""
+    """One authenticated connection (a gateway's, or a peer's with its ticket's expiry)."""
 
-    def __init__(self, channel: HostChannel):
+    def __init__(self, channel: HostChannel, expires: float = 0.0):
         self.channel = channel
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
-        self.authorized = False
-        self.expires = 0.0  # a peer connection's ticket expiry (0: a gateway, no expiry)
+        self.expires = expires  # a peer connection's ticket expiry (0: a gateway, no expiry)
         self.tasks: dict[int, asyncio.Task] = {}
         self.outgoing: list[host_pb2.Result] = []
         self.flush_scheduled = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if len(self.channel.connections) >= MAX_CONNECTIONS:
+            log.warning("closing a call connection: already %d open", MAX_CONNECTIONS)
+            transport.close()
+            return
+        self.channel.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
             for payload in self.reader.feed(data):
-                if not self.authorized:
-                    hello = host_pb2.Hello.FromString(payload)
-                    self.expires = check_hello(self.channel.key, hello.key, time.time())
-                    self.authorized = True
-                    continue
                 expired = self.expires and time.time() >= self.expires
                 for call in host_pb2.CallBatch.FromString(payload).calls:
                     if call.cancel:
@@ -110,6 +87,7 @@ class CallProtocol(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc) -> None:
+        self.channel.connections.discard(self)
         for task in list(self.tasks.values()):
             task.cancel()
 
@@ -150,9 +128,3 @@ class CallProtocol(asyncio.Protocol):
             pass
         finally:
             self.tasks.pop(call.id, None)
-
-
-async def start_host_server(channel: HostChannel, bind_host: str) -> tuple[asyncio.AbstractServer, int]:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: CallProtocol(channel), bind_host, 0)
-    return server, server.sockets[0].getsockname()[1]

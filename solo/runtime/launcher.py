@@ -18,6 +18,7 @@ from solo.errors import FailedPrecondition, ServiceFailed, SoloError, Unavailabl
 from solo.runtime.host import ServiceHost
 
 HOST_PREFIX = "solo-host-"
+REGISTRY_NAME = "solo-registry"  # the registry actor's name in Solo's namespace (hosts look it up for discovery)
 _counter = itertools.count()
 
 
@@ -71,14 +72,15 @@ def cluster_available() -> str:
 
 
 class Launcher:
-    def __init__(self, namespace: str, bind_host: str = ""):
+    def __init__(self, namespace: str, bind_host: str = "", sandbox: dict | None = None):
         self.namespace = namespace
         self.bind_host = bind_host  # where hosts listen for gateways; "" = the node's IP
+        self.sandbox = sandbox or {}  # the CellPolicy every host starts its cell with
 
     def create(self, resources: Resources):
         name = f"{HOST_PREFIX}{os.getpid()}-{int(time.time() * 1000)}-{next(_counter)}"
         actor_cls = ray.remote(ServiceHost)
-        return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host)
+        return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host, self.sandbox)
 
     async def start(self, resources: Resources, timeout: float, startup_grace: float = 60.0):
         """A new, empty host with the requested resources, its server up.

@@ -1,15 +1,18 @@
 """`solo.discover` inside a service: handles that call another service's host directly.
 
-The registry decides who may call what: the calling host proves which service it runs with the
-ticket the registry gave it at load, and the registry answers with the target's address and a
-ticket for the target's call channel (an HMAC under the target host's key, naming the calling
-tenant, valid 30 s) only if the target is the caller's tenant's, or its owner granted it to that
-tenant. The handle opens the same framed call channel the gateways use (core/dispatch.py HostLink)
-with that ticket and asks again every RESOLVE_TTL seconds, moving to a new connection with each
-new ticket; a revoked grant therefore ends direct calls within 30 s. A call answered MOVED (the target froze for a hot swap) or a closed
-connection makes it ask again, so it follows swaps and restarts. Calls in flight per handle are
-bounded by the target's concurrency plus the service queue limit (the same bound the gateway
-applies); past it a call is refused with RESOURCE_EXHAUSTED at once.
+The service runs in a cell with no network and no Ray, so its host does the finding and the
+connecting: the cell asks its host (control wire, `discover`), the host asks the registry as the
+service it runs (proved by the ticket the registry gave it at load), and the registry answers
+with the target's address and a peer ticket (an HMAC under the target host's key, naming the
+calling tenant, valid 30 s) only if the target is the caller's tenant's, or its owner granted it
+to that tenant. The host connects, runs the handshake with the ticket, and hands the connected
+socket to the cell, which speaks the same framed call channel the gateways use
+(core/dispatch.py HostLink) on it; neither the ticket nor the address reaches tenant code. The
+handle asks again every RESOLVE_TTL seconds and moves to each new connection, so a revoked grant
+ends direct calls within 30 s. A call answered MOVED (the target froze for a hot swap) or a
+closed connection makes it ask again, so it follows swaps and restarts. Calls in flight per
+handle are bounded by the target's concurrency plus the service queue limit (the same bound the
+gateway applies); past it a call is refused with RESOURCE_EXHAUSTED at once.
 """
 from __future__ import annotations
 
@@ -25,9 +28,6 @@ from solo.errors import MOVED, Overloaded, Unavailable
 
 RESOLVE_TTL = 5.0
 RETRY_WINDOW = 5.0  # how long a call keeps re-resolving a target that is being swapped or restarted
-
-
-REGISTRY_NAME = "solo-registry"  # the registry actor's name in Solo's namespace
 
 
 class PeerHandle:
@@ -100,31 +100,25 @@ class PeerHandle:
         if link is None or link.closed or self._ticket != target["ticket"]:
             if link is not None and not link.closed:
                 link.retire()
-            route = Route(self.owner, self.name, target["version"], "RUNNING", target["address"], target["ticket"],
-                          concurrency=target["concurrency"])
-            link = self._link = HostLink(route)
+            route = Route(self.owner, self.name, target["version"], "RUNNING", "", "", concurrency=target["concurrency"])
+            link = self._link = HostLink(route, sock=target.pop("sock", None))
             self._ticket = target["ticket"]
         return link
 
 
 class Discoverer:
-    """What the host installs as `solo.discover`: resolves through the registry as its own service,
-    proved by the ticket the registry gave the host when it loaded the service."""
+    """What the cell installs as `solo.discover`: asks its host, which resolves through the registry as
+    this service and hands back a connected socket (or the registry's error)."""
 
-    def __init__(self, tenant: str, name: str, host: str, ticket: str, namespace: str):
-        self.tenant, self.name, self.host, self.ticket, self.namespace = tenant, name, host, ticket, namespace
-        self.loop = asyncio.get_running_loop()  # created in the host's load(), on its event loop
+    def __init__(self, cell, tenant: str):
+        self.cell, self.tenant = cell, tenant
+        self.loop = asyncio.get_running_loop()  # created in the cell's load, on its event loop
         self.loop_thread = threading.get_ident()
-        self._registry = None
 
     async def resolve(self, owner: str, target: str) -> dict:
-        import ray
-        from solo.runtime.launcher import call_host
-
-        if self._registry is None:
-            self._registry = ray.get_actor(REGISTRY_NAME, namespace=self.namespace)
-        return await call_host(self._registry.resolve.remote(self.tenant, self.name, self.host, self.ticket,
-                                                             owner, target), 10.0, f"finding service {target!r}")
+        header, sock = await self.cell.socket_for("discover", owner=owner, target=target)
+        return {"sock": sock, "ticket": str(header["ref"]), "version": header["version"],
+                "concurrency": header["concurrency"], "queue": header["queue"]}
 
     def _handle(self, name: str, owner: str) -> PeerHandle:
         return PeerHandle(owner if owner and owner != self.tenant else "", name, self.resolve, self.loop,

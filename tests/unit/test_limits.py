@@ -35,7 +35,35 @@ def test_without_a_writable_cgroup_the_watchdog_is_all(tmp_path):
     applied = apply(7, "h", 100 << 20, 1, root=tmp_path)
     assert applied.memory == "watchdog" and applied.cpu.startswith("none")
     assert apply(7, "h", 0, 0, root=tmp_path).describe() == \
-        "memory: none (no memory asked for); cpu: none (no num_cpus asked for)"
+        "memory: none (no memory asked for); cpu: none (no num_cpus asked for); processes: none"
+    assert apply(7, "h", 0, 0, root=tmp_path, max_tasks=300).tasks.startswith("none (no writable pids cgroup")
+
+
+def test_pids_cgroup_v1_caps_the_tasks_of_every_process_given(tmp_path):
+    (tmp_path / "pids").mkdir()
+    applied = apply([7, 8, 9], "h", 0, 0, root=tmp_path, max_tasks=300)
+    group = tmp_path / "pids" / "solo" / "h"
+    assert applied.tasks == "cgroup v1 pids.max (300)" and (group / "pids.max").read_text() == "300"
+    assert (group / "cgroup.procs").read_text() == "9"  # each pid written in turn (a real cgroup keeps them all)
+
+
+def test_a_cells_process_tree_is_measured_whole():
+    import subprocess
+    import sys
+
+    from solo.runtime.cell_process import descendants
+    from solo.runtime.limits import tree_rss_bytes
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, time; p = subprocess.Popen(['sleep', '30']); "
+                              "print(p.pid, flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        tree = descendants(child.pid)
+        assert tree[0] == child.pid and grandchild in tree
+        assert tree_rss_bytes(tree) > rss_bytes(child.pid) and tree_rss_bytes([2 ** 22 + 7]) == 0
+    finally:
+        for pid in reversed(descendants(child.pid)):
+            os.kill(pid, 9)
+        child.wait()
 
 
 def test_rss_of_this_process():

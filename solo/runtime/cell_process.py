@@ -1,0 +1,140 @@
+"""The host's side of its cell: start it, talk to it, hand it sockets, watch it, end it.
+
+The cell is started when the host starts (so warm-pool hosts have warm cells, and a deploy only
+sends source), as a child of the host process: cgroups the host joins at load are joined by the
+cell's processes too, and `bwrap --die-with-parent` ends the cell if the host dies. No Ray here.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+from typing import Awaitable, Callable
+
+from solo.runtime import cell_seccomp, cellwire, sandbox
+from solo.runtime.egress import HostEgress
+
+log = logging.getLogger("solo.host")
+
+START_SECONDS = 30.0
+
+Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (threads' children included), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return found
+
+
+def exit_reason(status: int) -> str:
+    if status < 0:
+        return f"was killed by signal {signal.Signals(-status).name if -status in signal.Signals._value2member_map_ else -status}"
+    return f"exited with code {status}"
+
+
+class CellProcess:
+    def __init__(self, proc: subprocess.Popen, wire: cellwire.Wire, fds: socket.socket, egress: socket.socket,
+                 policy: sandbox.CellPolicy):
+        self.proc, self.wire, self.fds, self.policy = proc, wire, fds, policy
+        self.egress = HostEgress(egress)
+        self.pid = proc.pid
+        self.exited = asyncio.get_running_loop().create_future()
+        self._watch()
+
+    @classmethod
+    async def start(cls, policy: sandbox.CellPolicy, handler: Handler) -> "CellProcess":
+        ctl_host, ctl_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds_host, fds_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        egress_host, egress_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        seccomp_fd = cell_seccomp.bpf_fd() if policy.mechanism == "bwrap" and policy.seccomp else None
+        ends = [ctl_cell.fileno(), fds_cell.fileno(), egress_cell.fileno()]
+        keep = ends + ([seccomp_fd] if seccomp_fd is not None else [])
+        argv = sandbox.cell_command(policy, ends, seccomp_fd)
+        env = None if policy.mechanism == "bwrap" else sandbox.cell_env(policy)
+        scratch = None
+        if policy.mechanism == "off":
+            import tempfile
+
+            scratch = tempfile.mkdtemp(prefix="solo-cell-")
+            env = {**env, "HOME": scratch, "TMPDIR": scratch}
+        try:
+            proc = subprocess.Popen(argv, pass_fds=keep, env=env if env is not None else {}, cwd=scratch,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            for end in (ctl_cell, fds_cell, egress_cell):
+                end.close()
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+        fds_host.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=ctl_host)
+        wire = cellwire.Wire(reader, writer, handler, name="host")
+        cell = cls(proc, wire, fds_host, egress_host, policy)
+        try:
+            await wire.request("ping", timeout=START_SECONDS)
+        except BaseException:
+            cell.kill()
+            raise
+        return cell
+
+    def _watch(self) -> None:
+        """Notice the cell's exit at once (a pidfd becomes readable), without a thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            loop.create_task(self._poll_exit())
+            return
+
+        def gone() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._ended()
+
+        loop.add_reader(pidfd, gone)
+
+    async def _poll_exit(self) -> None:
+        while self.proc.poll() is None:
+            await asyncio.sleep(0.1)
+        self._ended()
+
+    def _ended(self) -> None:
+        status = self.proc.wait()
+        self.wire.close("the service's process ended")
+        if not self.exited.done():
+            self.exited.set_result(exit_reason(status))
+
+    def pids(self) -> list[int]:
+        return descendants(self.pid) if self.proc.poll() is None else []
+
+    def hand(self, header: dict, sock: socket.socket) -> bool:
+        return cellwire.send_socket(self.fds, header, sock)
+
+    async def request(self, op: str, body: bytes = b"", timeout: float | None = None, **fields):
+        return await self.wire.request(op, body, timeout, **fields)
+
+    def kill(self) -> None:
+        """End the whole cell: its pid namespace ends with the process bwrap made its init."""
+        self.wire.close("stopped")
+        self.egress.close()
+        for pid in reversed(self.pids()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.fds.close()
+
+
+__all__ = ["CellProcess", "descendants", "exit_reason"]

@@ -1,0 +1,73 @@
+"""The seccomp filter every cell runs under (on top of bubblewrap's namespaces).
+
+Namespaces already hide the data directory, Ray, other processes and the network. The filter
+takes away the kernel interfaces a service never needs and that are the usual way out of a
+namespace sandbox or into other processes: tracing and cross-process memory access, mounting
+and namespace changes, kernel keyrings, eBPF, perf events, userfaultfd, io_uring (which has its
+own path around seccomp), module loading, kexec, reboot, clock changes, and the terminal-injection
+ioctls. Each returns EPERM (a plain Python error in the service), not a kill, so a library probing
+for a feature keeps working. libseccomp (through pyseccomp) compiles it to BPF; bwrap loads it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+DENIED = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsmount",
+    "fsconfig", "fspick", "mount_setattr", "unshare", "setns",
+    "keyctl", "add_key", "request_key",
+    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
+    "swapon", "swapoff", "acct", "quotactl", "syslog", "iopl", "ioperm", "lookup_dcookie",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+    "vhangup", "personality", "uselib", "nfsservctl",
+)
+_TIOCSTI = 0x5412
+_TIOCLINUX = 0x541C
+_CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+
+
+def available() -> bool:
+    try:
+        import pyseccomp  # noqa: F401
+
+        return True
+    except Exception:  # noqa: BLE001 - no libseccomp on this machine
+        return False
+
+
+def build():
+    """The filter as a pyseccomp SyscallFilter (default: allow)."""
+    import pyseccomp as sc
+
+    deny = sc.ERRNO(errno.EPERM)
+    f = sc.SyscallFilter(sc.ALLOW)
+    for name in DENIED:
+        try:
+            f.add_rule(deny, name)
+        except Exception:  # noqa: BLE001 - a syscall this architecture does not have
+            pass
+    f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, _TIOCSTI))
+    f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, _TIOCLINUX))
+    # new namespaces through clone(2), one rule per CLONE_NEW* flag; clone3 passes its flags in memory, which
+    # seccomp cannot read, so it answers ENOSYS and libc falls back to clone
+    for flag in _CLONE_NEW_FLAGS:
+        f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    return f
+
+
+def bpf_fd() -> int:
+    """A readable fd (at offset 0) holding the compiled filter, for `bwrap --seccomp FD`."""
+    fd = os.memfd_create("solo-cell-seccomp", 0)
+    with os.fdopen(os.dup(fd), "wb") as out:
+        build().export_bpf(out)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+__all__ = ["DENIED", "available", "bpf_fd", "build"]
