@@ -341,6 +341,9 @@ class NoopLog:
 
 
 def bench_actor(work: Path, args, started: float) -> dict:
+    import functools
+    import secrets
+
     import ray
 
     from solo.runtime.event_log_actor import EventLogHandle, get_or_create_event_log
@@ -369,7 +372,8 @@ def bench_actor(work: Path, args, started: float) -> dict:
             # exactly how the supervisor creates it (named, detached, num_cpus=0, max_concurrency=10000), with
             # the default [events] config (roll every 5 s or at 100k events, compaction of small segments)
             namespace = f"bench-events-{key}"
-            actor = get_or_create_event_log(directory, namespace)
+            control = secrets.token_hex(32)  # every call to the actor carries Solo's control secret
+            actor = get_or_create_event_log(directory, namespace, control_secret=control)
             batches = [producer_rows(size, seed=key_seed) for key_seed in range(producers)]
             if key == "a-arrow":  # a bulk producer hands over columns: one RecordBatch, payload as JSON text
                 batches = [pa.RecordBatch.from_pylist([{**r, "payload": json.dumps(r["payload"], sort_keys=True)}
@@ -379,10 +383,11 @@ def bench_actor(work: Path, args, started: float) -> dict:
             try:
                 # (a), (b), (c): through EventLogHandle, the producers' API (a 1000-row group becomes Arrow columns
                 # in the producer); a-dicts / a-arrow: the same rows sent straight to the actor as dicts / as columns
-                append = actor.append.remote if key in ("a-dicts", "a-arrow") else EventLogHandle(namespace).append
+                append = (functools.partial(actor.append.remote, control) if key in ("a-dicts", "a-arrow")
+                          else EventLogHandle(namespace, control).append)
                 point = asyncio.run(drive_actor(append, batches, args.warmup, args.duration))
-                point["actor_last_id"] = ray.get(actor.last_id.remote())
-                ray.get(actor.close.remote())
+                point["actor_last_id"] = ray.get(actor.last_id.remote(control))
+                ray.get(actor.close.remote(control))
             finally:
                 ray.kill(actor)
             on_disk = sum(pq.read_metadata(f).num_rows for f in segment_files(directory))

@@ -56,14 +56,37 @@ class LogCorrupted(Exception):
     """The files on disk do not form a gap-free history (a bug or outside tampering)."""
 
 
+MAX_TIME_US = 253_402_300_800 * 1_000_000  # the year 10000: no reader could turn a later time into a datetime
+
+
 def check_group(group) -> None:
-    """Refuse a producer's group before it can fail a shared group commit."""
+    """Refuse a producer's group before it can fail a shared group commit, or write a time no reader
+    can read back (a segment's statistics are read as datetimes)."""
     if isinstance(group, (pa.Table, pa.RecordBatch)):
         missing = [name for name in ("tenant", "type") if name not in group.schema.names]
         if missing:
             raise ValueError(f"columnar events need the columns {missing}")
+        if "time" in group.schema.names and group.num_rows:
+            try:
+                micros = group.column("time").cast(EVENT_SCHEMA.field("time").type).cast(pa.int64())
+                low, high = pc.min_max(micros).values()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise ValueError(f"the time column is not a time ({exc})") from None
+            if low.as_py() is not None and not (0 <= low.as_py() and high.as_py() < MAX_TIME_US):
+                raise ValueError("event times must be between 1970 and the year 10000")
     elif not all(isinstance(row, dict) and "tenant" in row and "type" in row for row in group):
         raise ValueError("events need at least a tenant and a type")
+    else:
+        for row in group:
+            if row.get("time") is not None and not _sane_time(row["time"]):
+                raise ValueError(f"event times must be between 1970 and the year 10000, not {str(row['time'])[:40]!r}")
+
+
+def _sane_time(value) -> bool:
+    try:
+        return 0 <= _to_micros(value) < MAX_TIME_US
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _cutoff(now_us: int, age_seconds: float | None) -> int:

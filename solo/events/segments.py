@@ -127,29 +127,23 @@ class SegmentIndex:
         return not types or lo != hi or any(self.types[i][0] <= y <= self.types[i][1] for y in types)
 
 
-def _micros(value) -> int:
-    if hasattr(value, "timestamp"):
-        return int(value.timestamp() * 1_000_000)
-    return int(value)
-
-
 def _load(path: Path) -> SegmentIndex:
     meta = pq.read_metadata(path)
     names = meta.schema.names
     columns = {name: names.index(name) for name in ("id", "time", "tenant", "type")}
 
-    def stats(name: str, convert=lambda v: v) -> list[tuple]:
+    def stats(name: str, convert=lambda v: v, raw: bool = False) -> list[tuple]:
         out = []
         for i in range(meta.num_row_groups):
             s = meta.row_group(i).column(columns[name]).statistics
-            out.append((convert(s.min), convert(s.max)))
+            out.append((convert(s.min_raw), convert(s.max_raw)) if raw else (convert(s.min), convert(s.max)))
         return out
 
     raw = (meta.metadata or {}).get(KEYS_METADATA)
     keys = [tuple(k) for k in json.loads(raw)] if raw else None
     if keys is not None and len(keys) != meta.num_row_groups:
         keys = None
-    return SegmentIndex(meta, keys, stats("id", int), stats("time", _micros), stats("tenant"), stats("type"))
+    return SegmentIndex(meta, keys, stats("id", int), stats("time", int, raw=True), stats("tenant"), stats("type"))
 
 
 class _IndexCache:

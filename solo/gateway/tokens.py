@@ -3,12 +3,13 @@ the revocation list every gateway follows from the log (loaded before serving, t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
 
 from solo.errors import InvalidRequest, NotFound, PermissionDenied, SoloError
+from solo.events import readback
+from solo.events.readback import BadRow, Skipped
 from solo.events.reader import read_events
 from solo.security.capabilities import Minted, authority, parse
 from solo.security.tokens import TENANT_RIGHTS, CapabilityAuthenticator, Principal, bearer
@@ -24,6 +25,7 @@ class TokenService:
         self.auth = authenticator
         self.revocations: RevocationSet = authenticator.verifier.revocations
         self.event_log = event_log
+        self.skipped = Skipped("following token revocations", log, every=60.0)  # one warning a minute at most
 
     async def mint(self, caller: Principal, metadata, tenant: str, rights: list[str], ttl_seconds: float,
                    operator: bool, description: str, who: dict) -> tuple[Minted, list[str]]:
@@ -79,27 +81,34 @@ class TokenService:
 
     def _minted(self, revocation_id: str) -> tuple[str | None, bool]:
         """(tenant, operator) of the token minted with this revocation id, or (None, False)."""
-        table = read_events(self.data_dir, type=MINTED, subject=revocation_id[:16])
-        for row in table.to_pylist():
-            payload = json.loads(row["payload"])
-            if payload.get("revocation_id") == revocation_id:
-                return row["tenant"], bool(payload.get("operator"))
-        return None, False
+        skipped = Skipped("looking up a minted token", log)
+        found = None, False
+        for row in _rows(read_events(self.data_dir, type=MINTED, subject=revocation_id[:16])):
+            try:
+                minted = _minted_row(row)
+            except BadRow as exc:
+                skipped.skip(f"event {row['id']}", exc)
+                continue
+            if minted["revocation_id"] == revocation_id:
+                found = minted["tenant"], minted["operator"]
+                break
+        skipped.report()
+        return found
 
     def list(self, tenant: str | None, include_operator: bool) -> list[dict]:
-        minted = read_events(self.data_dir, tenant=tenant, type=MINTED).to_pylist()
-        revoked = {json.loads(r["payload"])["revocation_id"]
-                   for r in read_events(self.data_dir, tenant=tenant, type=REVOKED).to_pylist()}
+        skipped = Skipped("listing tokens", log)
+        revoked = set(_revocation_ids(read_events(self.data_dir, tenant=tenant, type=REVOKED), skipped))
         out = []
-        for row in minted:
-            p = json.loads(row["payload"])
-            if p.get("operator") and not include_operator:
+        for row in _rows(read_events(self.data_dir, tenant=tenant, type=MINTED)):
+            try:
+                minted = _minted_row(row)
+            except BadRow as exc:
+                skipped.skip(f"event {row['id']}", exc)
+                continue
+            if minted["operator"] and not include_operator:
                 continue  # operator tokens are the operator's business, even in tenant "default"
-            out.append({"revocation_id": p["revocation_id"], "tenant": row["tenant"], "rights": p["rights"],
-                        "description": p.get("description", ""), "created_at": row["time"].timestamp(),
-                        "expires_at": p["expires_at"], "operator": p.get("operator", False),
-                        "revoked": p["revocation_id"] in revoked, "key_id": p.get("key_id", 0),
-                        "minted_by": row["principal"] or ""})
+            out.append({**minted, "revoked": minted["revocation_id"] in revoked})
+        skipped.report()
         return out
 
     async def _record(self, kind: str, tenant: str, revocation_id: str, who: dict, payload: dict) -> None:
@@ -112,7 +121,9 @@ class TokenService:
         """Every revocation in the log so far (before the gateway serves); returns where to follow from."""
         last = (await self.event_log.status())["last_id"] if self.event_log is not None else 0
         table = await asyncio.to_thread(read_events, self.data_dir, type=REVOKED, max_id=last or None)
-        self.revocations.add(json.loads(p)["revocation_id"] for p in table.column("payload").to_pylist())
+        skipped = Skipped("loading token revocations", log)
+        self.revocations.add(_revocation_ids(table, skipped))
+        skipped.report()
         return last
 
     async def follow_revocations(self, after_id: int, poll_seconds: float = 5.0) -> None:
@@ -128,9 +139,40 @@ class TokenService:
             if not table.num_rows:
                 continue
             cursor = table.column("id")[-1].as_py()
-            types = table.column("type").to_pylist()
-            payloads = table.column("payload").to_pylist()
-            self.revocations.add(json.loads(p)["revocation_id"] for t, p in zip(types, payloads) if t == REVOKED)
+            self.revocations.add(_revocation_ids(table, self.skipped))
+            self.skipped.report()
+
+
+def _revocation_ids(table, skipped: Skipped) -> list[str]:
+    """The revocation ids named by the `token.revoked` rows of `table`; malformed rows are skipped (an id
+    in another shape could never match a token, so no revoked token becomes valid by the skip)."""
+    ids = []
+    for event_id, kind, raw in zip(*(table.column(c).to_pylist() for c in ("id", "type", "payload"))):
+        if kind != REVOKED:
+            continue
+        try:
+            ids.append(readback.revocation_id(readback.payload(raw)))
+        except BadRow as exc:
+            skipped.skip(f"event {event_id}", exc)
+    return ids
+
+
+def _rows(table) -> list[dict]:
+    """Rows as dicts with the time as unix seconds (a forged far-future time cannot fail the read)."""
+    return readback.with_seconds(table).to_pylist()
+
+
+def _minted_row(row: dict) -> dict:
+    """What `solo tokens list` shows of a `token.minted` row; BadRow if it is not in Solo's shape."""
+    p = readback.payload(row["payload"])
+    rights = p.get("rights")
+    if not isinstance(rights, list) or not all(isinstance(r, str) for r in rights):
+        raise BadRow("'rights' is not a list of names")
+    return {"revocation_id": readback.revocation_id(p), "tenant": readback.name(row["tenant"], "tenant"),
+            "rights": rights, "description": readback.text(p, "description", ""),
+            "created_at": row["time"] or 0.0, "expires_at": readback.number(p, "expires_at"),
+            "operator": readback.flag(p, "operator", False), "key_id": readback.integer(p, "key_id", 0),
+            "minted_by": row["principal"] or ""}
 
 
 __all__ = ["TokenService"]

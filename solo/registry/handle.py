@@ -10,17 +10,23 @@ from solo.config import SoloConfig
 from solo.core.spec import ServiceSpec
 from solo.errors import SoloError, Unavailable
 from solo.registry.actor import REGISTRY_NAME, RegistryActor
+from solo.security.control import gated
+
+# Hosts call `resolve` (their per-host ticket proves who they are); `ping` tells nothing. Every other
+# method takes Solo's control secret first (solo/security/control.py).
+OPEN_METHODS = frozenset({"resolve", "ping"})
 
 
-def get_or_create_registry(config: SoloConfig, bind_host: str = "", scheduling_strategy=None):
+def get_or_create_registry(config: SoloConfig, bind_host: str = "", scheduling_strategy=None, *,
+                           control_secret: str):
     """The detached, named registry actor in Solo's namespace (created on first start)."""
-    actor_cls = ray.remote(RegistryActor)
+    actor_cls = ray.remote(gated(RegistryActor, "registry", OPEN_METHODS))
     handle = actor_cls.options(
         name=REGISTRY_NAME, namespace=config.namespace, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_concurrency=10_000, max_restarts=-1, max_task_retries=0,
         scheduling_strategy=scheduling_strategy,
-    ).remote(config.model_dump(mode="json"), bind_host)
-    ray.get(handle.start.remote())
+    ).remote(control_secret, config.model_dump(mode="json"), bind_host)
+    ray.get(handle.start.remote(control_secret))
     return handle
 
 
@@ -32,14 +38,17 @@ def find_registry(namespace: str):
 
 
 class RegistryHandle:
-    """Async facade over the actor: Ray errors become Solo errors, domain errors pass through."""
+    """Async facade over the actor: presents the control secret on every call; Ray errors become
+    Solo errors, domain errors pass through."""
 
-    def __init__(self, actor):
+    def __init__(self, actor, control_secret: str):
         self.actor = actor
+        self.control_secret = control_secret
 
-    async def _call(self, ref):
+    async def _call(self, method: str, *args):
+        extra = () if method in OPEN_METHODS else (self.control_secret,)
         try:
-            return await ref
+            return await getattr(self.actor, method).remote(*extra, *args)
         except RayTaskError as exc:
             if isinstance(exc.cause, SoloError):
                 raise exc.cause from None
@@ -48,47 +57,45 @@ class RegistryHandle:
             raise Unavailable("the registry is unavailable (restarting or stopped); retry shortly") from None
 
     async def deploy(self, tenant: str, spec: ServiceSpec, replace: bool, who: dict) -> dict:
-        return await self._call(self.actor.deploy.remote(tenant, spec, replace, who))
+        return await self._call("deploy", tenant, spec, replace, who)
 
     async def get(self, tenant: str, name: str) -> dict:
-        return await self._call(self.actor.get.remote(tenant, name))
+        return await self._call("get", tenant, name)
 
     async def list(self, tenant: str) -> list[dict]:
-        return await self._call(self.actor.list.remote(tenant))
+        return await self._call("list", tenant)
 
     async def stop(self, tenant: str, name: str, remove: bool, who: dict) -> dict:
-        return await self._call(self.actor.stop.remote(tenant, name, remove, who))
+        return await self._call("stop", tenant, name, remove, who)
 
     async def swap(self, tenant: str, name: str, source: str, filename: str, class_name: str, version: str,
                    watch_seconds: float | None, who: dict) -> dict:
-        return await self._call(self.actor.swap.remote(tenant, name, source, filename, class_name, version,
-                                                       watch_seconds, who))
+        return await self._call("swap", tenant, name, source, filename, class_name, version, watch_seconds, who)
 
     async def rollback(self, tenant: str, name: str, to_version: str, who: dict) -> dict:
-        return await self._call(self.actor.rollback.remote(tenant, name, to_version, who))
+        return await self._call("rollback", tenant, name, to_version, who)
 
     async def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
                        ttl: float, who: dict) -> dict:
-        return await self._call(self.actor.register.remote(tenant, name, instance, version, address, labels, ttl,
-                                                           who))
+        return await self._call("register", tenant, name, instance, version, address, labels, ttl, who)
 
     async def deregister(self, tenant: str, name: str, instance: str, who: dict) -> None:
-        return await self._call(self.actor.deregister.remote(tenant, name, instance, who))
+        return await self._call("deregister", tenant, name, instance, who)
 
     async def discover(self, tenant: str, owner: str, name: str, labels: dict) -> list[dict]:
-        return await self._call(self.actor.discover.remote(tenant, owner, name, labels))
+        return await self._call("discover", tenant, owner, name, labels)
 
     async def grant(self, tenant: str, name: str, to_tenant: str, who: dict) -> dict:
-        return await self._call(self.actor.grant.remote(tenant, name, to_tenant, who))
+        return await self._call("grant", tenant, name, to_tenant, who)
 
     async def revoke_grant(self, tenant: str, name: str, to_tenant: str, who: dict) -> dict:
-        return await self._call(self.actor.revoke_grant.remote(tenant, name, to_tenant, who))
+        return await self._call("revoke_grant", tenant, name, to_tenant, who)
 
     async def grants(self, tenant: str) -> dict:
-        return await self._call(self.actor.grants.remote(tenant))
+        return await self._call("grants", tenant)
 
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
-        return await self._call(self.actor.wait_routes.remote(known_version, timeout))
+        return await self._call("wait_routes", known_version, timeout)
 
     async def ping(self, timeout: float = 5.0) -> bool:
-        return await asyncio.wait_for(self._call(self.actor.ping.remote()), timeout)
+        return await asyncio.wait_for(self._call("ping"), timeout)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
 from solo.core.spec import Resources, ServiceSpec
+from solo.events.readback import HEX64
 from solo.files import write_atomic
+
+log = logging.getLogger("solo.registry")
 
 
 class SpecStore:
@@ -28,8 +32,16 @@ class SpecStore:
         return fingerprint
 
     def get(self, fingerprint: str) -> ServiceSpec | None:
+        """The spec, or None when there is none (or the file is unreadable, said in a warning): the
+        registry then marks the service FAILED instead of not starting at all."""
+        if not isinstance(fingerprint, str) or not HEX64.fullmatch(fingerprint):
+            return None  # fingerprints come from events: never a path of another shape
         path = self.directory / f"{fingerprint}.json"
-        if not fingerprint or not path.exists():
+        if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        return ServiceSpec(**{**data, "resources": Resources(**data["resources"])})
+        try:
+            data = json.loads(path.read_text())
+            return ServiceSpec(**{**data, "resources": Resources(**data["resources"])})
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            log.warning("the spec file %s is unreadable (%s: %s)", path, type(exc).__name__, str(exc)[:200])
+            return None

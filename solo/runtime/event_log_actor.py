@@ -17,6 +17,8 @@ import ray
 
 from solo.errors import InvalidRequest, SoloError, Unavailable
 from solo.events.log import EventLog, check_group, to_columns
+from solo.events.readback import MAX_INT
+from solo.security.control import gated
 
 EVENT_LOG_NAME = "solo-events"
 COLUMNAR_FROM_ROWS = 64  # groups this large cross the Ray hop as Arrow columns (bench/events.py)
@@ -111,9 +113,10 @@ class EventLogActor:
         if self.checkpoint_file is None:
             return None
         try:
-            return int(json.loads(self.checkpoint_file.read_text())["last_id"])
-        except (OSError, ValueError, KeyError):
-            return 0
+            last_id = json.loads(self.checkpoint_file.read_text())["last_id"]
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError):
+            return 0  # unreadable: keep everything (the registry then rebuilds from the whole log)
+        return last_id if type(last_id) is int and 0 <= last_id <= MAX_INT else 0
 
     async def since(self, after_id: int, limit: int = 1000, wait_seconds: float = 0.0) -> pa.Table:
         """Committed events after `after_id`; with `wait_seconds`, wait that long for new ones."""
@@ -139,11 +142,13 @@ class EventLogActor:
 class EventLogHandle:
     """How the registry (appends) and the gateway (status, Watch) reach the log actor.
 
-    Finds the actor by name (again after it was restarted) and turns Ray's errors into Solo's.
+    Finds the actor by name (again after it was restarted), presents Solo's control secret on every
+    call (see solo/security/control.py) and turns Ray's errors into Solo's.
     """
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, control_secret: str):
         self.namespace = namespace
+        self.control_secret = control_secret
         self._actor = None
 
     async def _call(self, method: str, *args, why: str = "retry shortly"):
@@ -152,7 +157,7 @@ class EventLogHandle:
             raise Unavailable(f"the event log is not running; {why}")
         self._actor = actor
         try:
-            return await getattr(actor, method).remote(*args)
+            return await getattr(actor, method).remote(self.control_secret, *args)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, SoloError):
                 raise exc.cause from None
@@ -180,19 +185,20 @@ class EventLogHandle:
 
 
 def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None,
-                            checkpoint_file: Path | None = None):
+                            checkpoint_file: Path | None = None, *, control_secret: str):
     """The detached event-log actor (created on first start); `events_config` is [events] of the config;
-    retention keeps the events after the registry checkpoint in `checkpoint_file`."""
+    retention keeps the events after the registry checkpoint in `checkpoint_file`. Every call to it
+    takes `control_secret` first (solo/security/control.py)."""
     from solo.config import EventsConfig
     c = events_config or EventsConfig()
-    actor_cls = ray.remote(EventLogActor)
+    actor_cls = ray.remote(gated(EventLogActor, "event log"))
     handle = actor_cls.options(
         name=EVENT_LOG_NAME, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=10_000, max_restarts=-1, max_task_retries=0, scheduling_strategy=scheduling_strategy,
-    ).remote(str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days, c.retention_bytes,
-             dict(c.tenant_retention_days), c.retention_check_seconds,
+    ).remote(control_secret, str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days,
+             c.retention_bytes, dict(c.tenant_retention_days), c.retention_check_seconds,
              str(checkpoint_file) if checkpoint_file else None)
-    ray.get(handle.last_id.remote())
+    ray.get(handle.last_id.remote(control_secret))
     return handle
 
 
@@ -203,4 +209,4 @@ def find_event_log(namespace: str):
         return None
 
 
-__all__ = ["EVENT_LOG_NAME", "EventLogActor", "find_event_log", "get_or_create_event_log"]
+__all__ = ["EVENT_LOG_NAME", "EventLogActor", "EventLogHandle", "find_event_log", "get_or_create_event_log"]

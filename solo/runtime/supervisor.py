@@ -24,6 +24,7 @@ from solo.registry.handle import RegistryHandle, find_registry, get_or_create_re
 from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
+from solo.security import control
 from solo.security.keys import KeyRing
 from solo.security.tokens import authenticator, ensure_operator_token
 
@@ -65,24 +66,28 @@ class Supervisor:
         self.embedded = False
         self.gateway: Gateway | None = None
         self.registry_actor = None
+        self.control_secret = ""  # what the registry and event-log actors ask of every caller
         self.operator_token_path = config.data_dir / OPERATOR_TOKEN_FILE
 
     def prepare(self) -> None:
-        """Blocking part of start-up: data dir, Ray, the registry actor, the operator token."""
+        """Blocking part of start-up: data dir, control secret, Ray, the registry actor, the operator token."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
+        self.control_secret = control.load_or_create(self.config.data_dir)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
                                                        self.config.events, on_this_node,
-                                                       checkpoint_file=self.config.data_dir / CHECKPOINT_FILE)
-        self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node)
+                                                       checkpoint_file=self.config.data_dir / CHECKPOINT_FILE,
+                                                       control_secret=self.control_secret)
+        self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node,
+                                                     control_secret=self.control_secret)
         self.keys = KeyRing(self.config.data_dir / "keys")
         ensure_operator_token(self.keys, self.operator_token_path, self.config.security.operator_token_days)
 
     async def serve(self) -> Gateway:
-        self.gateway = await start_gateway(self.config, RegistryHandle(self.registry_actor),
-                                           authenticator(self.config, self.keys), EventLogHandle(self.config.namespace))
+        self.gateway = await start_gateway(self.config, self.registry_handle(), authenticator(self.config, self.keys),
+                                           self.event_log_handle())
         # Long-lived start-up objects leave the collector's view. Collections stay small and frequent (Python's
         # default thresholds): grpc.aio leaves a little cyclic garbage on every call, and a gen0 threshold of
         # 20,000 made each collection a 7-19 ms pause of the event loop; at 700 they stay under 1 ms and the
@@ -91,6 +96,12 @@ class Supervisor:
         gc.set_threshold(700, 10, 10)
         return self.gateway
 
+    def registry_handle(self) -> RegistryHandle:
+        return RegistryHandle(self.registry_actor, self.control_secret)
+
+    def event_log_handle(self) -> EventLogHandle:
+        return EventLogHandle(self.config.namespace, self.control_secret)
+
     async def deploy_example(self, path: Path) -> str:
         """Deploy the example echo service for the operator's tenant (idempotent)."""
         from solo.core.spec import ServiceSpec, validate_spec
@@ -98,8 +109,7 @@ class Supervisor:
 
         spec = validate_spec(ServiceSpec(name=path.stem, source=path.read_text(), filename=path.name),
                              self.config.limits, self.config.runtime.default_num_cpus)
-        result = await RegistryHandle(self.registry_actor).deploy(OPERATOR_TENANT, spec, False,
-                                                                  {"principal": "solo up"})
+        result = await self.registry_handle().deploy(OPERATOR_TENANT, spec, False, {"principal": "solo up"})
         await self.gateway.follower.synced(result["route_version"])
         return spec.name
 
@@ -122,18 +132,18 @@ class Supervisor:
         if self.gateway is not None:
             await self.gateway.stop()
         if stop_services:
-            await asyncio.to_thread(shutdown_cluster_side, self.config)
+            await asyncio.to_thread(shutdown_cluster_side, self.config, self.control_secret)
         (self.config.data_dir / STATE_FILE).unlink(missing_ok=True)
         if self.embedded:
             ray.shutdown()
 
 
-def shutdown_cluster_side(config: SoloConfig) -> None:
+def shutdown_cluster_side(config: SoloConfig, control_secret: str) -> None:
     """Stop all services (stop hooks run, events flushed), then kill the registry and stray hosts."""
     actor = find_registry(config.namespace)
     if actor is not None:
         try:
-            ray.get(actor.shutdown.remote(), timeout=config.runtime.stop_grace_seconds + 30)
+            ray.get(actor.shutdown.remote(control_secret), timeout=config.runtime.stop_grace_seconds + 30)
         except Exception as exc:  # noqa: BLE001 - best effort, kill it anyway
             log.warning("registry shutdown failed: %s", exc)
         ray.kill(actor, no_restart=True)
@@ -141,7 +151,7 @@ def shutdown_cluster_side(config: SoloConfig) -> None:
     event_log = find_event_log(config.namespace)
     if event_log is not None:  # last: the registry's final events go through it
         try:
-            ray.get(event_log.close.remote(), timeout=30)
+            ray.get(event_log.close.remote(control_secret), timeout=30)
         except Exception as exc:  # noqa: BLE001
             log.warning("event log close failed: %s", exc)
         ray.kill(event_log, no_restart=True)

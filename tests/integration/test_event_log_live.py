@@ -48,7 +48,8 @@ def test_deploy_fails_closed_when_the_log_cannot_be_written(solo, alice, name):
         assert _gauge(solo, "solo_event_log_writable", until=0) == 0  # the alert says why
     finally:
         get_or_create_event_log(config.data_dir / "events", config.namespace, config.events,
-                                checkpoint_file=config.data_dir / CHECKPOINT_FILE)
+                                checkpoint_file=config.data_dir / CHECKPOINT_FILE,
+                                control_secret=solo.supervisor.control_secret)
     alice.deploy(EXAMPLES / "echo.py", name)  # the log is back: operations work again
     assert alice.call(name, "echo", "back") == "back"
     alice.stop(name, remove=True)
@@ -124,7 +125,8 @@ def test_kill_9_of_the_event_log_process_loses_no_acknowledged_event(solo):
 
     config = solo.supervisor.config
     actor = find_event_log(config.namespace)
-    pid = ray.get(actor.status.remote())["pid"]
+    secret = solo.supervisor.control_secret
+    pid = ray.get(actor.status.remote(secret))["pid"]
     acked: set[int] = set()
 
     async def produce(worker: int, stop: asyncio.Event):
@@ -132,7 +134,7 @@ def test_kill_9_of_the_event_log_process_loses_no_acknowledged_event(solo):
             rows = [{"tenant": "load", "type": "load.tick", "subject": f"w{worker}", "payload": {"i": i}}
                     for i in range(20)]
             try:
-                first, last = await actor.append.remote(rows)
+                first, last = await actor.append.remote(secret, rows)
             except Exception:  # noqa: BLE001 - the process is gone: not acknowledged
                 await asyncio.sleep(0.05)
                 continue
@@ -148,7 +150,7 @@ def test_kill_9_of_the_event_log_process_loses_no_acknowledged_event(solo):
         await asyncio.gather(*producers)
 
     asyncio.run(run())
-    assert ray.get(actor.status.remote())["pid"] != pid  # it really was a new process
+    assert ray.get(actor.status.remote(secret))["pid"] != pid  # it really was a new process
     ids = read(config.data_dir).column("id").to_pylist()
     assert ids == list(range(1, len(ids) + 1))  # gap-free, no duplicates
     assert acked and acked <= set(ids)
@@ -165,13 +167,14 @@ def test_a_watcher_that_stops_reading_is_ended_with_where_to_resume(solo, operat
 
     config = solo.supervisor.config
     actor = find_event_log(config.namespace)
-    start = ray.get(actor.status.remote())["last_id"]
+    secret = solo.supervisor.control_secret
+    start = ray.get(actor.status.remote(secret))["last_id"]
     channel = grpc.insecure_channel(solo.address)
     call = solo_pb2_grpc.GatewayStub(channel).Watch(
         pb.WatchRequest(filter=pb.EventFilter(tenant="slow", after_id=start)), metadata=operator.metadata)
     filler = "x" * 2000
     for _ in range(20):  # ~80 MB of events: far more than the transport buffers
-        ray.get(actor.append.remote([{"tenant": "slow", "type": "load.tick", "subject": "s",
+        ray.get(actor.append.remote(secret, [{"tenant": "slow", "type": "load.tick", "subject": "s",
                                       "payload": {"pad": filler}}] * 2000))
     time.sleep(config.events.watch_slow_consumer_seconds + 3)  # the watcher reads nothing meanwhile
     received = []
@@ -212,9 +215,9 @@ def test_a_bulk_producer_group_crosses_as_columns_and_a_bad_one_is_refused(solo)
     import asyncio
 
     from solo import InvalidRequest
-    from solo.runtime.event_log_actor import COLUMNAR_FROM_ROWS, EventLogHandle
+    from solo.runtime.event_log_actor import COLUMNAR_FROM_ROWS
 
-    handle = EventLogHandle(solo.supervisor.config.namespace)
+    handle = solo.supervisor.event_log_handle()
     rows = [{"tenant": "bulk-test", "type": "bulk.event", "subject": f"s{i}", "payload": {"i": i}}
             for i in range(COLUMNAR_FROM_ROWS + 1)]
     first, last = asyncio.run(handle.append(rows))

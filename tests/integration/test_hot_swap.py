@@ -250,16 +250,14 @@ def test_swaps_are_tenant_scoped_and_need_the_swap_right(solo, operator, alice, 
 
 def test_every_gateway_follows_a_swap_without_failing_a_call(solo, alice, name):
     from solo.gateway.server import start_gateway
-    from solo.registry.handle import RegistryHandle
-    from solo.runtime.event_log_actor import EventLogHandle
     from solo.security.keys import KeyRing
     from solo.security.tokens import authenticator
 
     base = solo.supervisor.config
     config = base.model_copy(update={"gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0})})
-    second = solo.run(start_gateway(config, RegistryHandle(solo.supervisor.registry_actor),
+    second = solo.run(start_gateway(config, solo.supervisor.registry_handle(),
                                     authenticator(config, KeyRing(base.data_dir / "keys")),
-                                    EventLogHandle(config.namespace)))
+                                    solo.supervisor.event_log_handle()))
     try:
         alice.deploy(counter("v1"), name, max_concurrency=4)
         with SoloClient(f"127.0.0.1:{second.port}", alice.token) as via_second, \

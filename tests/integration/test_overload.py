@@ -30,8 +30,6 @@ SLOW = source("""
 
 def small_gateway(solo):
     from solo.gateway.server import start_gateway
-    from solo.registry.handle import RegistryHandle
-    from solo.runtime.event_log_actor import EventLogHandle
     from solo.security.tokens import authenticator
 
     base = solo.supervisor.config
@@ -39,9 +37,9 @@ def small_gateway(solo):
         "gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0}),
         "limits": base.limits.model_copy(update={"service_queue_limit": 4, "max_in_flight": 8,
                                                  "adaptive_in_flight": False})})
-    return solo.run(start_gateway(config, RegistryHandle(solo.supervisor.registry_actor),
+    return solo.run(start_gateway(config, solo.supervisor.registry_handle(),
                                   authenticator(config, KeyRing(base.data_dir / "keys")),
-                                  EventLogHandle(config.namespace)))
+                                  solo.supervisor.event_log_handle()))
 
 
 async def storm(address: str, token: str, service: str, callers: int) -> list[tuple[str, float, str]]:

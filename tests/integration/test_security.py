@@ -90,14 +90,12 @@ def test_a_tenant_mints_only_narrower_tokens_for_itself(solo, operator):
 
 def test_revocation_takes_effect_on_every_gateway_within_a_second(solo, operator):
     from solo.gateway.server import start_gateway
-    from solo.registry.handle import RegistryHandle
-    from solo.runtime.event_log_actor import EventLogHandle
     from solo.security.tokens import authenticator
 
     config = solo.supervisor.config.model_copy(update={"gateway": solo.supervisor.config.gateway.model_copy(
         update={"port": 0, "metrics_port": 0})})
-    second = solo.run(start_gateway(config, RegistryHandle(solo.supervisor.registry_actor),
-                                    authenticator(config, keys(solo)), EventLogHandle(config.namespace)))
+    second = solo.run(start_gateway(config, solo.supervisor.registry_handle(),
+                                    authenticator(config, keys(solo)), solo.supervisor.event_log_handle()))
     try:
         minted = operator.mint("frank", description="to be revoked")
         with SoloClient(f"127.0.0.1:{second.port}", minted["token"]) as via_second:

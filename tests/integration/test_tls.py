@@ -22,17 +22,15 @@ def pki(tmp_path_factory):
 
 def gateway(solo, pki, mutual: bool):
     from solo.gateway.server import start_gateway
-    from solo.registry.handle import RegistryHandle
-    from solo.runtime.event_log_actor import EventLogHandle
     from solo.security.tokens import authenticator
 
     base = solo.supervisor.config
     config = base.model_copy(update={
         "gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0}),
         "tls": base.tls.model_copy(update={"enabled": True, "dir": pki["dir"], "require_client_cert": mutual})})
-    return solo.run(start_gateway(config, RegistryHandle(solo.supervisor.registry_actor),
+    return solo.run(start_gateway(config, solo.supervisor.registry_handle(),
                                   authenticator(config, KeyRing(base.data_dir / "keys")),
-                                  EventLogHandle(config.namespace)))
+                                  solo.supervisor.event_log_handle()))
 
 
 @pytest.fixture(scope="module")
