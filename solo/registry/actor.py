@@ -27,10 +27,10 @@ from solo.registry.discovery_actor import DiscoveryMixin
 from solo.registry.history import VersionHistory
 from solo.registry.specs import SpecStore
 from solo.registry.swap import Standby, SwapMixin
-from solo.runtime.peer import REGISTRY_NAME  # noqa: F401 - defined beside the hosts' lookup, used from here
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.runtime.event_log_actor import EventLogHandle
-from solo.runtime.launcher import Launcher, call_host, died_message
+from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
+from solo.runtime.sandbox import sandbox_options
 
 log = logging.getLogger("solo.registry")
 
@@ -46,7 +46,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self.state = RegistryState(self.config.limits.max_services_per_tenant,
                                    first_route_version=int(time.time() * 1000) * 1000,
                                    quota_for=lambda tenant: quota_for(self.config, tenant))
-        self.launcher = Launcher(self.config.namespace, bind_host)
+        self.launcher = Launcher(self.config.namespace, bind_host, sandbox_options(self.config.runtime))
         self.sink = EventLogHandle(self.config.namespace, control_secret)
         self.specs = SpecStore(self.config.data_dir / "specs")
         self.history = VersionHistory(self.config.data_dir / "history", self.config.swap.keep_versions)
@@ -250,7 +250,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
                                    spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency,
                                    spec.resources.memory_bytes, spec.resources.num_cpus,
                                    self.config.runtime.memory_check_seconds,
-                                   self._ticket(record.tenant, spec.name, ready["host"])),
+                                   self._ticket(record.tenant, spec.name, ready["host"]), spec.allow_egress),
                 self.config.runtime.start_timeout_seconds, f"starting service {spec.name!r}")
         except BaseException:
             self.launcher.kill(handle)

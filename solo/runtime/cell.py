@@ -59,11 +59,15 @@ class Cell:
             asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(
                 lambda: CallProtocol(self.channel, expires), sock))
             return
-        future = self._sockets.get(header.get("ref"))
-        if future is not None and not future.done():
-            future.set_result(sock)
-        else:
+        ref = header.get("ref")
+        if not isinstance(ref, int):
             sock.close()
+            return
+        future = self._sockets.setdefault(ref, asyncio.get_running_loop().create_future())  # may come before the answer
+        if future.done():
+            sock.close()
+        else:
+            future.set_result(sock)
 
     async def socket_for(self, op: str, **fields) -> tuple[dict, socket.socket]:
         """Ask the host for a connected socket (a peer service, an allowed egress destination)."""

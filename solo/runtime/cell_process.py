@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 from typing import Awaitable, Callable
 
 from solo.runtime import cell_seccomp, cellwire, sandbox
@@ -20,6 +22,8 @@ from solo.runtime.egress import HostEgress
 log = logging.getLogger("solo.host")
 
 START_SECONDS = 30.0
+OUTPUT_RATE = 64 << 10  # bytes a second of a service's output that reach the host's log
+OUTPUT_BURST = 1 << 20
 
 Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
 
@@ -45,11 +49,54 @@ def exit_reason(status: int) -> str:
     return f"exited with code {status}"
 
 
+class OutputRelay:
+    """What the service prints, copied to the host's stderr (Ray's log of the host), within a byte budget:
+    OUTPUT_RATE bytes a second with a burst of OUTPUT_BURST; what is over it is dropped and counted."""
+
+    def __init__(self, pipe, sink=None):
+        self.pipe, self.sink = pipe, sink or sys.stderr
+        self.budget, self.at, self.dropped = float(OUTPUT_BURST), time.monotonic(), 0
+        os.set_blocking(pipe.fileno(), False)
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(pipe.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.pipe.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        now = time.monotonic()
+        self.budget = min(OUTPUT_BURST, self.budget + (now - self.at) * OUTPUT_RATE)
+        self.at = now
+        if len(data) > self.budget:
+            self.dropped += len(data)
+            return
+        self.budget -= len(data)
+        note = f"[service output: {self.dropped} bytes over the budget were dropped]\n" if self.dropped else ""
+        self.dropped = 0
+        try:
+            self.sink.write(note + data.decode(errors="replace"))
+            self.sink.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        if not self.pipe.closed:
+            self.loop.remove_reader(self.pipe.fileno())
+            self.pipe.close()
+
+
 class CellProcess:
     def __init__(self, proc: subprocess.Popen, wire: cellwire.Wire, fds: socket.socket, egress: socket.socket,
                  policy: sandbox.CellPolicy):
         self.proc, self.wire, self.fds, self.policy = proc, wire, fds, policy
         self.egress = HostEgress(egress)
+        self.output = OutputRelay(proc.stdout)
         self.pid = proc.pid
         self.exited = asyncio.get_running_loop().create_future()
         self._watch()
@@ -71,8 +118,10 @@ class CellProcess:
             scratch = tempfile.mkdtemp(prefix="solo-cell-")
             env = {**env, "HOME": scratch, "TMPDIR": scratch}
         try:
+            # the cell's output goes through a pipe the host reads (OutputRelay), never to the host's own files
             proc = subprocess.Popen(argv, pass_fds=keep, env=env if env is not None else {}, cwd=scratch,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         finally:
             for end in (ctl_cell, fds_cell, egress_cell):
                 end.close()
@@ -129,6 +178,7 @@ class CellProcess:
         """End the whole cell: its pid namespace ends with the process bwrap made its init."""
         self.wire.close("stopped")
         self.egress.close()
+        self.output.close()
         for pid in reversed(self.pids()):
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -9,7 +9,8 @@ and nothing mounted but:
 - the Python runtime and its installed packages, read-only (the interpreter's prefixes and
   site-packages, `/usr`, the dynamic loader's cache, TLS roots);
 - Solo's own package, read-only (the cell's side of the call channel is Solo code);
-- a private, size-capped tmpfs at /tmp, which is also its home and working directory.
+- a private, size-capped tmpfs at /tmp, which is also its home and working directory, and a
+  small one at /dev/shm; everything else, the root included, is read-only.
 
 It sees no data directory, no Ray session directory or socket, no `RAY_*` variable (the
 environment is cleared), no other process, no /sys (so no cgroup files), and no network but its
@@ -34,6 +35,7 @@ import solo
 
 CELL_UID = 65534  # "nobody" inside the cell's user namespace
 SCRATCH = "/tmp"
+SHM_BYTES = 16 << 20  # /dev/shm (POSIX semaphores and shared memory, e.g. multiprocessing)
 MECHANISMS = ("bwrap", "off")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/ssl",
@@ -144,7 +146,9 @@ def bwrap_args(policy: CellPolicy, seccomp_fd: int | None = None) -> list[str]:
             args += _mirror(path)
             if not os.path.islink(path) and os.path.exists(path):
                 mounted.append(os.path.realpath(path))
+    # writable: only /tmp and /dev/shm, each a tmpfs with its own size cap; the root and /dev are read-only
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(policy.scratch_bytes), "--tmpfs", SCRATCH,
+             "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/",
              "--chdir", SCRATCH, "--clearenv"]
     for key, value in cell_env(policy).items():
         args += ["--setenv", key, value]

@@ -103,22 +103,22 @@ def test_a_crash_does_not_touch_other_services(alice, bob, name):
     bob.stop(name, remove=True)
 
 
-def test_a_restart_that_fails_counts_against_the_limit(alice, name, tmp_path):
-    marker = tmp_path / "started-once"
-    alice.deploy(source(f"""
-        import os
-        from pathlib import Path
+def test_a_restart_that_fails_counts_against_the_limit(alice, name):
+    # the service starts only before a moment passed in its config (each restart is a new cell: no file of the
+    # first start survives it, so time is what tells a restart apart)
+    start_before = time.time() + 8.0
+    alice.deploy(source("""
+        import os, time
 
         class OnlyOnce:
             def __init__(self):
-                marker = Path({str(marker)!r})
-                if marker.exists():
+                if time.time() > self.context.config["start_before"]:
                     raise RuntimeError("cannot start twice")
-                marker.write_text("x")
 
             def crash(self):
                 os._exit(1)
-    """), name, max_restarts=2)
+    """), name, max_restarts=2, config={"start_before": start_before})
+    time.sleep(max(0.0, start_before - time.time() + 0.1))
     with pytest.raises(Unavailable):
         alice.call(name, "crash")
     info = wait_for(lambda: (i := alice.get(name))["state"] == "FAILED" and i)

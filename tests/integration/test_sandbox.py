@@ -454,13 +454,6 @@ def test_the_environment_holds_no_ray_variables_and_no_secret(solo, alice, opera
     assert b"RAY_" in host_env, "the cell's host (a Ray worker) has RAY_ variables that could leak"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the cell inherits its host's stdout and stderr, which are the Ray worker's log files "
-    "(<ray session dir>/logs/worker-*.out/.err): tenant code holds write descriptors into Ray's session "
-    "directory and can reopen them read-write through /proc/self/fd/1 and /2 (the magic link ignores the "
-    "mount namespace; the files belong to the real root, which the cell's user namespace maps its own uid "
-    "65534 to), so it can read, truncate and rewrite its host's worker logs, including the :job_id: and "
-    ":actor_name: lines Ray's log monitor uses to route them to the driver"))
 def test_no_descriptor_of_the_host_reaches_the_cell(solo, alice, spy):
     import ray
 
@@ -612,11 +605,6 @@ def test_discovery_refuses_another_tenants_service(alice, spy, neighbour):
     assert "not found" in refused["error"], refused
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "solo.discover() inside a cell times out (TimeoutError after 10 s): the host hands the connected socket "
-    "(fds channel, header kind=reply, ref=N) before it answers the control request that carries the ref, and "
-    "Cell._take closes a reply socket for which no future is waiting yet (Cell.socket_for registers its "
-    "future only after wire.request returns), so the socket is dropped and socket_for waits in vain"))
 def test_discovery_between_two_services_of_one_tenant_works_in_cells(alice, spy):
     mine = _fresh("echo")
     alice.deploy(EXAMPLES / "echo.py", mine)
@@ -626,11 +614,6 @@ def test_discovery_between_two_services_of_one_tenant_works_in_cells(alice, spy)
         alice.stop(mine, remove=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the cell's / (bwrap's root tmpfs) and /dev (bwrap --dev, with /dev/shm) are writable by the service and "
-    "have no size cap (half the machine's RAM), so the 64 MiB cap of /tmp ([runtime] cell_scratch_bytes) "
-    "does not bound a service's scratch space; tmpfs pages are not in any process's RSS, so the memory "
-    "watchdog does not see them either"))
 def test_scratch_space_is_capped_everywhere_a_service_can_write(solo, alice, spy):
     cap = solo.supervisor.config.runtime.cell_scratch_bytes >> 20
     tried = cap + 32
