@@ -57,6 +57,8 @@ def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
           f"  operator token:  {state['operator_token_file']}\n"
           f"  data directory:  {data_dir}\n"
           f"  ray:             {'embedded (started by Solo)' if state['embedded'] else state['ray_address']}")
+    if state.get("sandbox"):
+        print(f"  sandbox:         {state['sandbox']}")
     if state.get("tls_ca"):
         print(f"  tls:             on, CA {state['tls_ca']}"
               + ("; client certificates required (`solo certs issue NAME`)" if state.get("client_cert_required")

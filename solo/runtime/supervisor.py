@@ -18,6 +18,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
+from solo.errors import FailedPrecondition
+from solo.runtime import sandbox
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
@@ -56,6 +58,21 @@ def host_bind_address() -> str:
     return ""
 
 
+def check_sandbox(config: SoloConfig) -> sandbox.CellPolicy:
+    """The cell policy in force; FailedPrecondition when it cannot run on this machine (before Ray starts), so
+    untrusted code never runs unsandboxed unless the operator said `[runtime] sandbox = "off"`."""
+    policy = sandbox.policy_from(config.runtime)
+    why = sandbox.refusal(policy)
+    if why:
+        raise FailedPrecondition(why)
+    if policy.mechanism == "bwrap":
+        try:
+            sandbox.check_data_dir(config.data_dir)
+        except sandbox.SandboxUnavailable as exc:
+            raise FailedPrecondition(str(exc)) from None
+    return policy
+
+
 class Supervisor:
     def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
                  resources: dict[str, float] | None = None):
@@ -74,6 +91,7 @@ class Supervisor:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
         self.control_secret = control.load_or_create(self.config.data_dir)
+        self.sandbox = check_sandbox(self.config)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
@@ -120,7 +138,7 @@ class Supervisor:
             "embedded": self.embedded, "ray_address": ray.get_runtime_context().gcs_address,
             "operator_token_file": str(self.operator_token_path), "started_at": time.time(),
             "tls_ca": str(self.config.tls_dir / "ca.crt") if self.config.tls.enabled else "",
-            "client_cert_required": self.config.tls.require_client_cert,
+            "client_cert_required": self.config.tls.require_client_cert, "sandbox": self.sandbox.describe(),
             **({"tls_cert": str(self.config.tls_dir / "clients" / "operator.crt"),
                 "tls_key": str(self.config.tls_dir / "clients" / "operator.key")}
                if self.config.tls.require_client_cert else {}),
