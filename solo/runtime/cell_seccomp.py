@@ -25,6 +25,8 @@ DENIED = (
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
     "vhangup", "personality", "uselib", "nfsservctl",
 )
+_MSG_FASTOPEN = 0x20000000
+_DENIED_FAMILIES = (40,)  # AF_VSOCK
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 _CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
@@ -58,6 +60,15 @@ def build():
     for flag in _CLONE_NEW_FLAGS:
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    # every TCP socket a cell holds was made in its host's network namespace (calls, discover, egress): reconnecting
+    # one (connect after AF_UNSPEC, or a TCP Fast Open send) would reach the host's network, so a cell never
+    # connects by itself (egress goes through the host, egress.py) and never sends with MSG_FASTOPEN
+    f.add_rule(deny, "connect")
+    f.add_rule(deny, "sendto", sc.Arg(3, sc.MASKED_EQ, _MSG_FASTOPEN, _MSG_FASTOPEN))
+    f.add_rule(deny, "sendmmsg", sc.Arg(3, sc.MASKED_EQ, _MSG_FASTOPEN, _MSG_FASTOPEN))
+    f.add_rule(deny, "sendmsg", sc.Arg(2, sc.MASKED_EQ, _MSG_FASTOPEN, _MSG_FASTOPEN))
+    for family in _DENIED_FAMILIES:  # not tied to the network namespace (vsock reaches the hypervisor)
+        f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
     return f
 
 

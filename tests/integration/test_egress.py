@@ -89,3 +89,49 @@ def test_rules_the_operator_did_not_allow_are_refused_at_deploy(alice, bob, name
     with pytest.raises(PermissionDenied, match="tenant_egress"):  # alice's rule is not bob's
         bob.deploy(CLIENT, name, allow_egress=[f"localhost:{echo_servers[0]}"])
     assert name not in [s["name"] for s in alice.list()] + [s["name"] for s in bob.list()]
+
+
+RECONNECT = source("""
+    import ctypes, os, socket, stat
+
+    class Reconnect:
+        def attempt(self, port):
+            libc = ctypes.CDLL(None, use_errno=True)
+            unspec = (ctypes.c_ubyte * 16)()  # struct sockaddr with sa_family = AF_UNSPEC: disconnects TCP
+            results = []
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                try:
+                    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                        continue
+                    sock = socket.socket(fileno=os.dup(fd))
+                except OSError:
+                    continue
+                if sock.family != socket.AF_INET:
+                    sock.close()
+                    continue
+                rc = libc.connect(sock.fileno(), unspec, 16)
+                try:
+                    sock.setblocking(True)
+                    socket.socket.__base__.connect(sock, ("127.0.0.1", port))  # the unwrapped connect
+                    results.append("reconnected")
+                except OSError as exc:
+                    results.append(f"{rc}/{ctypes.get_errno()}: {exc}")
+                try:
+                    sock.sendto(b"x", 0x20000000, ("127.0.0.1", port))  # TCP Fast Open
+                    results.append("fastopen")
+                except OSError:
+                    pass
+                sock.detach()
+            return results
+""")
+
+
+def test_a_cell_cannot_reconnect_the_sockets_its_host_handed_it(alice, name, echo_servers):
+    """Every TCP socket in a cell was made in the host's network (the call connection here); seccomp
+    refuses connect(2) and Fast Open sends, so none can be pointed elsewhere."""
+    alice.deploy(RECONNECT, name)
+    results = alice.call(name, "attempt", echo_servers[0])
+    assert results, "the cell holds the gateway's connection, so there was something to try"
+    assert not [r for r in results if r in ("reconnected", "fastopen")], results
+    assert alice.call(name, "attempt", echo_servers[0]) is not None  # the service still answers
+    alice.stop(name, remove=True)
