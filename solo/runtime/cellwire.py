@@ -27,7 +27,8 @@ log = logging.getLogger("solo.cell")
 
 MAX_HEADER = 1 << 20
 MAX_MESSAGE = 80 << 20  # a 64 MiB snapshot ([swap] max_state_bytes) plus room
-MAX_TEXT = 4096  # error messages from the other side are cut here
+MAX_TEXT = 4096
+MAX_UNREAD = 4 << 20  # answers the other side has not read yet; past it, the wire closes  # error messages from the other side are cut here
 _LENGTHS = struct.Struct(">II")
 
 Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
@@ -135,6 +136,9 @@ class Wire:
             except (SoloError, Exception) as exc:  # noqa: BLE001 - the other side gets the error, the wire lives
                 reply = encode({"re": header["id"], "error": error_header(exc)})
             if not self.closed:
+                if self.writer.transport.get_write_buffer_size() > MAX_UNREAD:
+                    self.close("the other side does not read its answers")  # it would grow this process
+                    return
                 self.writer.write(reply)
         finally:
             self._incoming.release()
