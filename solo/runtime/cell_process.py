@@ -45,7 +45,10 @@ def descendants(pid: int) -> list[int]:
 
 def exit_reason(status: int) -> str:
     if status < 0:
-        return f"was killed by signal {signal.Signals(-status).name if -status in signal.Signals._value2member_map_ else -status}"
+        try:
+            return f"was killed by signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
     return f"exited with code {status}"
 
 
@@ -61,12 +64,9 @@ class OutputRelay:
         self.loop.add_reader(pipe.fileno(), self._readable)
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self.pipe.fileno(), 65536)
-        except BlockingIOError:
+        data = cellwire.read_ready(lambda: os.read(self.pipe.fileno(), 65536))
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.close()
             return

@@ -163,6 +163,16 @@ def reject_unknown(op: str) -> InvalidRequest:
     return InvalidRequest(f"unknown control request {op[:64]!r}")
 
 
+def read_ready(read: Callable[[], bytes]) -> bytes | None:
+    """What a non-blocking `read` has ready: None when nothing yet, b"" at the end (or a broken pipe)."""
+    try:
+        return read()
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 # -- sockets handed to the cell ----------------------------------------------------------------------
 MAX_FD_HEADER = 4096
 
@@ -198,4 +208,4 @@ def receive_sockets(channel: socket.socket, deliver: Callable[[dict, socket.sock
 
 
 __all__ = ["MAX_MESSAGE", "Wire", "WireError", "encode", "error_from", "error_header", "read_message",
-           "receive_sockets", "reject_unknown", "send_socket"]
+           "read_ready", "receive_sockets", "reject_unknown", "send_socket"]

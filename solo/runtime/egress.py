@@ -18,10 +18,13 @@ Native code that calls connect(2) directly gets no route rather than a way aroun
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
 import threading
+
+from solo.runtime.cellwire import read_ready
 
 PLACEHOLDER_NET = ipaddress.ip_network("198.18.0.0/15")  # benchmarking range, never routed
 MAX_REQUEST = 1024
@@ -113,8 +116,6 @@ class HostEgress:
     """In the host: serve the cell's connection requests one at a time, against the service's rules."""
 
     def __init__(self, channel: socket.socket, timeout: float = 10.0):
-        import asyncio
-
         self.channel = channel
         self.rules: set[tuple[str, int]] = set()
         self.timeout = timeout
@@ -124,12 +125,9 @@ class HostEgress:
         self.loop.add_reader(channel, self._readable)
 
     def _readable(self) -> None:
-        try:
-            data = self.channel.recv(MAX_REQUEST)
-        except BlockingIOError:
+        data = read_ready(lambda: self.channel.recv(MAX_REQUEST))
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.close()
             return
@@ -137,8 +135,6 @@ class HostEgress:
         self.loop.create_task(self._serve(data))
 
     async def _serve(self, data: bytes) -> None:
-        import asyncio
-
         sock = None
         try:
             request = json.loads(data)

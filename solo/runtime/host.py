@@ -18,23 +18,16 @@ import secrets
 import socket
 import time
 
-from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed, SoloError, Unavailable
+from solo.errors import FailedPrecondition, InvalidRequest, Overloaded, ServiceFailed, SoloError, Unavailable
 from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
 from solo.runtime.host_listener import HostListener, connect_authenticated
 from solo.runtime.sandbox import CellPolicy
+from solo.security.ratelimit import Rate, RateLimiter
 
 log = logging.getLogger("solo.host")
 DISCOVER_RATE = 20.0  # lookups a second a cell may ask its host for (each is a registry call), burst 2 s of it
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class ServiceHost:
@@ -60,7 +53,7 @@ class ServiceHost:
         self._limits = ""
         self._tenant = self._service = self._ticket = ""
         self._refs = 0
-        self._discover_tokens, self._discover_at = 2 * DISCOVER_RATE, time.monotonic()
+        self._discover_limit = RateLimiter(Rate(DISCOVER_RATE, 2 * DISCOVER_RATE))
 
     async def ready(self) -> dict:
         async with self._start_lock:
@@ -151,17 +144,13 @@ class ServiceHost:
         raise InvalidRequest(f"a service cannot ask its host for {op[:64]!r}")
 
     def _spend_discover(self) -> None:
-        now = time.monotonic()
-        self._discover_tokens = min(2 * DISCOVER_RATE, self._discover_tokens + (now - self._discover_at) * DISCOVER_RATE)
-        self._discover_at = now
-        if self._discover_tokens < 1:
-            from solo.errors import Overloaded
-
+        try:
+            self._discover_limit.take(self._tenant, "discover")
+        except Overloaded as exc:
             error = Overloaded(f"solo.discover() is limited to {DISCOVER_RATE:g} lookups a second per service; "
                                "keep the handle and reuse it")
-            error.retry_after = 1.0 / DISCOVER_RATE
-            raise error
-        self._discover_tokens -= 1
+            error.retry_after = exc.retry_after
+            raise error from None
 
     async def _discover(self, owner: str, target: str) -> tuple[dict, bytes]:
         """Resolve `target` through the registry as this host's service, connect to it with the peer ticket,
@@ -230,7 +219,7 @@ class ServiceHost:
         pids = cell.pids() if cell is not None else []
         return {"calls": _count(answer.get("calls")), "errors": _count(answer.get("errors")),
                 "failed": _count(answer.get("failed")), "in_flight": _count(answer.get("in_flight")),
-                "rss_bytes": _rss_bytes() + limits.tree_rss_bytes(pids),
+                "rss_bytes": limits.tree_rss_bytes([os.getpid(), *pids]),
                 "cpu_seconds": usage.ru_utime + usage.ru_stime + limits.tree_cpu_seconds(pids), "pid": os.getpid(),
                 "cell_pid": cell.pid if cell is not None else 0}
 

@@ -331,29 +331,27 @@ def _address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _deployed(client, code, kind: str):
+    name = _fresh(kind)
+    client.deploy(code, name)
+    yield name
+    client.stop(name, remove=True)
+
+
 @pytest.fixture(scope="module")
 def spy(alice):
-    name = _fresh("spy")
-    alice.deploy(SPY, name)
-    yield name
-    alice.stop(name, remove=True)
+    yield from _deployed(alice, SPY, "spy")
 
 
 @pytest.fixture(scope="module")
 def bob_spy(bob):
-    name = _fresh("spy")
-    bob.deploy(SPY, name)
-    yield name
-    bob.stop(name, remove=True)
+    yield from _deployed(bob, SPY, "spy")
 
 
 @pytest.fixture(scope="module")
 def neighbour(bob):
     """Another tenant's service: the target of network attacks and the witness of resource attacks."""
-    name = _fresh("echo")
-    bob.deploy(EXAMPLES / "echo.py", name)
-    yield name
-    bob.stop(name, remove=True)
+    yield from _deployed(bob, EXAMPLES / "echo.py", "echo")
 
 
 @pytest.fixture(scope="module")
