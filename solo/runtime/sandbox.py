@@ -165,10 +165,18 @@ def bwrap_args(policy: CellPolicy, seccomp_fd: int | None = None) -> list[str]:
 
 def cell_command(policy: CellPolicy, fds: list[int], seccomp_fd: int | None = None) -> list[str]:
     """`fds`: the cell's ends of its control, socket and egress channels."""
-    python = [sys.executable, "-I", "-B", "-m", "solo.runtime.cell", *map(str, fds), str(policy.max_open_files)]
+    python = [sys.executable, "-I", "-B", "-c", _bootstrap("from solo.runtime.cell import main; main(sys.argv[1:])"),
+              *map(str, fds), str(policy.max_open_files)]
     if policy.mechanism == "off":
         return python
     return bwrap_args(policy, seccomp_fd) + python
+
+
+def _bootstrap(code: str) -> str:
+    """Python for `-c` that imports Solo from the directory the host imported it from (whatever its install
+    left in site-packages, e.g. an editable install's finder pointing elsewhere), then runs `code`."""
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(solo.__file__)))
+    return (f"import sys; p = {parent!r}; sys.path[:0] = [] if p in sys.path else [p]; import solo; {code}")
 
 
 def probe(policy: CellPolicy, timeout: float = 20.0) -> str:
@@ -177,7 +185,7 @@ def probe(policy: CellPolicy, timeout: float = 20.0) -> str:
         return ""
     try:
         argv = bwrap_args(CellPolicy(policy.mechanism, seccomp=False)) + [
-            sys.executable, "-I", "-c", "import os, solo; print(os.getuid(), len(os.listdir('/proc')) < 64)"]
+            sys.executable, "-I", "-c", _bootstrap("import os; print(os.getuid(), len(os.listdir('/proc')) < 64)")]
     except SandboxUnavailable as exc:
         return str(exc)
     try:
