@@ -7,18 +7,35 @@ so coalescing adapts to load and never waits when there is nothing to coalesce.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from typing import AsyncIterator
 
+from google.protobuf.message import DecodeError
+
 from solo._proto import host_pb2
 from solo.core import handshake
+from solo.core.frames import MAX_FRAME as MAX_FRAME_AUTHENTICATED
 from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.routes import Route, RouteTable
-from solo.errors import MOVED, DeadlineExceeded, NotFound, Unavailable, from_code
+from solo.errors import MOVED, DeadlineExceeded, NotFound, Overloaded, ServiceFailed, Unavailable, from_code
 
 CONNECT_TIMEOUT = 5.0
 MOVED_WAIT = 15.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long (default)
 MOVED_POLL = 0.05  # re-sent at least this often while its route stays (a swap that was abandoned thaws the host)
+MOVED_POLL_MAX = 1.0  # ...backing off to this: a host is not trusted to say MOVED only while frozen
+# What a host can make the gateway hold. The cell writes results straight to the gateway's socket, and
+# its code is the tenant's, so nothing it sends may grow the gateway without a bound:
+STREAM_BUFFER = 4 << 20  # bytes of one stream's results waiting for a client that reads slower than the service yields
+LINK_BUFFER = 16 << 20  # bytes of stream results waiting on one link before the link stops reading from its host
+MAX_UNSENT = 128 << 20  # bytes of calls written to a host that it has not taken; more and the link is closed
+PREAUTH_FRAME = 4096  # largest frame read before the host proved it holds the key
+ITEM_OVERHEAD = 64  # what a waiting result costs beyond its payload, counted against the buffers
+# codes a service's answer may carry; anything else (INTERNAL, UNKNOWN, UNAUTHENTICATED...) is the service's
+# failure, not the gateway's, and is answered SERVICE_FAILED
+SERVICE_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION",
+                           "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "SERVICE_FAILED"})
+MAX_ERROR_TEXT = 8192  # characters of a service's error message passed on
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
     "STOPPING": "is stopping",
@@ -26,6 +43,31 @@ _STATE_MESSAGES = {
     "STOPPED": "is stopped; deploy it again to call it",
     "FAILED": "has failed",
 }
+
+
+class _Stream:
+    """Results of one streaming call that its consumer has not taken yet, and their size."""
+
+    __slots__ = ("items", "bytes", "waiter")
+
+    def __init__(self) -> None:
+        self.items: collections.deque = collections.deque()
+        self.bytes = 0
+        self.waiter: asyncio.Future | None = None
+
+    def put(self, item, size: int) -> None:
+        self.items.append((item, size))
+        self.bytes += size
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self):
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        item, size = self.items.popleft()
+        self.bytes -= size
+        return item, size
 
 
 class HostLink(asyncio.Protocol):
@@ -42,8 +84,10 @@ class HostLink(asyncio.Protocol):
         self._ids = itertools.count(1)
         self._pending: list[host_pb2.Call] = []
         self._flush_scheduled = False
-        self._waiters: dict[int, asyncio.Future | asyncio.Queue] = {}
-        self._reader = FrameReader()
+        self._waiters: dict[int, asyncio.Future | _Stream] = {}
+        self._reader = FrameReader(MAX_FRAME_AUTHENTICATED if sock is not None else PREAUTH_FRAME)
+        self._buffered = 0  # bytes waiting in streams' buffers (LINK_BUFFER)
+        self._paused = False
         self._transport: asyncio.Transport | None = None
         self._connected = asyncio.get_running_loop().create_future()
         self._retiring = False
@@ -86,6 +130,7 @@ class HostLink(asyncio.Protocol):
         auth = host_pb2.Auth(proof=handshake.proof(self._key, "client", self._nonce, challenge.nonce))
         self._transport.write(frame(auth.SerializeToString()))
         self._authenticated = True
+        self._reader.max_frame = MAX_FRAME_AUTHENTICATED
         self._opened()
 
     def data_received(self, data: bytes) -> None:
@@ -98,8 +143,8 @@ class HostLink(asyncio.Protocol):
                     self._deliver(result)
         except handshake.HandshakeError as exc:
             self._close(f"the process at {self.address} is not the service's host ({exc})")
-        except (FrameError, ValueError) as exc:
-            self._close(f"its process sent a malformed frame ({exc})")
+        except (FrameError, DecodeError, ValueError) as exc:
+            self._close(f"its process sent a malformed frame ({str(exc)[:200]})")
 
     def connection_lost(self, exc) -> None:
         self._close("its process closed the connection" if exc is None else f"the connection failed ({exc})")
@@ -113,8 +158,17 @@ class HostLink(asyncio.Protocol):
         waiter = self._waiters.get(result.id)
         if waiter is None:
             return
-        if isinstance(waiter, asyncio.Queue):
-            waiter.put_nowait(result)
+        if isinstance(waiter, _Stream):
+            size = len(result.raw) + len(result.json) + len(result.error.message) + ITEM_OVERHEAD
+            if waiter.bytes + size > STREAM_BUFFER:  # its client is not keeping up: end this stream, not the link
+                self._cancel(result.id)
+                waiter.put(Overloaded(
+                    f"the stream from '{self.label}' was ended: its client read more slowly than the service "
+                    f"yielded, and {STREAM_BUFFER >> 20} MiB of results were waiting. Read the stream faster, or "
+                    "have the service yield less at a time"), 0)
+                return
+            waiter.put(result, size)
+            self._hold(size)
             if result.end:
                 self._waiters.pop(result.id, None)
         else:
@@ -141,8 +195,8 @@ class HostLink(asyncio.Protocol):
         self.closed = why
         error = self._lost(why)
         for waiter in self._waiters.values():
-            if isinstance(waiter, asyncio.Queue):
-                waiter.put_nowait(error)
+            if isinstance(waiter, _Stream):
+                waiter.put(error, 0)
             elif not waiter.done():
                 waiter.set_exception(error)
         self._waiters.clear()
@@ -165,9 +219,28 @@ class HostLink(asyncio.Protocol):
             return  # _opened flushes what queued up while connecting
         batch, self._pending = self._pending, []
         self._transport.write(frame(host_pb2.CallBatch(calls=batch).SerializeToString()))
+        unsent = self._transport.get_write_buffer_size()
+        if unsent > MAX_UNSENT:
+            self._close(f"its process stopped reading calls ({unsent >> 20} MiB were waiting to be sent)")
+
+    def _hold(self, size: int) -> None:
+        """Stream results of `size` bytes wait for their consumers: past LINK_BUFFER, stop reading the host
+        (it then blocks on its writes) until the consumers took half of it."""
+        self._buffered += size
+        if self._buffered > LINK_BUFFER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _taken(self, size: int) -> None:
+        self._buffered -= size
+        if self._paused and self._buffered <= LINK_BUFFER // 2:
+            self._paused = False
+            if not self.closed:
+                self._transport.resume_reading()
 
     def _cancel(self, call_id: int) -> None:
-        self._waiters.pop(call_id, None)
+        if self._waiters.pop(call_id, None) is None:
+            return
         if not self.closed:
             self._send(host_pb2.Call(id=call_id, cancel=True))
             if self._retiring and not self._waiters:
@@ -192,13 +265,14 @@ class HostLink(asyncio.Protocol):
     async def stream(self, method: str, json_text: str | None, raw: bytes | None,
                      timeout: float | None) -> AsyncIterator[host_pb2.Result]:
         call_id = next(self._ids)
-        queue: asyncio.Queue = asyncio.Queue()
-        self._waiters[call_id] = queue
+        results = _Stream()
+        self._waiters[call_id] = results
         self._send(_make_call(call_id, method, json_text, raw, timeout, stream=True))
         finished = False
         try:
             while True:
-                item = await queue.get()
+                item, size = await results.get()
+                self._taken(size)
                 if isinstance(item, Exception):
                     raise item
                 item = _unwrap(item)
@@ -207,6 +281,8 @@ class HostLink(asyncio.Protocol):
                     return
                 yield item
         finally:
+            self._taken(results.bytes)  # what its consumer left unread
+            results.items.clear()
             if not finished:
                 self._cancel(call_id)
 
@@ -230,7 +306,12 @@ def _make_call(call_id, method, json_text, raw, timeout, stream) -> host_pb2.Cal
 
 def _unwrap(result: host_pb2.Result) -> host_pb2.Result:
     if result.HasField("error"):
-        raise from_code(result.error.code, result.error.message, result.error.exception_type)
+        error = result.error
+        message, kind = error.message[:MAX_ERROR_TEXT], error.exception_type[:200]
+        if error.code not in SERVICE_CODES:
+            raise ServiceFailed(f"the service answered with an error Solo does not pass on ({error.code[:40]!r}): "
+                                f"{message}", exception_type=kind)
+        raise from_code(error.code, message, kind)
     return result
 
 
@@ -265,12 +346,13 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         give_up = loop.time() + self.moved_wait
-        while True:
+        for attempt in itertools.count():
             route = self.route(tenant, service)
             try:
                 return await self.link(route).call(method, json_text, raw, _left(deadline, loop))
             except Unavailable as exc:
-                if exc.exception_type != MOVED or not await self._moved(tenant, service, route, deadline, give_up):
+                if exc.exception_type != MOVED or \
+                        not await self._moved(tenant, service, route, deadline, give_up, attempt):
                     raise
 
     async def stream(self, tenant: str, service: str, method: str, json_text: str | None, raw: bytes | None,
@@ -278,7 +360,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         give_up = loop.time() + self.moved_wait
-        while True:
+        for attempt in itertools.count():
             route = self.route(tenant, service)
             started = False
             try:
@@ -288,13 +370,15 @@ class Dispatcher:
                 return
             except Unavailable as exc:
                 if started or exc.exception_type != MOVED or \
-                        not await self._moved(tenant, service, route, deadline, give_up):
+                        not await self._moved(tenant, service, route, deadline, give_up, attempt):
                     raise
 
-    async def _moved(self, tenant: str, service: str, route: Route, deadline: float | None, give_up: float) -> bool:
+    async def _moved(self, tenant: str, service: str, route: Route, deadline: float | None, give_up: float,
+                     attempt: int = 0) -> bool:
         """The host answered MOVED (frozen for a hot swap; the call did not run there). Wait until the
-        route points elsewhere, a route update arrives, or MOVED_POLL passes; then True: re-send.
-        False once the call's deadline or MOVED_WAIT is reached."""
+        route points elsewhere, a route update arrives, or a poll interval passes (MOVED_POLL, doubling
+        per re-send up to MOVED_POLL_MAX); then True: re-send. False once the call's deadline or
+        MOVED_WAIT is reached."""
         loop = asyncio.get_running_loop()
         until = min(give_up, deadline) if deadline is not None else give_up
         if loop.time() >= until:
@@ -304,7 +388,8 @@ class Dispatcher:
             if self._updated is None:
                 self._updated = asyncio.Event()
             try:
-                await asyncio.wait_for(self._updated.wait(), min(MOVED_POLL, until - loop.time()))
+                poll = min(MOVED_POLL * 2 ** min(attempt, 10), MOVED_POLL_MAX)
+                await asyncio.wait_for(self._updated.wait(), min(poll, until - loop.time()))
             except asyncio.TimeoutError:
                 pass
         return loop.time() < until

@@ -26,8 +26,9 @@ def frame(payload: bytes) -> bytes:
 class FrameReader:
     """Accumulates received bytes and yields complete frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
+        self.max_frame = max_frame  # lower while the other side is not authenticated yet
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         self._buffer += data
@@ -35,8 +36,8 @@ class FrameReader:
         offset = 0
         while len(buffer) - offset >= 4:
             (size,) = _HEADER.unpack_from(buffer, offset)
-            if size > MAX_FRAME:
-                raise FrameError(f"frame of {size} bytes is over the {MAX_FRAME}-byte limit")
+            if size > self.max_frame:
+                raise FrameError(f"frame of {size} bytes is over the {self.max_frame}-byte limit")
             if len(buffer) - offset - 4 < size:
                 break
             yield bytes(buffer[offset + 4:offset + 4 + size])
