@@ -3,7 +3,13 @@
 The host (host_listener.py) accepts a gateway's or a peer's connection, runs the handshake, and
 hands the socket to the cell; from then on the cell reads CallBatch frames from it and writes
 ResultBatch frames back. Results that are ready in the same event-loop turn leave together in one
-frame. A peer's connection carries its ticket's expiry: calls after it are answered MOVED, not run.
+frame. A peer's connection carries its ticket's expiry: calls after it are answered MOVED, not run,
+and the connection is closed once the ticket has expired and its calls are answered.
+
+Peers (other services of the tenant, `solo.discover`) run code Solo does not trust, so the cell
+bounds them where the gateway is not bounded: at most `MAX_PEER_IN_FLIGHT` calls in flight per
+peer connection (more are answered RESOURCE_EXHAUSTED, not run), and peers together hold at most
+`MAX_PEER_CONNECTIONS`, so the last `GATEWAY_RESERVED` connection slots stay free for gateways.
 """
 from __future__ import annotations
 
@@ -16,10 +22,13 @@ from solo._proto import host_pb2
 from solo.core.frames import FrameReader, frame
 from solo.core.handshake import PEER_TICKET_SECONDS, peer_ticket  # noqa: F401 - the registry signs tickets
 from solo.core.payload import decode_args, encode_result
-from solo.errors import MOVED, SoloError, Unavailable
+from solo.errors import MOVED, InvalidRequest, Overloaded, SoloError, Unavailable
 
 log = logging.getLogger("solo.cell")
 MAX_CONNECTIONS = 256  # call connections one cell serves at once; more are closed at once
+GATEWAY_RESERVED = 32  # of those, slots peers can never take: the gateways always get in
+MAX_PEER_CONNECTIONS = MAX_CONNECTIONS - GATEWAY_RESERVED
+MAX_PEER_IN_FLIGHT = 64  # calls a peer connection may have running at once (a gateway sheds load itself)
 
 
 def error_result(call_id: int, exc: SoloError) -> host_pb2.Result:
@@ -59,14 +68,35 @@ class CallProtocol(asyncio.Protocol):
         self.tasks: dict[int, asyncio.Task] = {}
         self.outgoing: list[host_pb2.Result] = []
         self.flush_scheduled = False
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def peer(self) -> bool:
+        return self.expires > 0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if len(self.channel.connections) >= MAX_CONNECTIONS:
+        connections = self.channel.connections
+        if len(connections) >= MAX_CONNECTIONS:
             log.warning("closing a call connection: already %d open", MAX_CONNECTIONS)
             transport.close()
             return
-        self.channel.connections.add(self)
+        if self.peer and sum(1 for c in connections if c.peer) >= MAX_PEER_CONNECTIONS:
+            log.warning("closing a peer's call connection: peers already hold %d (the rest are kept for gateways)",
+                        MAX_PEER_CONNECTIONS)
+            transport.close()
+            return
+        connections.add(self)
+        if self.peer:  # a timer, so a peer that goes quiet does not keep its slot past its ticket
+            loop = asyncio.get_running_loop()
+            self.expiry = loop.call_later(max(0.0, self.expires - time.time()), self.close_if_expired)
+
+    def close_if_expired(self) -> None:
+        """Close a peer's connection once its ticket has expired and every call on it is answered (the results
+        already queued leave first: a transport flushes its buffer before it closes)."""
+        if self.peer and time.time() >= self.expires and not self.tasks and not self.transport.is_closing():
+            self.flush()
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -80,6 +110,13 @@ class CallProtocol(asyncio.Protocol):
                     elif expired:  # not run: the peer resolves again (a fresh ticket) and re-sends it
                         self.send(error_result(call.id, Unavailable(
                             "this connection's ticket expired; the call was not run", exception_type=MOVED)))
+                    elif self.peer and len(self.tasks) >= MAX_PEER_IN_FLIGHT:
+                        self.send(error_result(call.id, Overloaded(
+                            f"this service already runs {MAX_PEER_IN_FLIGHT} calls from this caller's connection; "
+                            "the call was not run. Wait for results before sending more, or retry later")))
+                    elif call.id in self.tasks:  # a reused id would orphan the running call's task
+                        self.send(error_result(call.id, InvalidRequest(
+                            f"call id {call.id} is already running on this connection; the call was not run")))
                     else:
                         self.tasks[call.id] = asyncio.ensure_future(self.run(call))
         except Exception as exc:  # noqa: BLE001 - a bad peer loses its connection, nothing else
@@ -88,6 +125,8 @@ class CallProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.channel.connections.discard(self)
+        if self.expiry is not None:
+            self.expiry.cancel()
         for task in list(self.tasks.values()):
             task.cancel()
 
@@ -128,3 +167,5 @@ class CallProtocol(asyncio.Protocol):
             pass
         finally:
             self.tasks.pop(call.id, None)
+            if self.peer and not self.tasks:  # after this call's result is flushed (call_soon keeps the order)
+                asyncio.get_running_loop().call_soon(self.close_if_expired)
