@@ -5,8 +5,10 @@ no network of its own. For each connection the host reads exactly one small Hell
 `MAX_HANDSHAKE_FRAME` bytes before any proof), answers a Challenge proving it holds the host key,
 reads the client's Auth, and only then passes the socket to the cell (SCM_RIGHTS), which reads
 the calls from it directly: calls never pass through the host. A handshake has `HANDSHAKE_SECONDS`
-to finish and at most `MAX_HANDSHAKES` run at once; connections beyond that are closed at once.
-No Ray here.
+to finish (its first frame `FIRST_FRAME_SECONDS`: a real client sends its Hello at once), at most
+`MAX_HANDSHAKES` run at once and at most `MAX_HANDSHAKES_PER_IP` from one source address, so one
+machine that opens connections and stays silent cannot take every slot; connections beyond that
+are closed at once. No Ray here.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from solo.core.frames import frame
 log = logging.getLogger("solo.host")
 
 HANDSHAKE_SECONDS = 3.0
+FIRST_FRAME_SECONDS = 1.0
 MAX_HANDSHAKES = 32
+MAX_HANDSHAKES_PER_IP = 8
 _LENGTH = struct.Struct(">I")
 
 Handoff = Callable[[socket.socket, float], bool]  # (authenticated socket, ticket expiry or 0) -> taken
@@ -51,7 +55,7 @@ async def _read_frame(loop, sock: socket.socket) -> bytes:
 
 async def authenticate(loop, sock: socket.socket, key: str) -> float:
     """Run the host's side of the handshake on `sock`; the peer ticket's expiry (0.0 for a gateway)."""
-    hello = host_pb2.Hello.FromString(await _read_frame(loop, sock))
+    hello = host_pb2.Hello.FromString(await asyncio.wait_for(_read_frame(loop, sock), FIRST_FRAME_SECONDS))
     secret, expires = handshake.secret_for(key, hello.identity, time.time())
     if len(hello.nonce) != handshake.NONCE_BYTES:
         raise handshake.HandshakeError("a Hello without a nonce")
@@ -98,6 +102,7 @@ class HostListener:
         self.key = key
         self.handoff = handoff
         self.handshakes = 0
+        self.by_ip: dict[str, int] = {}  # handshakes in progress per source address
         self.refused = 0
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
@@ -117,23 +122,25 @@ class HostListener:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._sock)
+                conn, address = await loop.sock_accept(self._sock)
             except asyncio.CancelledError:
                 raise
             except OSError as exc:  # out of descriptors and the like: back off, keep listening
                 log.warning("accepting a call connection failed: %s", exc)
                 await asyncio.sleep(0.05)
                 continue
-            if self.handshakes >= MAX_HANDSHAKES:
+            ip = address[0]
+            if self.handshakes >= MAX_HANDSHAKES or self.by_ip.get(ip, 0) >= MAX_HANDSHAKES_PER_IP:
                 self.refused += 1
                 conn.close()
                 continue
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handshakes += 1
-            asyncio.ensure_future(self._admit(loop, conn))
+            self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+            asyncio.ensure_future(self._admit(loop, conn, ip))
 
-    async def _admit(self, loop, conn: socket.socket) -> None:
+    async def _admit(self, loop, conn: socket.socket, ip: str) -> None:
         try:
             expires = await asyncio.wait_for(authenticate(loop, conn, self.key), HANDSHAKE_SECONDS)
             if not self.handoff(conn, expires):
@@ -143,6 +150,9 @@ class HostListener:
             log.info("refused a call connection: %s", exc or type(exc).__name__)
         finally:
             self.handshakes -= 1
+            left = self.by_ip.pop(ip) - 1
+            if left:
+                self.by_ip[ip] = left
             conn.close()  # the cell holds its own copy of a socket it took
 
     def close(self) -> None:
@@ -152,4 +162,5 @@ class HostListener:
             self._sock.close()
 
 
-__all__ = ["HANDSHAKE_SECONDS", "HostListener", "MAX_HANDSHAKES", "authenticate", "connect_authenticated"]
+__all__ = ["FIRST_FRAME_SECONDS", "HANDSHAKE_SECONDS", "HostListener", "MAX_HANDSHAKES", "MAX_HANDSHAKES_PER_IP",
+           "authenticate", "connect_authenticated"]
