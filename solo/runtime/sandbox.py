@@ -38,8 +38,10 @@ SCRATCH = "/tmp"
 SHM_BYTES = 16 << 20  # /dev/shm (POSIX semaphores and shared memory, e.g. multiprocessing)
 MECHANISMS = ("bwrap", "off")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/ssl",
-                 "/etc/ca-certificates", "/etc/pki", "/etc/alternatives")
+# only the public parts of the TLS configuration (CA certificates, openssl.cnf): never /etc/ssl/private
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/ssl/certs",
+                 "/etc/ssl/openssl.cnf", "/etc/ca-certificates", "/etc/ca-certificates.conf", "/etc/pki/tls/certs",
+                 "/etc/pki/tls/openssl.cnf", "/etc/pki/ca-trust", "/etc/alternatives")
 
 
 class SandboxUnavailable(RuntimeError):

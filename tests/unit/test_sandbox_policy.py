@@ -48,6 +48,14 @@ def test_the_sandbox_works_on_this_machine():
     assert sandbox.probe(CellPolicy()) == ""
 
 
+@pytest.mark.skipif(not os.path.isdir("/etc/ssl/private"), reason="no /etc/ssl/private on this machine")
+def test_a_cell_sees_the_ca_certificates_but_not_the_machines_private_keys():
+    code = "import os; print(os.path.exists('/etc/ssl/private'), os.path.isdir('/etc/ssl/certs'))"
+    done = subprocess.run(sandbox.bwrap_args(CellPolicy(seccomp=False)) + [sys.executable, "-I", "-c", code],
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == ["False", str(os.path.isdir("/etc/ssl/certs"))], done.stderr
+
+
 def test_without_namespaces_solo_refuses_unless_the_sandbox_is_switched_off(broken_bwrap):
     why = sandbox.refusal(CellPolicy())
     assert "No permissions to create new namespace" in why and 'sandbox = "off"' in why
