@@ -13,7 +13,7 @@ import logging
 import time
 
 from solo.config import SoloConfig
-from solo.core.spec import Resources, ServiceSpec
+from solo.core.spec import Resources, ServiceSpec, check_egress
 from solo.errors import SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.events.reader import read_events
@@ -243,6 +243,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
     async def _load_host(self, record: ServiceRecord) -> tuple[object, Placement]:
         """A host with the record's code loaded, started and healthy (not routed yet); killed on failure."""
         spec = record.spec
+        # again at every start: a restart or `solo up` after the operator took a destination away must not
+        # bring the service back with it
+        check_egress(spec, record.tenant, self.config.runtime.tenant_egress)
         handle, ready = await self._acquire_host(spec.resources)
         try:
             loaded = await call_host(

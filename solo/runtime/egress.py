@@ -13,7 +13,9 @@ What this enforces: TCP connections to exactly the listed host:port pairs, made 
 network; nothing else is reachable (no UDP, no other ports, no loopback services of the node,
 no DNS of the cell's own). What it cannot stop: a listed destination that forwards elsewhere
 (an open proxy), data the service sends to a listed destination, and a listed DNS name whose
-records point somewhere the operator did not mean (the host resolves names when connecting).
+records point somewhere public the operator did not mean (the host resolves names when connecting;
+a name that resolves to loopback, a private or link-local address is refused: internal
+destinations are allowed by their literal IP only).
 Native code that calls connect(2) directly gets no route rather than a way around the rules.
 """
 from __future__ import annotations
@@ -74,8 +76,8 @@ class CellEgress:
         host, port = address[0], int(address[1])
         name = self.names.get(host, host)
         try:
-            if ipaddress.ip_address(name).is_loopback:
-                return None  # the cell's own loopback
+            if ipaddress.ip_address(name).is_loopback and (name, port) not in self.rules:
+                return None  # the cell's own loopback (a rule may name the node's, by its literal IP)
         except ValueError:
             pass
         return name.lower(), port
@@ -142,7 +144,7 @@ class HostEgress:
             if (host, port) not in self.rules:
                 raise PermissionError(f"egress to {host}:{port} is not in this service's allow_egress rules")
             infos = await asyncio.wait_for(self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), self.timeout)
-            family, kind, proto, _, address = infos[0]
+            family, kind, proto, _, address = _public(host, infos)
             sock = socket.socket(family, kind, proto)
             sock.setblocking(False)
             await asyncio.wait_for(self.loop.sock_connect(sock, address), self.timeout)
@@ -164,6 +166,23 @@ class HostEgress:
         if self.channel.fileno() >= 0:
             self.loop.remove_reader(self.channel)
             self.channel.close()
+
+
+def _public(name: str, infos: list) -> tuple:
+    """The first address `name` resolved to that is on the public internet. A rule names an internal
+    address only as a literal IP: a name whose records point at loopback, a private network, link-local
+    (cloud metadata) or the like is refused, so DNS cannot turn an allowed name into the node's own ports."""
+    try:
+        ipaddress.ip_address(name)
+        return infos[0]  # the operator allowed this exact address
+    except ValueError:
+        pass
+    for info in infos:
+        if ipaddress.ip_address(info[4][0].split("%")[0]).is_global:
+            return info
+    found = ", ".join(sorted({info[4][0] for info in infos}))[:200]
+    raise PermissionError(f"{name} resolves only to non-public addresses ({found}); allow an internal destination "
+                          "by its IP address, not a name")
 
 
 def install(channel: socket.socket, rules) -> CellEgress:
