@@ -27,6 +27,7 @@ MOVED_POLL_MAX = 1.0  # ...backing off to this: a host is not trusted to say MOV
 # What a host can make the gateway hold. The cell writes results straight to the gateway's socket, and
 # its code is the tenant's, so nothing it sends may grow the gateway without a bound:
 STREAM_BUFFER = 4 << 20  # bytes of one stream's results waiting for a client that reads slower than the service yields
+STREAM_ITEMS = 4  # ...unless fewer items than this wait (a stream of large items is paced by LINK_BUFFER)
 LINK_BUFFER = 16 << 20  # bytes of stream results waiting on one link before the link stops reading from its host
 MAX_UNSENT = 128 << 20  # bytes of calls written to a host that it has not taken; more and the link is closed
 PREAUTH_FRAME = 4096  # largest frame read before the host proved it holds the key
@@ -160,7 +161,9 @@ class HostLink(asyncio.Protocol):
             return
         if isinstance(waiter, _Stream):
             size = len(result.raw) + len(result.json) + len(result.error.message) + ITEM_OVERHEAD
-            if waiter.bytes + size > STREAM_BUFFER:  # its client is not keeping up: end this stream, not the link
+            if not result.end and len(waiter.items) >= STREAM_ITEMS and waiter.bytes + size > STREAM_BUFFER:
+                # its client is not keeping up: end this stream, not the link (a few items of any size are
+                # taken: big items are bounded by the link's buffer, which stops reading instead)
                 self._cancel(result.id)
                 waiter.put(Overloaded(
                     f"the stream from '{self.label}' was ended: its client read more slowly than the service "

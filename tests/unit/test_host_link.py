@@ -70,6 +70,20 @@ def test_a_stream_its_client_does_not_read_is_ended_not_buffered_without_bound()
     run(scenario())
 
 
+def test_one_item_larger_than_the_stream_buffer_still_arrives():
+    async def scenario():
+        link, reader, writer = await hostile_host()
+        stream = link.stream("big", None, None, None)
+        first = asyncio.ensure_future(stream.__anext__())
+        call, = await next_calls(reader, FrameReader())
+        big = b"b" * (dispatch.STREAM_BUFFER + (1 << 20))
+        writer.write(results(host_pb2.Result(id=call.id, raw=big), host_pb2.Result(id=call.id, end=True)))
+        assert (await first).raw == big
+        assert [item async for item in stream] == []
+        await link.aclose()
+    run(scenario())
+
+
 def test_many_unread_streams_stop_the_link_reading_until_their_clients_catch_up():
     async def scenario():
         link, reader, writer = await hostile_host()
