@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,11 @@ log = logging.getLogger("solo.host")
 START_SECONDS = 30.0
 OUTPUT_RATE = 64 << 10  # bytes a second of a service's output that reach the host's log
 OUTPUT_BURST = 1 << 20
+MAX_LINE = 8192  # bytes of one line of output the relay holds waiting for its end; longer lines go in pieces
+# terminal escape sequences (CSI, OSC, DCS/SOS/PM/APC strings, two-byte ESC sequences), then every control
+# character but tab (and the bidirectional overrides), so a service cannot restyle, retitle or rewrite the log
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?")
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
 
@@ -52,12 +58,24 @@ def exit_reason(status: int) -> str:
     return f"exited with code {status}"
 
 
+def printable(text: str) -> str:
+    """`text` without terminal escapes or control characters (tab kept)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
 class OutputRelay:
     """What the service prints, copied to the host's stderr (Ray's log of the host), within a byte budget:
-    OUTPUT_RATE bytes a second with a burst of OUTPUT_BURST; what is over it is dropped and counted."""
+    OUTPUT_RATE bytes a second with a burst of OUTPUT_BURST; what is over it is dropped and counted.
 
-    def __init__(self, pipe, sink=None):
+    Every line leaves as `[label] text`, the label being the service (tenant/name) once it is loaded, the
+    host's name before, and the text cleaned of escapes and control characters (`printable`): the log's
+    reader can always tell the service's output from Solo's own lines, and a service cannot forge them or
+    send escapes to the operator's terminal."""
+
+    def __init__(self, pipe, sink=None, label: str = ""):
         self.pipe, self.sink = pipe, sink or sys.stderr
+        self.label = label
+        self.partial = b""  # the start of a line whose end has not come yet
         self.budget, self.at, self.dropped = float(OUTPUT_BURST), time.monotonic(), 0
         os.set_blocking(pipe.fileno(), False)
         self.loop = asyncio.get_running_loop()
@@ -74,18 +92,33 @@ class OutputRelay:
         self.budget = min(OUTPUT_BURST, self.budget + (now - self.at) * OUTPUT_RATE)
         self.at = now
         if len(data) > self.budget:
-            self.dropped += len(data)
+            self.dropped += len(data) + len(self.partial)
+            self.partial = b""  # its end is lost with this data: it is not glued to a later line
             return
         self.budget -= len(data)
-        note = f"[service output: {self.dropped} bytes over the budget were dropped]\n" if self.dropped else ""
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        if len(self.partial) > MAX_LINE:
+            lines.append(self.partial)
+            self.partial = b""
+        notes = [f"[service output: {self.dropped} bytes over the budget were dropped]"] if self.dropped else []
         self.dropped = 0
+        self._write(notes + [line.decode(errors="replace") for line in lines])
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        prefix = f"[{printable(self.label)}] " if self.label else ""
         try:
-            self.sink.write(note + data.decode(errors="replace"))
+            self.sink.write("".join(f"{prefix}{printable(line)}\n" for line in lines))
             self.sink.flush()
         except (OSError, ValueError):
             pass
 
     def close(self) -> None:
+        if self.partial:
+            self._write([self.partial.decode(errors="replace")])
+            self.partial = b""
         if not self.pipe.closed:
             self.loop.remove_reader(self.pipe.fileno())
             self.pipe.close()
@@ -93,16 +126,16 @@ class OutputRelay:
 
 class CellProcess:
     def __init__(self, proc: subprocess.Popen, wire: cellwire.Wire, fds: socket.socket, egress: socket.socket,
-                 policy: sandbox.CellPolicy):
+                 policy: sandbox.CellPolicy, label: str = ""):
         self.proc, self.wire, self.fds, self.policy = proc, wire, fds, policy
         self.egress = HostEgress(egress)
-        self.output = OutputRelay(proc.stdout)
+        self.output = OutputRelay(proc.stdout, label=label)  # the host relabels it with the service at load
         self.pid = proc.pid
         self.exited = asyncio.get_running_loop().create_future()
         self._watch()
 
     @classmethod
-    async def start(cls, policy: sandbox.CellPolicy, handler: Handler) -> "CellProcess":
+    async def start(cls, policy: sandbox.CellPolicy, handler: Handler, label: str = "") -> "CellProcess":
         ctl_host, ctl_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds_host, fds_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         egress_host, egress_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -130,7 +163,7 @@ class CellProcess:
         fds_host.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=ctl_host)
         wire = cellwire.Wire(reader, writer, handler, name="host")
-        cell = cls(proc, wire, fds_host, egress_host, policy)
+        cell = cls(proc, wire, fds_host, egress_host, policy, label)
         try:
             await wire.request("ping", timeout=START_SECONDS)
         except BaseException:
@@ -187,4 +220,4 @@ class CellProcess:
         self.fds.close()
 
 
-__all__ = ["CellProcess", "descendants", "exit_reason"]
+__all__ = ["CellProcess", "OutputRelay", "descendants", "exit_reason", "printable"]

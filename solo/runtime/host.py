@@ -58,7 +58,8 @@ class ServiceHost:
     async def ready(self) -> dict:
         async with self._start_lock:
             if self._cell is None:
-                self._cell = await CellProcess.start(self._policy, self._from_cell)
+                self._cell = await CellProcess.start(self._policy, self._from_cell,
+                                                     label=self._name or f"host-{os.getpid()}")
                 self._cell.exited.add_done_callback(self._cell_ended)
                 self._port = await self._listener.start(self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
@@ -106,6 +107,7 @@ class ServiceHost:
                       "class_name": class_name, "env": dict(env), "config_json": config_json, "labels": dict(labels),
                       "max_concurrency": max_concurrency, "egress": list(allow_egress)}
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
+            cell.output.label = f"{tenant}/{name}"  # its output is labelled with the service from now on
             try:
                 answer, _ = await cell.request("load", source.encode(), **header)
             except Unavailable:
