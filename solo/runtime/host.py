@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import resource
 import secrets
@@ -267,8 +268,16 @@ def _strings(value, cap: int = 1000) -> list[str]:
 
 
 def _number(value, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    """A finite number (a huge int, inf or NaN from the cell would break what reads it: JSON, sums, clocks)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:  # an int past a float's range
+        return default
+    return number if math.isfinite(number) else default
 
 
 def _count(value) -> int:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    """A count: an int in [0, 2**63) (it goes into int64 fields and metrics), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63 else 0
