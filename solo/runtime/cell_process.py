@@ -28,7 +28,9 @@ OUTPUT_BURST = 1 << 20
 MAX_LINE = 8192  # bytes of one line of output the relay holds waiting for its end; longer lines go in pieces
 # terminal escape sequences (CSI, OSC, DCS/SOS/PM/APC strings, two-byte ESC sequences), then every control
 # character but tab (and the bidirectional overrides), so a service cannot restyle, retitle or rewrite the log
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?")
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing
+                      r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # OSC (titles), DCS...
+                      r"|\x1b[ -/]*[0-~]?")  # the rest (a lone ESC included)
 _CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
@@ -197,6 +199,13 @@ class CellProcess:
         self.wire.close("the service's process ended")
         if not self.exited.done():
             self.exited.set_result(exit_reason(status))
+
+    def ended(self) -> str:
+        """Why the cell's process ended ('' while it runs). Asks the kernel too, so an exit the event loop has
+        not been told of yet (its pidfd not read) counts."""
+        if not self.exited.done() and self.proc.poll() is not None:
+            self._ended()
+        return self.exited.result() if self.exited.done() else ""
 
     def pids(self) -> list[int]:
         return descendants(self.pid) if self.proc.poll() is None else []

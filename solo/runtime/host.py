@@ -19,7 +19,8 @@ import secrets
 import socket
 import time
 
-from solo.errors import FailedPrecondition, InvalidRequest, Overloaded, ServiceFailed, SoloError, Unavailable
+from solo.errors import (DeadlineExceeded, FailedPrecondition, InvalidRequest, Overloaded, ServiceFailed, SoloError,
+                         Unavailable)
 from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
@@ -29,6 +30,14 @@ from solo.security.ratelimit import Rate, RateLimiter
 
 log = logging.getLogger("solo.host")
 DISCOVER_RATE = 20.0  # lookups a second a cell may ask its host for (each is a registry call), burst 2 s of it
+# how long the host waits for its cell to answer a control request (a hostile or hung cell must not hold the
+# registry's call, nor pile up waiting requests here): a little under what the registry itself waits, so its
+# caller sees which hook did not answer
+HEALTH_SECONDS = 8.0
+THAW_SECONDS = 4.0
+FREEZE_EXTRA_SECONDS = 8.0  # beyond the drain
+RESTORE_SECONDS = 60.0
+STATS_SECONDS = 2.0
 
 
 class ServiceHost:
@@ -49,6 +58,7 @@ class ServiceHost:
         self._stopping = False
         self._load_lock = asyncio.Lock()
         self._loaded: dict | None = None
+        self._load_sent = False  # a load reached the cell: from then on its cell is never replaced
         self._violation: dict | None = None  # set when the host ended itself for breaking a limit
         self._watchdog: asyncio.Task | None = None
         self._limits = ""
@@ -57,19 +67,39 @@ class ServiceHost:
         self._discover_limit = RateLimiter(Rate(DISCOVER_RATE, 2 * DISCOVER_RATE))
 
     async def ready(self) -> dict:
+        """Start the cell and the call port (once); a cell that died before any service was sent to it (a
+        warm-pool host waiting for work) is replaced, so the host stays usable."""
         async with self._start_lock:
+            cell = self._cell
+            if cell is not None and not self._stopping and self._loaded is None and (why := cell.ended()):
+                if self._load_sent:
+                    raise Unavailable(f"this host's service process {why} before the service started; the host "
+                                      "cannot be used again: start the service on a new host")
+                log.warning("the idle cell %s before any service was loaded; starting a new one", why)
+                cell.kill()
+                self._cell = None
             if self._cell is None:
-                self._cell = await CellProcess.start(self._policy, self._from_cell,
-                                                     label=self._name or f"host-{os.getpid()}")
+                self._cell = await self._start_cell()
                 self._cell.exited.add_done_callback(self._cell_ended)
+            if not self._port:
                 self._port = await self._listener.start(self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
                 "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name,
                 "cell_pid": self._cell.pid, "sandbox": self._policy.describe()}
 
+    async def _start_cell(self) -> CellProcess:
+        try:
+            return await CellProcess.start(self._policy, self._from_cell, label=self._name or f"host-{os.getpid()}")
+        except Exception as exc:  # noqa: BLE001 - one clear error whatever went wrong (bwrap, the ping, seccomp)
+            raise Unavailable(f"this host could not start the sandboxed process services run in "
+                              f"({type(exc).__name__}: {exc}); check that bubblewrap works on this node "
+                              "(`solo up` probes it) and see the host's log") from None
+
     def _cell_ended(self, future: asyncio.Future) -> None:
         """The cell's process is gone. Unless the host stopped it, the service crashed (its code exited, a
         signal, native code): the host ends too, so the registry sees the process die and restarts it."""
+        if future is not getattr(self._cell, "exited", None):
+            return  # an idle cell that was replaced (ready)
         if self._stopping or self._violation is not None or self._loaded is None:
             return  # stopped on purpose, or not serving yet (a failed load is the registry's to clean up)
         log.warning("the service's cell %s; ending the host", future.result())
@@ -101,7 +131,7 @@ class ServiceHost:
             pids = [os.getpid(), *cell.pids()]
             baseline = limits.tree_rss_bytes(cell.pids())
             applied = limits.apply(pids, self._name or f"host-{os.getpid()}", memory_bytes, num_cpus,
-                                   max_tasks=limits.tasks_for(max_concurrency))
+                                   max_tasks=limits.tasks_for(max_concurrency), memory_pids=cell.pids())
             self._limits = applied.describe() + f"; sandbox: {self._policy.describe()}"
             self._tenant, self._service, self._ticket = tenant, name, discovery_ticket
             header = {"tenant": tenant, "name": name, "version": version, "filename": filename,
@@ -109,24 +139,52 @@ class ServiceHost:
                       "max_concurrency": max_concurrency, "egress": list(allow_egress)}
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
             cell.output.label = f"{tenant}/{name}"  # its output is labelled with the service from now on
-            try:
-                answer, _ = await cell.request("load", source.encode(), **header)
-            except Unavailable:
-                if not cell.exited.done():
-                    await asyncio.wait({cell.exited}, timeout=2.0)
-                why = cell.exited.result() if cell.exited.done() else "closed its control channel"
-                raise ServiceFailed(f"the service process {why} while starting (os._exit, a signal, or a crash in "
-                                    "native code)", exception_type="ProcessExited") from None
-            self._loaded = {"methods": _strings(answer.get("methods")), "class_name": _text(answer.get("class_name")),
-                            "started_at": _number(answer.get("started_at"), time.time())}
+            # the watchdog runs from before the source is sent: what the service's imports and constructor allocate
+            # counts too (kept when the load succeeds, ended when it fails)
             if memory_bytes:
                 self._watchdog = asyncio.get_running_loop().create_task(
                     self._watch_memory(baseline, memory_bytes, check_seconds, applied.memory))
+            self._load_sent = True
+            try:
+                answer = await self._load_in_cell(cell, source, header, memory_bytes)
+            except BaseException:
+                if self._watchdog is not None and self._violation is None:
+                    self._watchdog.cancel()
+                    self._watchdog = None
+                raise
+            self._loaded = {"methods": _strings(answer.get("methods")), "class_name": _text(answer.get("class_name")),
+                            "started_at": _number(answer.get("started_at"), time.time())}
             return {**placement, **self._loaded, "limits": self._limits}
+
+    async def _load_in_cell(self, cell: CellProcess, source: str, header: dict, memory_bytes: int) -> dict:
+        try:
+            answer, _ = await cell.request("load", source.encode(), **header)
+        except Unavailable:
+            if self._violation is not None:
+                raise self._over_memory_while_loading() from None
+            if not cell.exited.done():
+                await asyncio.wait({cell.exited}, timeout=2.0)
+            why = cell.ended() or "closed its control channel"
+            if memory_bytes and "SIGKILL" in why:  # the memory cgroup acts on a spike between the watchdog's samples
+                why += (f" (likely for allocating far more than its memory limit of {memory_bytes >> 20} MiB at once; "
+                        "allocate less at start-up or deploy with a larger memory limit)")
+            raise _exited_while_starting(why) from None
+        why = cell.ended()  # it answered, then exited: nothing would end the host for it later (not loaded yet)
+        if why:
+            raise _exited_while_starting(why)
+        return answer
+
+    def _over_memory_while_loading(self) -> ServiceFailed:
+        v = self._violation
+        used = math.ceil(v["used_bytes"] / (1 << 20))
+        return ServiceFailed(f"the service used {used} MiB while starting (its imports and constructor), more than "
+                             f"its memory limit of {v['limit_bytes'] >> 20} MiB ({v['mechanism']}); allocate less at start-up or deploy with a larger memory limit",
+                             exception_type="MemoryLimitExceeded")
 
     async def _watch_memory(self, baseline: int, limit: int, every: float, mechanism: str) -> None:
         """Sample the cell's RSS (every process in it); once the service uses more than `limit` above the idle
-        cell's baseline, end the cell and then this process, telling why (wait_closed)."""
+        cell's baseline, end the cell and then this process, telling why (wait_closed). While the service is
+        still loading, only the cell ends: the load answers why (the registry discards a host whose load failed)."""
         while not self._closed.is_set():
             cell = self._cell
             rss = limits.tree_rss_bytes(cell.pids())
@@ -135,6 +193,8 @@ class ServiceHost:
                                    "rss_bytes": rss, "baseline_bytes": baseline, "mechanism": mechanism}
                 self._listener.close()
                 cell.kill()  # the memory goes back to the machine at once...
+                if self._loaded is None:
+                    return  # ...and load() raises, telling why
                 self._closed.set()  # ...wait_closed returns the violation to the registry...
                 await asyncio.sleep(0.5)
                 os._exit(137)  # ...then the host goes too
@@ -185,8 +245,9 @@ class ServiceHost:
 
         Returns {"state": JSON text or None (no snapshot()), "has_snapshot": bool}."""
         self._require()
-        answer, state = await self._cell.request("freeze", drain_seconds=drain_seconds,
-                                                 max_state_bytes=max_state_bytes)
+        answer, state = await self._ask("freeze", "freeze (draining its calls and snapshot())",
+                                        drain_seconds + FREEZE_EXTRA_SECONDS, drain_seconds=drain_seconds,
+                                        max_state_bytes=max_state_bytes)
         if len(state) > max_state_bytes:  # the cell checks too; it is not trusted to
             await self.thaw()
             raise InvalidRequest(f"the service's snapshot is {len(state) >> 20} MiB, more than [swap] max_state_bytes")
@@ -201,24 +262,36 @@ class ServiceHost:
 
     async def thaw(self) -> None:
         """Serve calls again (a swap was abandoned or rolled back to this version)."""
-        await self._cell.request("thaw")
+        await self._ask("thaw", "thaw (serving calls again)", THAW_SECONDS)
 
-    async def restore(self, state: str) -> bool:
+    async def restore(self, state: str, timeout: float = RESTORE_SECONDS) -> bool:
         """Hand the previous version's snapshot to restore(); False when the service has no restore()."""
         self._require()
-        answer, _ = await self._cell.request("restore", state.encode())
+        answer, _ = await self._ask("restore", "restore()", timeout, state.encode())
         return answer.get("restored") is True
 
     def _require(self) -> None:
         if self._loaded is None:
             raise FailedPrecondition("no service is loaded on this host")
 
+    async def _ask(self, op: str, what: str, timeout: float, body: bytes = b"", **fields) -> tuple[dict, bytes]:
+        """A control request to the cell that cannot wait forever: a cell that does not answer within `timeout`
+        is DeadlineExceeded, naming what it did not answer."""
+        cell = self._cell
+        if cell is None:
+            raise FailedPrecondition("this host has not started yet; no service is loaded on it")
+        try:
+            return await cell.request(op, body, timeout=timeout, **fields)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"the service did not answer {what} within {timeout:g}s: a hook that hangs, or "
+                                   "code that blocks its event loop; fix the service, then try again") from None
+
     async def stats(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cell = self._cell
         answer = {}
         if self._loaded is not None and cell is not None:
-            answer, _ = await cell.request("stats", timeout=2.0)
+            answer, _ = await self._ask("stats", "a request for its counters", STATS_SECONDS)
         pids = cell.pids() if cell is not None else []
         return {"calls": _count(answer.get("calls")), "errors": _count(answer.get("errors")),
                 "failed": _count(answer.get("failed")), "in_flight": _count(answer.get("in_flight")),
@@ -229,7 +302,7 @@ class ServiceHost:
     async def health(self) -> tuple[bool, str]:
         if self._loaded is None:
             return True, "idle"
-        answer, _ = await self._cell.request("health")
+        answer, _ = await self._ask("health", "its health check (healthy())", HEALTH_SECONDS)
         return answer.get("ok") is True, _text(answer.get("why"), 1000)
 
     async def stop(self, grace_seconds: float = 5.0) -> str:
@@ -281,3 +354,8 @@ def _number(value, default: float) -> float:
 def _count(value) -> int:
     """A count: an int in [0, 2**63) (it goes into int64 fields and metrics), else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63 else 0
+
+
+def _exited_while_starting(why: str) -> ServiceFailed:
+    return ServiceFailed(f"the service process {why} while starting (os._exit, a signal, or a crash in native code)",
+                         exception_type="ProcessExited")

@@ -125,9 +125,14 @@ def limit_tasks(pid, name: str, max_tasks: int, root: Path = CGROUP_ROOT) -> str
     return "none (no writable pids cgroup; the memory watchdog counts every process of the cell)"
 
 
-def apply(pid, name: str, memory_bytes: int, cpus: float, root: Path = CGROUP_ROOT, max_tasks: int = 0) -> Applied:
-    """`pid`: one pid or a list (the host and its cell's processes)."""
-    memory = limit_memory(pid, name, memory_bytes, root) if memory_bytes else "none (no memory asked for)"
+def apply(pid, name: str, memory_bytes: int, cpus: float, root: Path = CGROUP_ROOT, max_tasks: int = 0,
+          memory_pids=None) -> Applied:
+    """`pid`: one pid or a list (the host and its cell's processes). `memory_pids`: the processes the memory
+    cgroup holds, when not all of them: the cell's only, so that when the cgroup's OOM killer acts it ends the
+    service's process, never the host (a Ray worker, whose oom_score_adj Ray raises) that would report why.
+    With cgroup v2 one group holds every controller, so there the host shares the cell's memory group."""
+    memory_pids = pid if memory_pids is None else memory_pids
+    memory = limit_memory(memory_pids, name, memory_bytes, root) if memory_bytes else "none (no memory asked for)"
     cpu = limit_cpu(pid, name, cpus, root) if cpus else "none (no num_cpus asked for)"
     tasks = limit_tasks(pid, name, max_tasks, root) if max_tasks else "none"
     return Applied(memory, cpu, tasks)
