@@ -7,6 +7,9 @@ and namespace changes, kernel keyrings, eBPF, perf events, userfaultfd, io_uring
 own path around seccomp), module loading, kexec, reboot, clock changes, and the terminal-injection
 ioctls. Each returns EPERM (a plain Python error in the service), not a kill, so a library probing
 for a feature keeps working. libseccomp (through pyseccomp) compiles it to BPF; bwrap loads it.
+
+Where the filter cannot be built (no pyseccomp, no libseccomp), `bpf_fd` raises SeccompUnavailable
+rather than let a cell start without it; `unavailable_reason` says why, for `solo up` to refuse.
 """
 from __future__ import annotations
 
@@ -33,13 +36,26 @@ _CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 
 
-def available() -> bool:
-    try:
-        import pyseccomp  # noqa: F401
+class SeccompUnavailable(RuntimeError):
+    """The filter cannot be built on this machine; a cell asked to run under it must not start."""
 
-        return True
-    except Exception:  # noqa: BLE001 - no libseccomp on this machine
-        return False
+
+HOW_TO_FIX = ("install libseccomp (e.g. apt install libseccomp2) and the pyseccomp package, or, to run cells "
+              "without the filter, set [runtime] seccomp = false")
+
+
+def unavailable_reason() -> str:
+    """Why the filter cannot be built here ('' when it can): compiles it, so a missing or broken libseccomp
+    shows, not only a missing Python package."""
+    try:
+        os.close(bpf_fd())
+        return ""
+    except SeccompUnavailable as exc:
+        return str(exc)
+
+
+def available() -> bool:
+    return not unavailable_reason()
 
 
 def build():
@@ -73,12 +89,23 @@ def build():
 
 
 def bpf_fd() -> int:
-    """A readable fd (at offset 0) holding the compiled filter, for `bwrap --seccomp FD`."""
+    """A readable fd (at offset 0) holding the compiled filter, for `bwrap --seccomp FD`; SeccompUnavailable
+    when it cannot be built (never a cell without the filter it was asked for)."""
+    try:
+        compiled = build()
+    except Exception as exc:  # noqa: BLE001 - ImportError, OSError from ctypes, libseccomp's own errors
+        raise SeccompUnavailable(f"the cells' seccomp filter cannot be built here ({type(exc).__name__}: {exc}); "
+                                 f"{HOW_TO_FIX}") from None
     fd = os.memfd_create("solo-cell-seccomp", 0)
-    with os.fdopen(os.dup(fd), "wb") as out:
-        build().export_bpf(out)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as out:
+            compiled.export_bpf(out)
+    except Exception as exc:  # noqa: BLE001
+        os.close(fd)
+        raise SeccompUnavailable(f"the cells' seccomp filter cannot be exported ({type(exc).__name__}: {exc}); "
+                                 f"{HOW_TO_FIX}") from None
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
 
-__all__ = ["DENIED", "available", "bpf_fd", "build"]
+__all__ = ["DENIED", "HOW_TO_FIX", "SeccompUnavailable", "available", "bpf_fd", "build", "unavailable_reason"]
