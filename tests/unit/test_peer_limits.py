@@ -13,7 +13,8 @@ import time
 from solo._proto import host_pb2
 from solo.api import Context
 from solo.core.frames import FrameReader, frame
-from solo.runtime.host_server import MAX_CONNECTIONS, MAX_PEER_CONNECTIONS, MAX_PEER_IN_FLIGHT, CallProtocol, HostChannel
+from solo.runtime.host_server import (MAX_CONNECTIONS, MAX_PEER_CONNECTIONS, MAX_PEER_IN_FLIGHT, CallProtocol,
+                                      HostChannel)
 from solo.runtime.instance import ServiceInstance
 
 SLOW = textwrap.dedent("""
@@ -111,7 +112,7 @@ def test_a_peer_connection_closes_once_its_ticket_expired_and_its_calls_are_answ
         started = time.monotonic()
         assert await closed_within(quiet, 5.0)  # nothing sent after the expiry: a timer closes it
         assert time.monotonic() - started < 4.0
-        answered = await results(busy, FrameReader(), 6.0, want=1)  # the call running at expiry still gets its result...
+        answered = await results(busy, FrameReader(), 6.0, want=1)  # a call running at expiry gets its result...
         assert [r.json for r in answered] == ['"done"']
         assert await closed_within(busy, 2.0)  # ...then the connection closes
         assert not await closed_within(gateway, 1.0)  # a gateway's connection has no ticket and stays
