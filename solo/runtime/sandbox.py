@@ -116,11 +116,9 @@ class CellPolicy:
 
 def policy_from(runtime) -> CellPolicy:
     """The cell policy of a `[runtime]` config section."""
-    from solo.runtime import cell_seccomp
-
     return CellPolicy(mechanism=runtime.sandbox, scratch_bytes=runtime.cell_scratch_bytes,
                       max_open_files=runtime.cell_max_open_files,
-                      seccomp=runtime.seccomp and cell_seccomp.available())
+                      seccomp=runtime.seccomp)  # never dropped quietly: `solo up` refuses when it cannot be built
 
 
 def sandbox_options(runtime) -> dict:
@@ -185,15 +183,26 @@ def probe(policy: CellPolicy, timeout: float = 20.0) -> str:
     """Start one empty cell and check what it sees; '' when it works, else why not."""
     if policy.mechanism == "off":
         return ""
+    seccomp_fd = None
+    if policy.seccomp:
+        from solo.runtime import cell_seccomp
+
+        try:
+            seccomp_fd = cell_seccomp.bpf_fd()
+        except cell_seccomp.SeccompUnavailable as exc:
+            return str(exc)
     try:
-        argv = bwrap_args(CellPolicy(policy.mechanism, seccomp=False)) + [
+        argv = bwrap_args(policy, seccomp_fd) + [
             sys.executable, "-I", "-c", _bootstrap("import os; print(os.getuid(), len(os.listdir('/proc')) < 64)")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              pass_fds=() if seccomp_fd is None else (seccomp_fd,))
     except SandboxUnavailable as exc:
         return str(exc)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not run: {exc}"
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
     if done.returncode != 0 or not done.stdout.startswith(str(CELL_UID)):
         why = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         return f"bwrap could not make a cell here: {why[0]}"
@@ -202,6 +211,12 @@ def probe(policy: CellPolicy, timeout: float = 20.0) -> str:
 
 def refusal(policy: CellPolicy) -> str:
     """What `solo up` says when the sandbox it was asked for cannot run here ('' when it can)."""
+    if policy.mechanism != "off" and policy.seccomp:
+        from solo.runtime import cell_seccomp
+
+        why = cell_seccomp.unavailable_reason()
+        if why:
+            return f"services cannot be sandboxed as configured: {why}"
     why = probe(policy)
     if not why:
         return ""

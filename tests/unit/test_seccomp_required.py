@@ -38,3 +38,29 @@ def test_where_libseccomp_works_the_filter_is_built():
         assert len(os.read(fd, 1 << 16)) > 0
     finally:
         os.close(fd)
+
+
+REFUSAL_WITHOUT_PYSECCOMP = """
+import sys
+sys.modules["pyseccomp"] = None
+from solo.config import load_config
+from solo.runtime import sandbox
+runtime = load_config(None).runtime
+policy = sandbox.policy_from(runtime)
+print("policy seccomp:", policy.seccomp)
+print("refusal:", sandbox.refusal(policy))
+runtime.seccomp = False
+print("without:", sandbox.refusal(sandbox.policy_from(runtime)) or "none")
+"""
+
+
+def test_solo_up_refuses_when_the_filter_it_was_asked_for_cannot_be_built():
+    """The filter was quietly left out (the policy said seccomp=False) where it could not be built."""
+    done = subprocess.run([sys.executable, "-c", REFUSAL_WITHOUT_PYSECCOMP], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "policy seccomp: True"
+    assert lines[1].startswith("refusal: services cannot be sandboxed as configured: the cells' seccomp filter")
+    assert "[runtime] seccomp = false" in lines[1]
+    assert lines[2] == "without: none"
