@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +17,13 @@ from solo.security.tokens import Principal
 
 MAX_PAGE = 10_000
 DEFAULT_PAGE = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# since_us/until_us: the instants a datetime holds, 0001-01-01 to 9999-12-31 (UTC), in microseconds
+MIN_TIME_US = (datetime(1, 1, 1, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+# after_id past every id the log can reach (ids count up from 1) means "nothing yet": clamped, so that
+# after_id + 1 and after_id + limit stay within the uint64 id column
+MAX_AFTER_ID = 2**63
 
 
 class EventFeed(Protocol):
@@ -37,8 +44,15 @@ class Scope:
     after_id: int
 
 
-def _time(micros: int) -> datetime | None:
-    return datetime.fromtimestamp(micros / 1_000_000, timezone.utc) if micros else None
+def _time(micros: int, field: str) -> datetime | None:
+    """since_us/until_us as a UTC datetime (0: no bound); INVALID_ARGUMENT outside the calendar."""
+    if not micros:
+        return None
+    if not MIN_TIME_US <= micros <= MAX_TIME_US:
+        raise InvalidRequest(f"{field} {micros} is outside the calendar: it counts microseconds since 1970-01-01 UTC "
+                             f"and must be between {MIN_TIME_US} (year 1) and {MAX_TIME_US} (year 9999), or 0 for "
+                             "no bound; e.g. int(time.time() * 1_000_000) is now")
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def scope(principal: Principal, flt: pb.EventFilter) -> Scope:
@@ -47,10 +61,11 @@ def scope(principal: Principal, flt: pb.EventFilter) -> Scope:
         raise PermissionDenied("a tenant can only read its own events; leave the tenant filter empty")
     if flt.tenant:
         validate_name(flt.tenant, "tenant name")
-    if flt.since_us and flt.until_us and flt.until_us <= flt.since_us:
+    since, until = _time(flt.since_us, "since_us"), _time(flt.until_us, "until_us")
+    if since is not None and until is not None and until <= since:
         raise InvalidRequest("until must be later than since")
     tenant = flt.tenant or (None if principal.operator else principal.tenant)
-    return Scope(tenant, tuple(flt.types), flt.subject, _time(flt.since_us), _time(flt.until_us), flt.after_id)
+    return Scope(tenant, tuple(flt.types), flt.subject, since, until, min(flt.after_id, MAX_AFTER_ID))
 
 
 def page_size(limit: int) -> int:

@@ -326,7 +326,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         page = table.slice(0, limit).to_pylist()
         more = table.num_rows > limit
         return pb.QueryEventsResponse(events=[events.to_proto(r) for r in page], more=more,
-                                      next_after_id=page[-1]["id"] if page else wanted.after_id)
+                                      next_after_id=page[-1]["id"] if page else request.filter.after_id)
 
     @rpc(_on("watch"))
     async def Watch(self, request, context, principal):

@@ -209,3 +209,32 @@ def test_gateway_and_registry_survive_all_of_it(solo, alice, name):
     alice.deploy(EXAMPLES / "echo.py", name)
     assert alice.call(name, "echo", "still fine") == "still fine"
     alice.stop(name, remove=True)
+
+
+@pytest.mark.parametrize("field, value", [("since_us", 2**62), ("since_us", -2**62), ("until_us", 2**62),
+                                          ("until_us", -(2**63))])
+def test_event_times_outside_the_calendar(stub, auth, field, value):
+    flt = pb.EventFilter(**{field: value})
+    with pytest.raises(grpc.RpcError) as err:
+        stub.QueryEvents(pb.QueryEventsRequest(filter=flt), metadata=auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{field} {value} is outside the calendar" in err.value.details()
+    assert "between -62135596800000000 (year 1) and 253402300799999999 (year 9999)" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        next(stub.Watch(pb.WatchRequest(filter=flt), metadata=auth, timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside the calendar" in err.value.details()
+
+
+def test_event_times_at_the_ends_of_the_calendar_are_fine(stub, auth):
+    flt = pb.EventFilter(since_us=-62135596800000000, until_us=253402300799999999)
+    bounded = stub.QueryEvents(pb.QueryEventsRequest(filter=flt), metadata=auth)
+    everything = stub.QueryEvents(pb.QueryEventsRequest(), metadata=auth)
+    assert len(bounded.events) >= 1 and [e.id for e in bounded.events] == [e.id for e in everything.events]
+
+
+def test_after_id_beyond_every_id_finds_nothing(stub, auth):
+    page = stub.QueryEvents(pb.QueryEventsRequest(filter=pb.EventFilter(after_id=2**64 - 1)), metadata=auth)
+    assert list(page.events) == [] and not page.more and page.next_after_id == 2**64 - 1
+    with pytest.raises(grpc.RpcError) as err:  # nothing comes, and nothing breaks, until the deadline
+        next(stub.Watch(pb.WatchRequest(filter=pb.EventFilter(after_id=2**64 - 1)), metadata=auth, timeout=2))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
