@@ -19,6 +19,7 @@ from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
+from solo.gateway.status import lenient_deserializer
 from solo.gateway.audit import Audit
 from solo.gateway.tokens import TokenService
 from solo.security.ratelimit import Rate, RateLimiter
@@ -67,9 +68,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
                                       ("grpc.max_receive_message_length", size),
                                       ("grpc.so_reuseport", 0)])
-    solo_pb2_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit,
-                        rate_limiter(config)), server)
+    add_gateway_servicer(GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens,
+                                         audit, rate_limiter(config)), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -94,6 +94,23 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks)
+
+
+def add_gateway_servicer(servicer: solo_pb2_grpc.GatewayServicer, server: grpc.aio.Server) -> None:
+    """Like the generated add_GatewayServicer_to_server, for every RPC of the proto's Gateway service, but
+    a request whose bytes do not parse reaches the handler as an Undecodable (answered INVALID_ARGUMENT),
+    where grpc would answer UNKNOWN "Unexpected DecodeError"."""
+    handlers = {}
+    for method in solo_pb2.DESCRIPTOR.services_by_name["Gateway"].methods:
+        if method.client_streaming:
+            raise TypeError(f"{method.full_name}: client streaming RPCs are not served")
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(getattr(servicer, method.name),
+                                     request_deserializer=lenient_deserializer(getattr(solo_pb2,
+                                                                                       method.input_type.name)),
+                                     response_serializer=getattr(solo_pb2, method.output_type.name).SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def tls_credentials(config: SoloConfig) -> grpc.ServerCredentials:

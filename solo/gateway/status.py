@@ -3,6 +3,7 @@
 Every RPC handler is wrapped by `rpc`: it authenticates and authorises the caller for what the
 request wants (one Authenticator), gives the handler the Principal, and turns SoloError into the mapped status with the error's message.
 Anything unexpected becomes INTERNAL with a request id and never leaks platform internals.
+A request whose bytes do not parse (see `lenient_deserializer`) is answered INVALID_ARGUMENT at once.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import uuid
 from typing import Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from solo.errors import Internal, Overloaded, PermissionDenied, SoloError, Unauthenticated
+from solo.errors import Internal, InvalidRequest, Overloaded, PermissionDenied, SoloError, Unauthenticated
 from solo.security.capabilities import Request
 
 log = logging.getLogger("solo.gateway")
@@ -44,6 +46,35 @@ def request_id(metadata) -> str:
         if key == REQUEST_ID_HEADER and 0 < len(value) <= 128:
             return value
     return uuid.uuid4().hex[:16]
+
+
+class Undecodable:
+    """What a handler gets instead of its request when the request's bytes are not a valid message."""
+
+    __slots__ = ("message_name", "reason")
+
+    def __init__(self, message_name: str, reason: str):
+        self.message_name, self.reason = message_name, reason
+
+    def error(self) -> InvalidRequest:
+        return InvalidRequest(f"the request is not a valid {self.message_name}: {self.reason}; send the serialized "
+                              f"{self.message_name} of the solo.v1 protocol (proto/solo/v1/solo.proto)")
+
+
+def lenient_deserializer(message_class) -> Callable[[bytes], object]:
+    """`message_class.FromString` that returns an Undecodable instead of raising, so corrupt bytes are answered
+    INVALID_ARGUMENT by `rpc` (grpc itself would answer UNKNOWN "Unexpected DecodeError")."""
+    name = message_class.DESCRIPTOR.name
+
+    def deserialize(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            reason = str(exc).rsplit(": ", 1)[-1] if ": " in str(exc) else str(exc)
+            return Undecodable(name, (reason or "corrupt wire format")[:200])
+        except Exception as exc:  # noqa: BLE001 - whatever the parser raises, the bytes are the caller's
+            return Undecodable(name, type(exc).__name__)
+    return deserialize
 
 
 def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
@@ -92,6 +123,9 @@ def rpc(need: Callable[[object], Request]):
         if inspect.isasyncgenfunction(handler):
             @functools.wraps(handler)
             async def stream_wrapper(self, request, context):
+                if isinstance(request, Undecodable):
+                    answer_with(context, request.error())
+                    return
                 metadata = context.invocation_metadata() or ()
                 try:
                     wanted = need(request)
@@ -108,6 +142,9 @@ def rpc(need: Callable[[object], Request]):
 
         @functools.wraps(handler)
         async def unary_wrapper(self, request, context):
+            if isinstance(request, Undecodable):  # answered before authentication: no work is done for it
+                answer_with(context, request.error())
+                return None
             metadata = context.invocation_metadata() or ()
             try:
                 principal = _authenticate(self, need(request), context, metadata)

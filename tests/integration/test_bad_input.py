@@ -238,3 +238,26 @@ def test_after_id_beyond_every_id_finds_nothing(stub, auth):
     with pytest.raises(grpc.RpcError) as err:  # nothing comes, and nothing breaks, until the deadline
         next(stub.Watch(pb.WatchRequest(filter=pb.EventFilter(after_id=2**64 - 1)), metadata=auth, timeout=2))
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("method, message", [("Invoke", "InvokeRequest"), ("DeployService", "DeployServiceRequest"),
+                                             ("WhoAmI", "WhoAmIRequest")])
+def test_corrupt_request_bytes_unary(solo, auth, method, message):
+    with grpc.insecure_channel(solo.address) as channel:
+        call = channel.unary_unary(f"/solo.v1.Gateway/{method}")  # no serializers: raw bytes both ways
+        # a bad varint, a truncated field 1, and (where field 1 is a string or a message) bad UTF-8 in it
+        for body in (b"\xff\xff\xff", b"\x0a\x05ab") + ((b"\x0a\x02\xff\xfe",) if method != "WhoAmI" else ()):
+            with pytest.raises(grpc.RpcError) as err:
+                call(body, metadata=auth, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (body, err.value.details())
+            assert err.value.details().startswith(f"the request is not a valid {message}: ")
+
+
+@pytest.mark.parametrize("method, message", [("Watch", "WatchRequest"), ("ListServices", "ListServicesRequest"),
+                                             ("InvokeStream", "InvokeRequest")])
+def test_corrupt_request_bytes_streaming(solo, auth, method, message):
+    with grpc.insecure_channel(solo.address) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            list(channel.unary_stream(f"/solo.v1.Gateway/{method}")(b"\xff\xff\xff", metadata=auth, timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(f"the request is not a valid {message}: ")
