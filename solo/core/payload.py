@@ -10,6 +10,31 @@ from typing import Any
 
 from solo.errors import InvalidRequest, ServiceFailed
 
+MAX_CONFIG_DEPTH = 64  # nesting of a service's config JSON (objects and arrays)
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than allowed."""
+
+
+def loads_bounded(text: str, max_depth: int) -> Any:
+    """json.loads that refuses nesting deeper than `max_depth` levels of objects/arrays with TooDeep
+    (also nesting past Python's recursion limit, which json.loads reports as RecursionError), and
+    invalid JSON with ValueError."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise TooDeep(f"nested deeper than {max_depth} levels") from None
+    level = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise TooDeep(f"nested deeper than {max_depth} levels")
+            level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+                         if isinstance(child, (dict, list)))
+    return value
+
 
 def decode_args(json_text: str | None, raw: bytes | None) -> tuple[tuple, dict]:
     if raw is not None:

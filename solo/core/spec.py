@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from solo.config import LimitsConfig
+from solo.core.payload import MAX_CONFIG_DEPTH, TooDeep, loads_bounded
 from solo.errors import InvalidRequest
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -179,7 +180,10 @@ def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: flo
     validate_labels(spec.labels)
     if spec.config_json:
         try:
-            config = json.loads(spec.config_json)
+            config = loads_bounded(spec.config_json, MAX_CONFIG_DEPTH)
+        except TooDeep:
+            raise InvalidRequest(f"config is nested deeper than {MAX_CONFIG_DEPTH} levels of objects and arrays; "
+                                 "flatten it (or pass deep data as a string)") from None
         except ValueError as exc:
             raise InvalidRequest(f"config is not valid JSON ({exc}); pass a JSON object") from None
         if not isinstance(config, dict):

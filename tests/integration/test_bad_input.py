@@ -261,3 +261,25 @@ def test_corrupt_request_bytes_streaming(solo, auth, method, message):
             list(channel.unary_stream(f"/solo.v1.Gateway/{method}")(b"\xff\xff\xff", metadata=auth, timeout=10))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(f"the request is not a valid {message}: ")
+
+
+@pytest.mark.parametrize("config", ["[" * 100_000, '{"a": ' * 100_000, '{"a": ' * 65 + "1" + "}" * 65],
+                         ids=["arrays-past-the-recursion-limit", "objects-past-the-recursion-limit", "65-levels"])
+def test_config_nested_too_deeply(stub, auth, name, config):
+    spec = pb.ServiceSpec(name=name, source=(EXAMPLES / "echo.py").read_text(), config_json=config)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.DeployService(pb.DeployServiceRequest(spec=spec), metadata=auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "config is nested deeper than 64 levels" in err.value.details()
+
+
+def test_call_arguments_nested_too_deeply(stub, auth, alice, name):
+    alice.deploy(EXAMPLES / "echo.py", name)
+    for method in ("Invoke", "InvokeStream"):
+        with pytest.raises(grpc.RpcError) as err:
+            response = getattr(stub, method)(pb.InvokeRequest(service=name, method="echo", json="[" * 100_000),
+                                             metadata=auth, timeout=30)
+            list(response) if method == "InvokeStream" else response
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err.value.details())
+    assert alice.call(name, "echo", "fine") == "fine"
+    alice.stop(name, remove=True)
