@@ -77,6 +77,31 @@ def lenient_deserializer(message_class) -> Callable[[bytes], object]:
     return deserialize
 
 
+MAX_DETAILS_BYTES = 4096  # on the wire; clients refuse a response whose metadata passes 8 KiB
+
+
+def _wire_size(text: str) -> int:
+    """Bytes of `text` as grpc-message: printable ASCII but '%' as is, every other UTF-8 byte as %XX."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in text.encode("utf-8", "replace"))
+
+
+def bounded_details(message: str) -> str:
+    """The message, cut (with a note) so that the status details stay within MAX_DETAILS_BYTES on the wire.
+
+    Messages quote what the caller sent; a caller that sent megabytes must not get a response its own
+    client refuses (RESOURCE_EXHAUSTED "received metadata size exceeds ...") instead of the error."""
+    if len(message) <= MAX_DETAILS_BYTES // 3 or _wire_size(message) <= MAX_DETAILS_BYTES:
+        return message
+    note = " ... (message cut)"
+    budget, keep = MAX_DETAILS_BYTES - len(note), 0
+    for char in message:
+        budget -= _wire_size(char)
+        if budget < 0:
+            break
+        keep += 1
+    return message[:keep] + note
+
+
 def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     """Make the call end with this error (status, message, trailers) once the handler returns.
 
@@ -88,7 +113,7 @@ def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     if getattr(exc, "retry_after", None) is not None:
         trailers.append((RETRY_AFTER_HEADER, str(max(1, round(exc.retry_after * 1000)))))
     context.set_code(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN))
-    context.set_details(exc.message)
+    context.set_details(bounded_details(exc.message))
     context.set_trailing_metadata(tuple(trailers))
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from solo.errors import InvalidRequest, NotFound, PermissionDenied, SoloError
+from solo.errors import InvalidRequest, NotFound, PermissionDenied, SoloError, Unauthenticated
 from solo.events import readback
 from solo.events.readback import BadRow, Skipped
 from solo.events.reader import read_events
@@ -64,7 +64,11 @@ class TokenService:
         if bool(revocation_id) == bool(token):
             raise InvalidRequest("give either revocation_id or token")
         if token:
-            parsed = parse(token, self.auth.keys.public_key)
+            try:
+                parsed = parse(token, self.auth.keys.public_key)
+            except Unauthenticated as exc:  # the caller is authenticated: it is the argument that is wrong
+                raise InvalidRequest(f"the token to revoke cannot be used ({exc.message[:300]}); pass the whole token, or "
+                                     "its revocation_id (`solo tokens list`)") from None
             revocation_id = parsed.revocation_ids[-1]
             owner = authority(parsed)
             tenant, is_operator = owner.tenant, owner.operator
