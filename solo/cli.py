@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from solo.cli_output import Progress, client as _client, emit as _emit, parse_bytes, parse_pairs, parse_since
+from solo.cli_output import Progress, client as _client, emit as _emit, float_arg, int_arg, parse_amounts, parse_bytes
+from solo.cli_output import parse_json, parse_pairs, parse_since
 from solo.cli_output import print_service, print_table
 from solo.cli_discovery import add_discovery_parsers
 from solo.cli_security import add_security_parsers
@@ -32,12 +33,13 @@ def cmd_down(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    config = json.loads(args.config) if args.config else None
+    example = "'{\"greeting\": \"hi\"}'"
+    config = parse_json(args.config, "--config", example) if args.config else None
     if config is not None and not isinstance(config, dict):
-        raise InvalidRequest("--config must be a JSON object, e.g. '{\"greeting\": \"hi\"}'")
+        raise InvalidRequest(f"--config must be a JSON object, e.g. {example}")
     spec = dict(version=args.version or "", class_name=args.class_name or "", num_cpus=args.cpus or 0.0,
                 num_gpus=args.gpus or 0.0, memory=parse_bytes(args.memory) if args.memory else 0,
-                resources={k: float(v) for k, v in parse_pairs(args.resource, "--resource").items()},
+                resources=parse_amounts(args.resource, "--resource"),
                 env=parse_pairs(args.env, "--env"), config=config, labels=parse_pairs(args.label, "--label"),
                 max_concurrency=args.concurrency or 0, max_restarts=args.max_restarts,
                 allow_egress=args.allow_egress or ())
@@ -80,10 +82,7 @@ def cmd_call(args) -> int:
     from solo._proto import solo_pb2 as pb
     from solo.client import result_value
     if args.args is not None:
-        try:
-            json.loads(args.args)
-        except ValueError as exc:
-            raise InvalidRequest(f"arguments are not valid JSON ({exc}); e.g. '{{\"by\": 2}}' or '[1, 2]' or '\"text\"'")
+        parse_json(args.args, "arguments", "'{\"by\": 2}' or '[1, 2]' or '\"text\"'")
     request = pb.InvokeRequest(service=args.service, method=args.method, json=args.args or "")
     with _client(args) as client:
         if args.stream:
@@ -169,6 +168,16 @@ def cmd_whoami(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what was wrong and where to read more), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+UINT32, INT32 = 2**32 - 1, 2**31 - 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     local = argparse.ArgumentParser(add_help=False)
     local.add_argument("--data-dir", default=os.environ.get("SOLO_DATA_DIR"),
@@ -181,16 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--tls-cert", help="client certificate for mutual TLS (default SOLO_TLS_CERT)")
     common.add_argument("--tls-key", help="its private key (default SOLO_TLS_KEY)")
 
-    parser = argparse.ArgumentParser(prog="solo", description="Solo: a multi-tenant service runtime on Ray.")
+    parser = _Parser(prog="solo", description="Solo: a multi-tenant service runtime on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", parents=[local], help="start Solo (a local Ray, the registry and the gateway)")
-    up.add_argument("--port", type=int, help="gateway port (default 7070; 0 = any free port)")
+    up.add_argument("--port", type=int_arg(0, 65535), help="gateway port (default 7070; 0 = any free port)")
     up.add_argument("--host", help="gateway listen address (default 127.0.0.1)")
     up.add_argument("--config", type=Path, help="TOML config file (default <data-dir>/solo.toml if present)")
     up.add_argument("--address", dest="ray_address",
                     help="join this Ray cluster instead of starting a local one (e.g. 10.0.0.5:6379 or auto)")
-    up.add_argument("--num-cpus", type=int, help="logical CPUs of the embedded Ray (default: all)")
+    up.add_argument("--num-cpus", type=int_arg(1, 1 << 20), help="logical CPUs of the embedded Ray (default: all)")
     up.add_argument("--no-example", action="store_true", help="do not deploy the example echo service")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
     up.add_argument("--tls", action="store_true", help="serve TLS only (creates a CA and certificate on first use)")
@@ -206,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--name", help="service name (default: the file name, e.g. counter)")
     deploy.add_argument("--version", help="version label (default: 1, 2, ... per deploy)")
     deploy.add_argument("--class", dest="class_name", help="the class to serve when the file defines several")
-    deploy.add_argument("--cpus", type=float, help="logical CPUs for Ray's scheduler (default 0)")
-    deploy.add_argument("--gpus", type=float, help="GPUs")
+    deploy.add_argument("--cpus", type=float_arg(0), help="logical CPUs for Ray's scheduler (default 0)")
+    deploy.add_argument("--gpus", type=float_arg(0), help="GPUs")
     deploy.add_argument("--memory", help="memory reservation, e.g. 512MiB or 2GB")
     deploy.add_argument("--resource", action="append", metavar="NAME=AMOUNT", help="custom Ray resource")
     deploy.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable")
@@ -216,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--allow-egress", action="append", metavar="HOST:PORT",
                         help="a TCP destination the service may connect to (repeatable); the operator must allow it "
                         "for your tenant ([runtime] tenant_egress). Default: no network")
-    deploy.add_argument("--concurrency", type=int, help="concurrent calls of sync methods (default 1)")
-    deploy.add_argument("--max-restarts", type=int, help="restarts after crashes before FAILED")
+    deploy.add_argument("--concurrency", type=int_arg(1, UINT32), help="concurrent calls of sync methods (default 1)")
+    deploy.add_argument("--max-restarts", type=int_arg(0, INT32), help="restarts after crashes before FAILED")
     deploy.add_argument("--replace", action="store_true", help="replace a running service with a different spec")
     deploy.set_defaults(func=cmd_deploy)
 
@@ -226,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("file", help="the new version's Python file")
     swap.add_argument("--version", help="version label (default: the next number)")
     swap.add_argument("--class", dest="class_name", help="the class to serve when the file defines several")
-    swap.add_argument("--watch", type=float, help="seconds to keep the old version ready and roll back "
+    swap.add_argument("--watch", type=float_arg(0), help="seconds to keep the old version ready and roll back "
                       "automatically (default [swap] watch_seconds, 30; 0 = none)")
     swap.set_defaults(func=cmd_swap)
     rollback = sub.add_parser("rollback", parents=[common], help="go back to the previous (or an older) version")
@@ -239,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("method")
     call.add_argument("args", nargs="?", help="JSON: an object (keyword args), an array (positional) or a value")
     call.add_argument("--stream", action="store_true", help="print each streamed item on its own line")
-    call.add_argument("--timeout", type=float, help="deadline in seconds")
+    call.add_argument("--timeout", type=float_arg(0.001), help="deadline in seconds")
     call.set_defaults(func=cmd_call)
 
     ls = sub.add_parser("ls", parents=[common], help="list your services")
@@ -260,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--type", action="append", help="event type, e.g. service.crashed (repeatable)")
     events.add_argument("--subject", help="e.g. a service name")
     events.add_argument("--since", help="an ISO time (2026-11-27T10:00) or an age: 30s, 10m, 2h, 1d")
-    events.add_argument("--after-id", type=int, help="only events after this id (resume)")
-    events.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    events.add_argument("--after-id", type=int_arg(0, 2**64 - 1), help="only events after this id (resume)")
+    events.add_argument("--limit", type=int_arg(1, 10**9), default=1000, help="at most this many (default 1000)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.set_defaults(func=cmd_events)
 

@@ -5,8 +5,9 @@ from solo.cli_output import client as _client, emit as _emit, parse_pairs, print
 
 
 def cmd_discover(args) -> int:
+    labels = parse_pairs(args.label, "--label")
     with _client(args) as client:
-        found = client.discover(args.name or "", owner=args.owner or "", labels=parse_pairs(args.label, "--label"))
+        found = client.discover(args.name or "", owner=args.owner or "", labels=labels)
     for endpoint in found:
         endpoint["labels_text"] = ",".join(f"{k}={v}" for k, v in sorted(endpoint["labels"].items()))
     _emit(args, found, lambda rows: print_table(rows, [

@@ -1,7 +1,9 @@
 """Human output and argument parsing helpers for the CLI."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import re
 import sys
 import threading
@@ -33,7 +35,10 @@ def parse_bytes(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).lower() not in _UNITS:
         raise InvalidRequest(f"cannot read memory size {text!r}; use e.g. 512MiB, 2GB or a number of bytes")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    size = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not math.isfinite(size) or size >= 2**64:
+        raise InvalidRequest(f"memory size {text!r} is too large; use e.g. 512MiB or 2GB")
+    return int(size)
 
 
 def format_bytes(n: float) -> str:
@@ -54,12 +59,67 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def parse_json(text: str, flag: str, example: str) -> object:
+    """A JSON argument of the CLI; InvalidRequest saying what is wrong with it and an example."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidRequest(f"{flag}: JSON nested too deeply; flatten it, e.g. {example}") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"{flag}: not valid JSON ({exc}); e.g. {example}") from None
+
+
+def parse_amounts(items: list[str] | None, flag: str) -> dict[str, float]:
+    """NAME=AMOUNT pairs with a finite number >= 0 as the amount."""
+    amounts = {}
+    for key, value in parse_pairs(items, flag).items():
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = math.nan
+        if not math.isfinite(amount) or amount < 0:
+            raise InvalidRequest(f"{flag} takes NAME=AMOUNT with a number >= 0 as the amount, got {key}={value!r}; "
+                                 "e.g. gpu_slot=1 or accelerator_x=0.5")
+        amounts[key] = amount
+    return amounts
+
+
+def int_arg(low: int, high: int):
+    """An argparse type: an integer from low to high (a bad one is a usage error, exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one from {low} to {high}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give a whole number from {low} to {high}")
+        return value
+    return parse
+
+
+def float_arg(low: float, high: float = math.inf):
+    """An argparse type: a finite number from low to high."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not low <= value <= high:
+            limit = f"from {low:g} to {high:g}" if math.isfinite(high) else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number {limit}")
+        return value
+    return parse
+
+
 def parse_duration(text: str, flag: str = "--ttl") -> float:
     """'90s', '10m', '2h', '30d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
     if not match:
         raise InvalidRequest(f"cannot read {flag} {text!r}; use a duration such as 90s, 10m, 2h or 30d")
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds > 100 * 365 * 86400:
+        raise InvalidRequest(f"{flag} {text!r} is longer than 100 years; use a duration such as 90s, 10m, 2h or 30d")
+    return seconds
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -67,7 +127,11 @@ def parse_since(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
     if match:
-        return now - float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        age = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        if age > now + 1:
+            raise InvalidRequest(f"--since {text!r} reaches back before 1970; use a smaller age (30s, 10m, 2h, 1d) "
+                                 "or an ISO time")
+        return now - age
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -15,9 +15,10 @@ RIGHTS_HELP = "deploy, swap, stop, invoke, discover, read_events, watch, secrets
 
 
 def cmd_tokens_mint(args) -> int:
+    ttl = parse_duration(args.ttl) if args.ttl else 0
     with _client(args) as client:
-        minted = client.mint(args.tenant, args.description or "", rights=args.right or (),
-                             ttl_seconds=parse_duration(args.ttl) if args.ttl else 0, operator=args.operator)
+        minted = client.mint(args.tenant, args.description or "", rights=args.right or (), ttl_seconds=ttl,
+                             operator=args.operator)
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minted["expires_at"]))
     _emit(args, minted, lambda d: print(
         f"{d['token']}\n(token for tenant {d['tenant']}, rights {', '.join(d['rights'])}, expires {expires}; "
@@ -42,7 +43,11 @@ def _public_keys(args):
 
     given = args.public_key or os.environ.get("SOLO_PUBLIC_KEY")
     if given:
-        key = biscuit.PublicKey.from_bytes(bytes.fromhex(given), ALGORITHM)
+        try:
+            key = biscuit.PublicKey.from_bytes(bytes.fromhex(given), ALGORITHM)
+        except ValueError as exc:
+            raise InvalidRequest(f"--public-key is not a root public key ({exc}); pass the hex string `solo keys list` "
+                                 "shows on the Solo machine") from None
         return lambda key_id: key
     directory = Path(args.data_dir or os.environ.get("SOLO_DATA_DIR") or "~/.solo").expanduser() / "keys"
     if not (directory / "keys.json").exists():
