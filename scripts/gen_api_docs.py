@@ -25,7 +25,10 @@ OUTPUT = ROOT / "docs" / "API.md"
 CODE_MEANINGS = {
     "INVALID_ARGUMENT": "The request is wrong: bad name, syntax error in the source (with file and line), "
                         "no or several service classes, unknown resource, arguments that are not JSON or "
-                        "do not fit the method's signature, a streaming method called unary. Fix the request.",
+                        "do not fit the method's signature, a streaming method called unary, request bytes that are "
+                        "not a valid message of the RPC (answered before authentication), event `since_us`/`until_us` "
+                        "outside years 1-9999, a config nested deeper than 64 levels. Fix the request. (An "
+                        "`after_id` past every event id is not an error: it finds nothing.)",
     "UNAUTHENTICATED": "No `authorization` metadata, a malformed one, or an unknown token.",
     "PERMISSION_DENIED": "The token is valid but may not do this (only the operator token may mint tokens).",
     "NOT_FOUND": "No such service for your tenant (another tenant's service looks exactly the same), "
@@ -40,7 +43,9 @@ CODE_MEANINGS = {
     "SERVICE_FAILED": "The tenant's code raised: the message is `Type: text (file.py, line N, in method)`, "
                       "the `solo-exception-type` trailer holds the type. Also used when the constructor, "
                       "`start()` or the import failed during a deploy.",
-    "INTERNAL": "A bug in Solo (an unexpected error in the gateway); the message carries a request id to find it in the gateway log.",
+    "INTERNAL": "A bug in Solo (an unexpected error in the gateway); the message carries a request id to find it in "
+                "the gateway log. No request a client can send should get it: tests/integration/test_fuzz_rpcs.py "
+                "sends garbage to every RPC to keep it so.",
     "UNKNOWN": "An error Solo could not classify.",
 }
 
@@ -125,7 +130,10 @@ A failed RPC ends with a gRPC status and a message that says what was wrong and 
 trailing metadata `solo-error` carries Solo's own code (the gRPC code alone cannot tell
 `SERVICE_FAILED` from `UNKNOWN`), and `solo-exception-type` the exception class name when tenant
 code raised. The Python clients raise the matching `solo.SoloError` subclass; the `solo` command
-exits with the code shown.
+exits with the code shown. A message quotes what was wrong and is cut to at most 4 KiB on the wire, so
+a client's metadata limit never turns an error into a different one. The `solo` command checks its own
+options first: a bad one (JSON that does not parse, a number out of range, `KEY=VALUE` without `=`)
+is one line on stderr and exit code 2, before anything is sent.
 
 """
 
