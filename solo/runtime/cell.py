@@ -25,6 +25,7 @@ from solo.errors import FailedPrecondition, InvalidRequest, ServiceFailed
 from solo.runtime import cellwire
 from solo.runtime.host_server import CallProtocol, HostChannel
 from solo.runtime.instance import ServiceInstance
+from solo.runtime.peer import Discoverer  # imported while the cell waits for work, not during a deploy
 
 
 class Cell:
@@ -98,8 +99,6 @@ class Cell:
             from solo.runtime import egress
 
             egress.install(socket.socket(fileno=self.egress_fd), h["egress"])
-        from solo.runtime.peer import Discoverer  # only services that are loaded need it
-
         api._discoverer = Discoverer(self, h["tenant"])
         context = context_from(h["tenant"], h["name"], h["version"], h["config_json"], h["labels"])
         instance = await ServiceInstance.load(source.decode(), h["filename"], h["class_name"], context,

@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 
+import solo.core.spec  # noqa: F401 - egress rules are parsed with it at load: imported with the host, not in a deploy
 from solo.errors import (DeadlineExceeded, FailedPrecondition, InvalidRequest, Overloaded, ServiceFailed, SoloError,
                          Unavailable)
 from solo.runtime import limits
@@ -128,10 +129,10 @@ class ServiceHost:
             # limits first, so the service's imports count; the host's and the idle cell's own footprint
             # (Python, Ray) does not: the watchdog measures the cell's growth above it, and a cgroup charges only
             # what is allocated after joining
-            pids = [os.getpid(), *cell.pids()]
-            baseline = limits.tree_rss_bytes(cell.pids())
+            pids = cell.pids()
+            baseline = limits.tree_rss_bytes(pids)
             applied = limits.apply(pids, self._name or f"host-{os.getpid()}", memory_bytes, num_cpus,
-                                   max_tasks=limits.tasks_for(max_concurrency), memory_pids=cell.pids())
+                                   max_tasks=limits.tasks_for(max_concurrency))
             self._limits = applied.describe() + f"; sandbox: {self._policy.describe()}"
             self._tenant, self._service, self._ticket = tenant, name, discovery_ticket
             header = {"tenant": tenant, "name": name, "version": version, "filename": filename,
@@ -169,6 +170,8 @@ class ServiceHost:
                 why += (f" (likely for allocating far more than its memory limit of {memory_bytes >> 20} MiB at once; "
                         "allocate less at start-up or deploy with a larger memory limit)")
             raise _exited_while_starting(why) from None
+        if self._violation is not None:  # the watchdog ended it as it answered (the same event-loop turn)
+            raise self._over_memory_while_loading()
         why = cell.ended()  # it answered, then exited: nothing would end the host for it later (not loaded yet)
         if why:
             raise _exited_while_starting(why)

@@ -7,11 +7,11 @@ CPU: a cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`) of `num_cpus` core
 possible; otherwise nothing enforces CPU (documented; `solo status` says which).
 
 Processes: a pids cgroup (v2 `pids.max`, v1 `pids.max`) caps the tasks (processes and threads)
-of the host and its cell, so a fork bomb in a service stops at its own limit; without one, the
+of the cell, so a fork bomb in a service stops at its own limit; without one, the
 memory watchdog still counts every process of the cell.
 
-Each host applies its own limits when it loads a service, to its own process and every process
-of its cell (cell_process.py): it knows their pids and runs where the cgroup files are.
+Each host applies the limits when it loads a service, to every process of its cell
+(cell_process.py), not to itself: it knows their pids and runs where the cgroup files are.
 Everything here is files in /sys/fs/cgroup and /proc; no Ray.
 """
 from __future__ import annotations
@@ -125,14 +125,12 @@ def limit_tasks(pid, name: str, max_tasks: int, root: Path = CGROUP_ROOT) -> str
     return "none (no writable pids cgroup; the memory watchdog counts every process of the cell)"
 
 
-def apply(pid, name: str, memory_bytes: int, cpus: float, root: Path = CGROUP_ROOT, max_tasks: int = 0,
-          memory_pids=None) -> Applied:
-    """`pid`: one pid or a list (the host and its cell's processes). `memory_pids`: the processes the memory
-    cgroup holds, when not all of them: the cell's only, so that when the cgroup's OOM killer acts it ends the
-    service's process, never the host (a Ray worker, whose oom_score_adj Ray raises) that would report why.
-    With cgroup v2 one group holds every controller, so there the host shares the cell's memory group."""
-    memory_pids = pid if memory_pids is None else memory_pids
-    memory = limit_memory(memory_pids, name, memory_bytes, root) if memory_bytes else "none (no memory asked for)"
+def apply(pid, name: str, memory_bytes: int, cpus: float, root: Path = CGROUP_ROOT, max_tasks: int = 0) -> Applied:
+    """`pid`: one pid or a list: the processes of a service's cell. The host (Solo's code, a Ray worker) is
+    left out: a service that burns its CPU quota or forks to its task limit must not slow or stop the host
+    that answers the registry for it, and when the memory cgroup's OOM killer acts it must end the
+    service's process, never the host (whose oom_score_adj Ray raises) that would report why."""
+    memory = limit_memory(pid, name, memory_bytes, root) if memory_bytes else "none (no memory asked for)"
     cpu = limit_cpu(pid, name, cpus, root) if cpus else "none (no num_cpus asked for)"
     tasks = limit_tasks(pid, name, max_tasks, root) if max_tasks else "none"
     return Applied(memory, cpu, tasks)

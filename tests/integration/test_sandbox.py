@@ -497,9 +497,11 @@ def test_other_processes_are_invisible_and_untouchable(alice, spy):
 
 
 def test_cgroup_files_are_out_of_reach(alice, spy):
-    host_pid = alice.get(spy)["pid"]
+    from solo.runtime.cell_process import descendants
+
+    cell_pid = descendants(alice.get(spy)["pid"])[-1]  # the service's own process (the limits hold the cell)
     cgroups = {}
-    for line in Path(f"/proc/{host_pid}/cgroup").read_text().splitlines():
+    for line in Path(f"/proc/{cell_pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         for controller in controllers.split(","):
             cgroups[controller] = path  # "" is the v2 (unified) hierarchy
@@ -516,7 +518,9 @@ def test_cgroup_files_are_out_of_reach(alice, spy):
         if os.path.exists(path):
             files.append(path)
     if "pids.max" in alice.get(spy)["limits"]:
-        assert [p for p in before if p.endswith("pids.max")], before  # the host's own limit, writable from outside
+        assert [p for p in before if p.endswith("pids.max")], before  # the cell's own limit, writable from outside
+        host_groups = Path(f"/proc/{alice.get(spy)['pid']}/cgroup").read_text()
+        assert cgroups["pids" if "pids" in cgroups else ""] not in host_groups  # the host is not limited with it
     listed = alice.call(spy, "listdir", ["/sys", "/sys/fs/cgroup"])
     assert all(_failed(r) for r in listed.values()), listed
     written = alice.call(spy, "write", files)
