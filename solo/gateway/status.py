@@ -102,6 +102,13 @@ def bounded_details(message: str) -> str:
     return message[:keep] + note
 
 
+def trailer_text(text: str, cap: int = 200) -> str:
+    """`text` as a metadata value: printable ASCII only (a service's exception class may be named `Café`,
+    or anything with type(); grpc refuses other bytes and the client would get INTERNAL, trailers lost)."""
+    escaped = text[:cap].encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in escaped)[:cap]
+
+
 def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     """Make the call end with this error (status, message, trailers) once the handler returns.
 
@@ -109,7 +116,7 @@ def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     frame) for the garbage collector on every refused call, and under overload most calls are refused."""
     trailers = [(ERROR_HEADER, exc.code)]
     if exc.exception_type:
-        trailers.append((EXCEPTION_HEADER, exc.exception_type))
+        trailers.append((EXCEPTION_HEADER, trailer_text(exc.exception_type)))
     if getattr(exc, "retry_after", None) is not None:
         trailers.append((RETRY_AFTER_HEADER, str(max(1, round(exc.retry_after * 1000)))))
     context.set_code(STATUS_BY_CODE.get(exc.code, grpc.StatusCode.UNKNOWN))

@@ -283,3 +283,26 @@ def test_call_arguments_nested_too_deeply(stub, auth, alice, name):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err.value.details())
     assert alice.call(name, "echo", "fine") == "fine"
     alice.stop(name, remove=True)
+
+
+ODD_NAMES = source("""
+    class Odd:
+        def accented(self):
+            raise type("Café", (Exception,), {})("accents in the class name")
+
+        def newline(self):
+            raise type("Bad\\nName\\t", (Exception,), {})("control characters in the class name")
+""")
+
+
+def test_an_exception_class_with_any_name_reaches_the_client_as_the_services_failure(alice, name):
+    """Its class name travels in a trailer, where grpc takes printable ASCII only: the call must still be
+    SERVICE_FAILED with its message, not INTERNAL with every trailer lost."""
+    alice.deploy(ODD_NAMES, name)
+    with pytest.raises(ServiceFailed, match="accents in the class name") as err:
+        alice.call(name, "accented")
+    assert err.value.exception_type == "Caf\\xe9"
+    with pytest.raises(ServiceFailed, match="control characters") as err:
+        alice.call(name, "newline")
+    assert err.value.exception_type.isprintable()
+    alice.stop(name, remove=True)
