@@ -77,6 +77,20 @@ ERRORS_BY_CODE: dict[str, type[SoloError]] = {
 }
 
 
+# codes an answer of a service's code may carry (calls, and its cell's control answers); anything else
+# (INTERNAL, UNKNOWN, UNAUTHENTICATED, PERMISSION_DENIED...) is the service's failure, not Solo's
+SERVICE_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION",
+                           "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "SERVICE_FAILED"})
+
+
+def service_error(code: str, message: str, exception_type: str = "") -> SoloError:
+    """The error a service's code answered, as Solo passes it on: a code it may not give is SERVICE_FAILED."""
+    if code not in SERVICE_CODES:
+        return ServiceFailed(f"the service answered with an error Solo does not pass on ({code[:40]!r}): {message}",
+                             exception_type=exception_type)
+    return from_code(code, message, exception_type)
+
+
 MOVED = "Moved"  # exception_type of UNAVAILABLE from a host frozen for a hot swap: the call did not run
 
 

@@ -18,7 +18,7 @@ from solo.core import handshake
 from solo.core.frames import MAX_FRAME as MAX_FRAME_AUTHENTICATED
 from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.routes import Route, RouteTable
-from solo.errors import MOVED, DeadlineExceeded, NotFound, Overloaded, ServiceFailed, Unavailable, from_code
+from solo.errors import MOVED, DeadlineExceeded, NotFound, Overloaded, Unavailable, service_error
 
 CONNECT_TIMEOUT = 5.0
 MOVED_WAIT = 15.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long (default)
@@ -31,11 +31,8 @@ STREAM_ITEMS = 4  # ...unless fewer items than this wait (a stream of large item
 LINK_BUFFER = 16 << 20  # bytes of stream results waiting on one link before the link stops reading from its host
 MAX_UNSENT = 128 << 20  # bytes of calls written to a host that it has not taken; more and the link is closed
 PREAUTH_FRAME = 4096  # largest frame read before the host proved it holds the key
-ITEM_OVERHEAD = 64  # what a waiting result costs beyond its payload, counted against the buffers
-# codes a service's answer may carry; anything else (INTERNAL, UNKNOWN, UNAUTHENTICATED...) is the service's
-# failure, not the gateway's, and is answered SERVICE_FAILED
-SERVICE_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION",
-                           "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "SERVICE_FAILED"})
+ITEM_OVERHEAD = 640  # what a waiting result costs beyond its payload (measured: ~520-620 B for a tiny one)
+PAUSE_LIMIT = 10.0  # seconds a link may stay paused: then the streams holding most are ended, not waited for
 MAX_ERROR_TEXT = 8192  # characters of a service's error message passed on
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
@@ -89,6 +86,8 @@ class HostLink(asyncio.Protocol):
         self._reader = FrameReader(MAX_FRAME_AUTHENTICATED if sock is not None else PREAUTH_FRAME)
         self._buffered = 0  # bytes waiting in streams' buffers (LINK_BUFFER)
         self._paused = False
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._streams = 0  # stream calls waiting for results on this link
         self._transport: asyncio.Transport | None = None
         self._connected = asyncio.get_running_loop().create_future()
         self._retiring = False
@@ -140,8 +139,13 @@ class HostLink(asyncio.Protocol):
                 if not self._authenticated:
                     self._challenged(payload)
                     continue
-                for result in host_pb2.ResultBatch.FromString(payload).results:
-                    self._deliver(result)
+                results = host_pb2.ResultBatch.FromString(payload).results
+                share = 0
+                if self._streams:  # a result kept from a frame keeps the whole frame's memory: charge it
+                    held = sum(isinstance(self._waiters.get(r.id), _Stream) for r in results)
+                    share = len(payload) // held if held else 0
+                for result in results:
+                    self._deliver(result, share)
         except handshake.HandshakeError as exc:
             self._close(f"the process at {self.address} is not the service's host ({exc})")
         except (FrameError, DecodeError, ValueError) as exc:
@@ -155,12 +159,13 @@ class HostLink(asyncio.Protocol):
         return Unavailable(f"service '{self.label}' is unavailable: {why}. If it crashed, Solo restarts it; "
                            f"see `solo status {self.label}`")
 
-    def _deliver(self, result: host_pb2.Result) -> None:
+    def _deliver(self, result: host_pb2.Result, share: int = 0) -> None:
         waiter = self._waiters.get(result.id)
         if waiter is None:
             return
         if isinstance(waiter, _Stream):
-            size = len(result.raw) + len(result.json) + len(result.error.message) + ITEM_OVERHEAD
+            own = len(result.raw) + len(result.json) + len(result.error.message) + len(result.error.exception_type)
+            size = max(own, share) + ITEM_OVERHEAD
             if not result.end and len(waiter.items) >= STREAM_ITEMS and waiter.bytes + size > STREAM_BUFFER:
                 # its client is not keeping up: end this stream, not the link (a few items of any size are
                 # taken: big items are bounded by the link's buffer, which stops reading instead)
@@ -196,6 +201,8 @@ class HostLink(asyncio.Protocol):
         if self.closed:
             return
         self.closed = why
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
         error = self._lost(why)
         for waiter in self._waiters.values():
             if isinstance(waiter, _Stream):
@@ -232,14 +239,34 @@ class HostLink(asyncio.Protocol):
         self._buffered += size
         if self._buffered > LINK_BUFFER and not self._paused and self._transport is not None:
             self._paused = True
+            self._pause_timer = asyncio.get_running_loop().call_later(PAUSE_LIMIT, self._unstick)
             self._transport.pause_reading()
 
     def _taken(self, size: int) -> None:
         self._buffered -= size
         if self._paused and self._buffered <= LINK_BUFFER // 2:
             self._paused = False
+            self._pause_timer.cancel()
             if not self.closed:
                 self._transport.resume_reading()
+
+    def _unstick(self) -> None:
+        """The link stayed paused for PAUSE_LIMIT: its consumers are not reading. End the streams holding the
+        most (RESOURCE_EXHAUSTED) until it can read again, so one slow client cannot hold every other call
+        to the service, a grantee's included."""
+        while self._paused and not self.closed:
+            streams = [(w.bytes, i) for i, w in self._waiters.items() if isinstance(w, _Stream) and w.bytes]
+            if not streams:
+                return
+            _, call_id = max(streams)
+            stream = self._waiters[call_id]
+            held, stream.bytes = stream.bytes, 0
+            stream.items.clear()
+            self._cancel(call_id)
+            stream.put(Overloaded(
+                f"the stream from '{self.label}' was ended: its client did not read for {PAUSE_LIMIT:g} s while "
+                "results waited, holding up other calls to the service. Read the stream faster"), 0)
+            self._taken(held)
 
     def _cancel(self, call_id: int) -> None:
         if self._waiters.pop(call_id, None) is None:
@@ -270,6 +297,7 @@ class HostLink(asyncio.Protocol):
         call_id = next(self._ids)
         results = _Stream()
         self._waiters[call_id] = results
+        self._streams += 1
         self._send(_make_call(call_id, method, json_text, raw, timeout, stream=True))
         finished = False
         try:
@@ -284,6 +312,7 @@ class HostLink(asyncio.Protocol):
                     return
                 yield item
         finally:
+            self._streams -= 1
             self._taken(results.bytes)  # what its consumer left unread
             results.items.clear()
             if not finished:
@@ -310,11 +339,7 @@ def _make_call(call_id, method, json_text, raw, timeout, stream) -> host_pb2.Cal
 def _unwrap(result: host_pb2.Result) -> host_pb2.Result:
     if result.HasField("error"):
         error = result.error
-        message, kind = error.message[:MAX_ERROR_TEXT], error.exception_type[:200]
-        if error.code not in SERVICE_CODES:
-            raise ServiceFailed(f"the service answered with an error Solo does not pass on ({error.code[:40]!r}): "
-                                f"{message}", exception_type=kind)
-        raise from_code(error.code, message, kind)
+        raise service_error(error.code, error.message[:MAX_ERROR_TEXT], error.exception_type[:200])
     return result
 
 

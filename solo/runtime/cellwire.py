@@ -21,7 +21,7 @@ import socket
 import struct
 from typing import Any, Awaitable, Callable
 
-from solo.errors import InvalidRequest, SoloError, Unavailable, from_code
+from solo.errors import InvalidRequest, SoloError, Unavailable, from_code, service_error
 
 log = logging.getLogger("solo.cell")
 
@@ -63,13 +63,15 @@ def error_header(exc: BaseException) -> dict:
     return {"code": "SERVICE_FAILED", "message": f"{type(exc).__name__}: {exc}"[:MAX_TEXT], "exception_type": ""}
 
 
-def error_from(header: Any) -> SoloError:
+def error_from(header: Any, strict: bool = False) -> SoloError:
+    """`strict`: the answer is from a cell (the tenant's code), so only the codes a service may give pass."""
     if not isinstance(header, dict):
         return Unavailable("the service's process answered with a malformed error")
     def text(key: str, cap: int) -> str:
         value = header.get(key, "")
         return value[:cap] if isinstance(value, str) else ""
-    return from_code(text("code", 64) or "SERVICE_FAILED", text("message", MAX_TEXT), text("exception_type", 200))
+    make = service_error if strict else from_code
+    return make(text("code", 64) or "SERVICE_FAILED", text("message", MAX_TEXT), text("exception_type", 200))
 
 
 class Wire:
@@ -100,7 +102,7 @@ class Wire:
         finally:
             self._waiting.pop(call_id, None)
         if "error" in header:
-            raise error_from(header["error"])
+            raise error_from(header["error"], strict=self.name == "host")
         return header, answer
 
     async def _read_loop(self) -> None:

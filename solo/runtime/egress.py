@@ -168,6 +168,25 @@ class HostEgress:
             self.channel.close()
 
 
+_EMBEDDING = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))  # NAT64
+
+
+def _global(address) -> bool:
+    """Public, and so is any IPv4 address it carries (NAT64, 6to4, IPv4-mapped or -compatible IPv6 reach
+    that IPv4 address, e.g. 64:ff9b::a00:5 is 10.0.0.5 behind a NAT64 gateway)."""
+    if not address.is_global:
+        return False
+    if address.version == 6:
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in net for net in _EMBEDDING):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is None and int(address) >> 32 == 0:  # ::a.b.c.d, the old IPv4-compatible form
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return embedded.is_global
+    return True
+
+
 def _public(name: str, infos: list) -> tuple:
     """The first address `name` resolved to that is on the public internet. A rule names an internal
     address only as a literal IP: a name whose records point at loopback, a private network, link-local
@@ -178,7 +197,7 @@ def _public(name: str, infos: list) -> tuple:
     except ValueError:
         pass
     for info in infos:
-        if ipaddress.ip_address(info[4][0].split("%")[0]).is_global:
+        if _global(ipaddress.ip_address(info[4][0].split("%")[0])):
             return info
     found = ", ".join(sorted({info[4][0] for info in infos}))[:200]
     raise PermissionError(f"{name} resolves only to non-public addresses ({found}); allow an internal destination "

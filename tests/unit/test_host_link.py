@@ -192,3 +192,51 @@ def test_before_the_handshake_a_host_may_send_only_a_small_frame():
         assert link._reader.max_frame == dispatch.PREAUTH_FRAME
         server.close()
     run(scenario())
+
+
+def test_a_frame_a_kept_result_came_in_is_counted_whole():
+    """A result kept from a parsed frame keeps the frame's memory: padding beside a tiny stream item (a huge
+    result for no call) must count against the buffers, or a cell could grow the gateway without limit."""
+    async def scenario():
+        link, reader, writer = await hostile_host()
+        stream = link.stream("flood", None, None, None)
+        first = asyncio.ensure_future(stream.__anext__())
+        call, = await next_calls(reader, FrameReader())
+        padding = host_pb2.Result(id=999_999, raw=b"p" * (8 << 20))
+        for _ in range(8):
+            writer.write(results(host_pb2.Result(id=call.id, json="1"), padding))
+        drained = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0.5)
+        assert link._paused and link._buffered >= 2 * (8 << 20)
+        assert not drained.done()
+        first.cancel()
+        drained.cancel()
+        await link.aclose()
+    run(scenario())
+
+
+def test_a_link_paused_by_a_client_that_never_reads_ends_that_stream_and_serves_the_others(monkeypatch):
+    monkeypatch.setattr(dispatch, "PAUSE_LIMIT", 0.5)
+
+    async def scenario():
+        link, reader, writer = await hostile_host()
+        frames = FrameReader()
+        stuck = link.stream("big", None, None, None)
+        first = asyncio.ensure_future(stuck.__anext__())
+        call, = await next_calls(reader, frames)
+        for _ in range(4):  # 24 MiB for a client that takes only the first item
+            writer.write(results(host_pb2.Result(id=call.id, raw=b"s" * (6 << 20))))
+        await asyncio.sleep(0.3)
+        assert link._paused, link._buffered
+        await first
+        other = asyncio.ensure_future(link.call("m", None, None, 30))
+        unary, = [c for c in await next_calls(reader, frames) if not c.cancel]
+        writer.write(results(host_pb2.Result(id=unary.id, json='"done"', end=True)))
+        result = await asyncio.wait_for(other, 10)  # arrives once the stuck stream is ended
+        assert result.json == '"done"'
+        with pytest.raises(Overloaded, match="did not read"):
+            async for _ in stuck:
+                pass
+        assert not link._paused and link._buffered == 0 and not link.closed
+        await link.aclose()
+    run(scenario())
