@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -227,29 +228,35 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
         owner, name, route = self._target(tenant, service)
-        # metrics only for services that exist, so label values stay bounded
-        series = self.metrics.get(tenant, service) if route else None
-        start = time.perf_counter()
-        code = "OK"
-        if series:
-            series.in_flight.inc()
-        # per caller: another tenant's failing or impatient calls must not open the owner's breaker
-        breaker = (tenant, service, route.version) if route is not None and route.state == "RUNNING" else None
-        error = ""
-        try:
+        with self._observed(tenant, service, route, context) as breaker:
             with self._admit(tenant, f"{owner}/{name}", route, request.method):
                 if breaker is not None:
                     self.breakers.before(breaker)
                 result = await self.dispatcher.invoke(owner, name, request.method, json_text, raw,
                                                       context.time_remaining())
             return _output(result)
+
+    @contextlib.contextmanager
+    def _observed(self, tenant: str, service: str, route, context):
+        """One call's metrics and its caller's breaker (Invoke and InvokeStream alike); yields the breaker's
+        key, None when the service is not running."""
+        # metrics only for services that exist, so label values stay bounded
+        series = self.metrics.get(tenant, service) if route else None
+        start = time.perf_counter()
+        code, error = "OK", ""
+        if series:
+            series.in_flight.inc()
+        # per caller: another tenant's failing or impatient calls must not open the owner's breaker
+        breaker = (tenant, service, route.version) if route is not None and route.state == "RUNNING" else None
+        try:
+            yield breaker
         except SoloError as exc:
             code, error = exc.code, exc.message
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             remaining = context.time_remaining()
             code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0.05 else "CANCELLED"
-            error = "the call timed out"
+            error = "the call timed out" if code == "DEADLINE_EXCEEDED" else ""
             raise
         finally:
             if series:
@@ -269,23 +276,16 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     async def _stream(self, request, context, principal):
         _check_call(request)
         json_text, raw = _input(request)
-        code = "OK"
-        owner, name, route = self._target(principal.tenant, request.service)
-        try:
-            with self._admit(principal.tenant, f"{owner}/{name}", route, request.method):
+        tenant, service = principal.tenant, request.service
+        owner, name, route = self._target(tenant, service)
+        with self._observed(tenant, service, route, context) as breaker:
+            with self._admit(tenant, f"{owner}/{name}", route, request.method):
+                if breaker is not None:
+                    self.breakers.before(breaker)
                 stream = self.dispatcher.stream(owner, name, request.method, json_text, raw,
                                                 context.time_remaining())
                 async for result in stream:
                     yield _output(result)
-        except SoloError as exc:
-            code = exc.code
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        finally:
-            if route is not None:
-                metrics.CALLS.labels(principal.tenant, request.service, code).inc()
 
     @rpc(_on("discover"))
     async def GetMetrics(self, request, context, principal):

@@ -55,3 +55,29 @@ def test_the_breaker_opens_on_timeouts_fails_fast_and_closes_after_recovery(solo
         assert states[0] == "open" and "half_open" in states and states[-1] == "closed"
     finally:
         alice.stop(name, remove=True)
+
+
+FAILING_STREAM = source("""
+    import asyncio
+
+    class Stalling:
+        async def ticks(self, n):
+            for i in range(n):
+                yield i
+            await asyncio.sleep(2)  # then stalls past the caller's deadline
+""")
+
+
+def test_streams_count_toward_the_breaker_and_the_metrics_as_calls_do(alice, name):
+    alice.deploy(FAILING_STREAM, name)
+    try:
+        for _ in range(5):  # [limits] breaker_failures = 5
+            with pytest.raises(SoloError):
+                list(alice.stream(name, "ticks", 2, _timeout=0.3))
+        with pytest.raises(Unavailable, match="circuit breaker is open"):
+            list(alice.stream(name, "ticks", 2, _timeout=5))
+        served = next(s for s in alice.metrics()["services"] if s["service"] == name)
+        assert int(served["calls"]) >= 6 and int(served["errors"]) >= 6, served
+        assert int(served.get("in_flight", 0)) == 0 and float(served["latency_seconds_sum"]) > 0, served
+    finally:
+        alice.stop(name, remove=True)
