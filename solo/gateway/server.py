@@ -18,6 +18,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.routes import RouteFollower
+from solo.gateway.validation import SpecValidator
 from solo.gateway.servicer import GatewayServicer
 from solo.gateway.status import lenient_deserializer
 from solo.gateway.audit import Audit
@@ -38,6 +39,7 @@ class Gateway:
     event_log_watcher: asyncio.Task | None = None
     metrics_port: int = 0  # where /metrics is served (0 = off)
     tasks: tuple[asyncio.Task, ...] = ()  # revocations followed from the log, audit flushes
+    validator: SpecValidator | None = None  # its worker process, if one was started
 
     @property
     def address(self) -> str:
@@ -52,6 +54,8 @@ class Gateway:
         await self.follower.stop()
         await self.server.stop(grace)
         await self.dispatcher.close()
+        if self.validator is not None:
+            self.validator.close()
 
 
 async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityAuthenticator,
@@ -68,8 +72,9 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
                                       ("grpc.max_receive_message_length", size),
                                       ("grpc.so_reuseport", 0)])
-    add_gateway_servicer(GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens,
-                                         audit, rate_limiter(config)), server)
+    servicer = GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit,
+                               rate_limiter(config))
+    add_gateway_servicer(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -93,7 +98,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
         metrics_port = httpd.server_port
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks)
+    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks, servicer.validator)
 
 
 def add_gateway_servicer(servicer: solo_pb2_grpc.GatewayServicer, server: grpc.aio.Server) -> None:

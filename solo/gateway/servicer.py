@@ -11,7 +11,7 @@ from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
-from solo.core.spec import VERSION_RE, ServiceSpec, check_egress, validate_labels, validate_name, validate_spec
+from solo.core.spec import VERSION_RE, ServiceSpec, check_egress, validate_labels, validate_name
 from solo.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, SoloError
 from solo.gateway import events
 from solo.gateway.admission import Admission
@@ -21,6 +21,7 @@ from solo.gateway.convert import info_to_proto, spec_from_proto
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
 from solo.gateway.tokens import TokenService
+from solo.gateway.validation import SpecValidator
 from solo.registry.quotas import quota_for
 from solo.security.capabilities import Request
 from solo.security.ratelimit import RateLimiter
@@ -76,6 +77,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.dispatcher = dispatcher
         self.events = event_feed
         self.metrics = metrics.CallSeries()
+        self.validator = SpecValidator()
 
     def _admit(self, tenant: str, service: str, route, method: str = ""):
         """Admission for one call to `service` ("<owner>/<name>"); a shed call is counted for `calls.shed`."""
@@ -105,7 +107,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
 
     @rpc(_on("deploy", lambda r: r.spec.name))
     async def DeployService(self, request, context, principal):
-        spec = validate_spec(spec_from_proto(request.spec), self.config.limits, self.config.runtime.default_num_cpus)
+        spec = await self.validator.validate(spec_from_proto(request.spec), self.config.limits,
+                                             self.config.runtime.default_num_cpus)
         check_egress(spec, principal.tenant, self.config.runtime.tenant_egress)
         result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, context))
         await self.routes.synced(result["route_version"])
@@ -134,9 +137,10 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         if request.HasField("watch_seconds") and not 0 <= request.watch_seconds <= most:
             raise InvalidRequest(f"watch_seconds must be between 0 and {most:g} ([swap] max_watch_seconds), not "
                                  f"{request.watch_seconds:g}")
-        spec = validate_spec(ServiceSpec(name=request.name, source=request.source, filename=request.filename,
-                                         class_name=request.class_name, version=request.version),
-                             self.config.limits, self.config.runtime.default_num_cpus)
+        spec = await self.validator.validate(
+            ServiceSpec(name=request.name, source=request.source, filename=request.filename,
+                        class_name=request.class_name, version=request.version),
+            self.config.limits, self.config.runtime.default_num_cpus)
         result = await self.registry.swap(principal.tenant, spec.name, spec.source, spec.filename, spec.class_name,
                                           spec.version,
                                           request.watch_seconds if request.HasField("watch_seconds") else None,
