@@ -64,6 +64,18 @@ class LimitsConfig(_Section):
     token_burst: float = Field(default=0, ge=0, description="calls a token may make at once (0 = 2 s of the rate)")
     tenant_token_rates: dict[str, TokenRate] = Field(
         default_factory=dict, description="per-tenant overrides, e.g. acme = {rate_per_second = 50, burst = 100}")
+    tenant_rate_per_second: float = Field(default=20_000, ge=0, description="calls per second of all of a tenant's "
+                                          "tokens together (more tokens minted for a tenant do not multiply its "
+                                          "rate); 0 = unlimited")
+    tenant_burst: float = Field(default=0, ge=0, description="calls a tenant may make at once (0 = 2 s of the rate)")
+    tenant_rates: dict[str, TokenRate] = Field(
+        default_factory=dict, description="per-tenant overrides of tenant_rate_per_second and tenant_burst")
+    auth_failures_per_second: float = Field(default=20, ge=0, description="refused authentications a source address "
+                                            "may cause per second; past it (and a burst of auth_failures_burst) its "
+                                            "calls with tokens not already known good are RESOURCE_EXHAUSTED before "
+                                            "any signature is checked; 0 = unlimited")
+    auth_failures_burst: float = Field(default=100, ge=0, description="refused authentications a source may cause "
+                                       "at once")
 
 
 class RuntimeConfig(_Section):

@@ -29,6 +29,7 @@ def solo(tmp_path_factory):
                          runtime__stop_grace_seconds=2.0, limits__max_source_bytes=64 * 1024,
                          events__watch_slow_consumer_seconds=3.0, events__checkpoint_seconds=1.0,
                          limits__tenant_token_rates={"ratey": {"rate_per_second": 2, "burst": 3}},
+                         limits__tenant_rates={"ratet": {"rate_per_second": 2, "burst": 3}},
                          limits__breaker_open_seconds=1.0,
                          quotas__tenants={"quotaco": {"max_services": 3, "max_memory_bytes": 300 << 20,
                                                       "max_concurrent_calls": 1}})

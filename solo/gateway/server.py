@@ -138,7 +138,9 @@ def rate_limiter(config: SoloConfig) -> RateLimiter:
     def rate(per_second: float, burst: float) -> Rate:
         return Rate(per_second, burst or max(1.0, 2 * per_second))
     return RateLimiter(rate(limits.token_rate_per_second, limits.token_burst),
-                       {t: rate(r.rate_per_second, r.burst) for t, r in limits.tenant_token_rates.items()})
+                       {t: rate(r.rate_per_second, r.burst) for t, r in limits.tenant_token_rates.items()},
+                       tenant_default=rate(limits.tenant_rate_per_second, limits.tenant_burst),
+                       tenant_rates={t: rate(r.rate_per_second, r.burst) for t, r in limits.tenant_rates.items()})
 
 
 async def _watch_event_log(feed, every: float = 5.0) -> None:

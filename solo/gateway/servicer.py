@@ -24,7 +24,7 @@ from solo.gateway.tokens import TokenService
 from solo.gateway.validation import SpecValidator
 from solo.registry.quotas import quota_for
 from solo.security.capabilities import Request
-from solo.security.ratelimit import RateLimiter
+from solo.security.ratelimit import FailureBudget, Rate, RateLimiter
 from solo.security.tokens import Authenticator, Principal
 
 
@@ -67,6 +67,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
         self.audit = audit
         self.limiter = limiter
         limits = config.limits
+        self.auth_failures = FailureBudget(Rate(limits.auth_failures_per_second,
+                                                limits.auth_failures_burst or 2 * limits.auth_failures_per_second))
         self.breakers = Breakers(limits.breaker_failures, limits.breaker_open_seconds,
                                  on_change=lambda key, state, reason: audit.breaker(key, state, reason))
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import uuid
 from typing import Callable
 
@@ -124,6 +125,18 @@ def answer_with(context: grpc.aio.ServicerContext, exc: SoloError) -> None:
     context.set_trailing_metadata(tuple(trailers))
 
 
+def peer_host(context) -> str:
+    """The caller's address without its port ("ipv4:1.2.3.4:5678" -> "1.2.3.4"; "" when unknown)."""
+    try:
+        peer = context.peer() or ""
+    except Exception:  # noqa: BLE001 - a context without a peer (tests' fakes, closed calls)
+        return ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:rest.find("]")]
+    return rest.rpartition(":")[0] if kind == "ipv4" else rest[:200]
+
+
 def rpc(need: Callable[[object], Request]):
     """Wrap a servicer method `(self, request, context, principal)` (unary or server streaming).
 
@@ -139,9 +152,18 @@ def rpc(need: Callable[[object], Request]):
                             "the gateway log")
 
         def _authenticate(self, wanted: Request, context, metadata):
+            source = peer_host(context)
+            wait = self.auth_failures.exhausted(source)
+            if wait and not self.authenticator.known_good(metadata, wanted):
+                refusal = Overloaded(f"too many refused authentications from {source}; retry in "
+                                     f"{math.ceil(wait * 1000)} ms with a valid token")
+                refusal.retry_after = wait
+                raise refusal
             try:
                 principal = self.authenticator.authenticate(metadata, wanted, context)
             except (Unauthenticated, PermissionDenied) as exc:
+                if isinstance(exc, Unauthenticated):
+                    self.auth_failures.refused(source)
                 self.audit.denied(exc, wanted)
                 raise
             try:

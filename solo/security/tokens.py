@@ -40,6 +40,8 @@ class Principal:
 class Authenticator(Protocol):
     def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal: ...
 
+    def known_good(self, metadata: Iterable[tuple[str, str]], request: Request) -> bool: ...
+
 
 def bearer(metadata: Iterable[tuple[str, str]]) -> str:
     header = next((v for k, v in metadata if k == "authorization"), None)
@@ -60,6 +62,14 @@ class CapabilityAuthenticator:
         self.token_ttl = token_ttl_days * DAY
         self.max_token_ttl = max_token_ttl_days * DAY
         self.client_certs = client_certs  # mutual TLS: a certificate may bind the caller to a tenant
+
+    def known_good(self, metadata: Iterable[tuple[str, str]], request: Request) -> bool:
+        """Whether this token was verified for this request recently (answered from the cache, no signature
+        checked): what a source past its budget of refused authentications may still use."""
+        try:
+            return self.verifier.cached(bearer(metadata), request)
+        except Unauthenticated:
+            return False
 
     def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal:
         grant = self.verifier.verify(bearer(metadata), request)

@@ -62,9 +62,17 @@ class TokenVerifier:
         self._lock = threading.Lock()
         self._keys_checked = 0.0
 
+    @staticmethod
+    def _key(token: str, request: Request) -> tuple:
+        return hashlib.blake2b(token.encode(), digest_size=16).digest(), request  # 16 bytes, not the token
+
+    def cached(self, token: str, request: Request) -> bool:
+        entry = self._cache.get(self._key(token, request))
+        return entry is not None and entry.until > self.clock()
+
     def verify(self, token: str, request: Request) -> Grant:
         now = self.clock()
-        key = (hashlib.blake2b(token.encode(), digest_size=16).digest(), request)  # 16 bytes, not the token
+        key = self._key(token, request)
         entry = self._cache.get(key)
         if entry is not None and entry.until > now:
             if self.revocations.revoked(entry.grant.revocation_ids):

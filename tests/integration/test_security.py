@@ -233,3 +233,45 @@ def test_a_watch_ends_when_its_token_is_revoked(solo, operator):
     operator.revoke_token(minted["revocation_id"])
     watcher.join(10)
     assert ended and isinstance(ended[0], Unauthenticated) and "revoked" in str(ended[0])
+
+
+def test_more_root_tokens_do_not_multiply_a_tenants_rate(solo, operator):
+    from solo import Overloaded
+
+    first = operator.mint("ratet")["token"]  # [limits.tenant_rates] ratet: 2/s, bursts of 3, all tokens together
+    with client(solo, first) as a:
+        second = a.mint("ratet")["token"]  # a tenant may mint tokens for itself: each is a new root
+        with client(solo, second) as b:
+            b.whoami()
+            a.whoami()
+            with pytest.raises(Overloaded, match="rate limit of this tenant") as err:
+                b.whoami()
+            assert 0 < err.value.retry_after <= 0.6
+
+
+def test_a_source_past_its_budget_of_refused_authentications_is_refused_before_any_check(solo, alice):
+    """Bad tokens cost a signature check each; past [limits] auth_failures_burst (100) from one address,
+    tokens not already known good are refused at once. A token used just before still works."""
+    from solo import Overloaded
+
+    alice.list()  # known good from now on (the verifier's cache)
+    refused = []
+    with client(solo, "garbage") as c:
+        for _ in range(200):
+            try:
+                c.list()
+            except (Unauthenticated, Overloaded) as exc:
+                refused.append(type(exc))
+    assert Overloaded in refused and refused[0] is Unauthenticated
+    assert refused.count(Unauthenticated) <= 120
+    assert isinstance(alice.list(), list)
+    deadline = time.monotonic() + 30  # leave the budget as found: later tests mint new tokens from here
+    with client(solo, "garbage") as c:
+        while time.monotonic() < deadline:
+            try:
+                c.list()
+            except Unauthenticated:
+                break
+            except Overloaded:
+                time.sleep(0.2)
+    time.sleep(1.0)

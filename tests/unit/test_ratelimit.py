@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from solo.errors import Overloaded
-from solo.security.ratelimit import Rate, RateLimiter
+from solo.security.ratelimit import FailureBudget, Rate, RateLimiter
 
 
 class Clock:
@@ -49,3 +49,31 @@ def test_buckets_are_bounded():
     for i in range(100):
         limiter.take("acme", f"root-{i}")
     assert len(limiter._buckets) == 10
+
+
+def test_more_tokens_for_a_tenant_do_not_multiply_its_rate():
+    clock = Clock()
+    limiter = RateLimiter(Rate(10, 10), clock=clock, tenant_default=Rate(15, 15))
+    admitted = 0
+    for i in range(100):  # ten root tokens of one tenant, each well within its own rate
+        try:
+            limiter.take("acme", f"root-{i % 10}")
+            admitted += 1
+        except Overloaded as exc:
+            assert "this tenant" in exc.message and exc.retry_after > 0
+    assert admitted == 15
+    limiter.take("other", "root-x")  # another tenant has its own budget
+    clock.t += 1.0
+    limiter.take("acme", "root-0")  # refilled
+
+
+def test_refused_authentications_have_a_budget_per_source():
+    clock = Clock()
+    budget = FailureBudget(Rate(2, 4), clock=clock)
+    for _ in range(4):
+        assert budget.exhausted("10.0.0.1") == 0
+        budget.refused("10.0.0.1")
+    assert budget.exhausted("10.0.0.1") == pytest.approx(0.5)
+    assert budget.exhausted("10.0.0.2") == 0  # per source
+    clock.t += 0.5
+    assert budget.exhausted("10.0.0.1") == 0
