@@ -14,6 +14,9 @@ from solo.errors import InvalidRequest
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_ENV_VARS = 128
+MAX_ENV_BYTES = 256 * 1024
+MAX_CONFIG_BYTES = 256 * 1024  # the config travels in every deploy event and spec file
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 RESOURCE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 RESERVED_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
@@ -168,9 +171,18 @@ def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: flo
     validate_name(spec.name)
     if spec.version and not VERSION_RE.fullmatch(spec.version):
         raise InvalidRequest(f"invalid version {spec.version!r}: use up to 64 letters, digits, '.', '_', '+', '-'")
-    if spec.class_name and not spec.class_name.isidentifier():
-        raise InvalidRequest(f"invalid class name {spec.class_name!r}: it must be a Python identifier")
+    if spec.class_name and (len(spec.class_name) > 128 or not spec.class_name.isidentifier()):
+        raise InvalidRequest(f"invalid class name {spec.class_name[:64]!r}: it must be a Python identifier of at "
+                             "most 128 characters")
     filename = (spec.filename or f"{spec.name}.py").replace("\\", "/").rsplit("/", 1)[-1]
+    if len(filename) > 128 or not filename.isprintable():
+        raise InvalidRequest(f"invalid filename {filename[:64]!r}: at most 128 printable characters")
+    if len(spec.env) > MAX_ENV_VARS or sum(len(k) + len(v) for k, v in spec.env.items()) > MAX_ENV_BYTES:
+        raise InvalidRequest(f"at most {MAX_ENV_VARS} environment variables of {MAX_ENV_BYTES >> 10} KiB in all; "
+                             "pass larger data in the config or the source")
+    if len(spec.config_json) > MAX_CONFIG_BYTES:
+        raise InvalidRequest(f"config is {len(spec.config_json)} characters, over {MAX_CONFIG_BYTES >> 10} KiB; "
+                             "put large data in the source or fetch it at start")
     check_source(spec.source, filename, limits.max_source_bytes)
     for key, value in spec.env.items():
         if not ENV_KEY_RE.fullmatch(key):

@@ -19,6 +19,7 @@ from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
 
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
 STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
+MAX_REASON = 2000  # characters of a reason (often a service's exception text) kept in events and routes
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class RegistryState:
     def routes(self) -> list[Route]:
         return [Route(r.tenant, r.name, r.version, r.state,
                       r.placement.address if r.placement and r.state == "RUNNING" else "",
-                      r.placement.key if r.placement and r.state == "RUNNING" else "", r.message,
+                      r.placement.key if r.placement and r.state == "RUNNING" else "", r.message[:MAX_REASON],
                       r.spec.max_concurrency)
                 for r in self.services.values()]
 
@@ -340,6 +341,10 @@ class RegistryState:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, record: ServiceRecord, type_: str, after_crash: bool = False, **payload) -> None:
+        # reasons carry the service's own words (its exception's text): capped, so no service can make
+        # events, route tables or status answers large
+        payload = {k: v[:MAX_REASON] if isinstance(v, str) and k in ("reason", "why") else v
+                   for k, v in payload.items()}
         self.outbox.append(Event(type_, record.tenant, record.name, payload, after_crash=after_crash,
                                  who=acting_for.get()))
 

@@ -269,3 +269,27 @@ def test_fingerprint_changes_when_anything_changes(changes):
 
 def test_with_version_sets_only_the_version():
     assert spec().with_version("7") == spec(version="7")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"class_name": "A" * 10_000}, "at most 128 characters"),
+    ({"filename": "x" * 10_000 + ".py"}, "at most 128 printable"),
+    ({"filename": "evil\x1b[2J.py"}, "at most 128 printable"),
+    ({"env": {f"K{i}": "v" for i in range(1000)}}, "at most 128 environment variables"),
+    ({"env": {f"K{i}": "v" * 30_000 for i in range(20)}}, "KiB in all"),
+    ({"config_json": '{"x": "' + "y" * 300_000 + '"}'}, "over 256 KiB"),
+])
+def test_tenant_strings_that_travel_in_events_and_routes_are_bounded(changes, message):
+    with pytest.raises(InvalidRequest, match=message):
+        validate_spec(spec(**changes), LIMITS)
+
+
+def test_a_reason_in_events_and_routes_is_capped():
+    from solo.registry.state import MAX_REASON, RegistryState
+
+    state = RegistryState()
+    _, record = state.plan_deploy("acme", spec(), False)
+    state.start_failed(record, "boom " * 100_000, replacing=False)
+    reasons = [e.payload["reason"] for e in state.take_events() if "reason" in e.payload]
+    assert reasons and max(len(r) for r in reasons) <= MAX_REASON
+    assert all(len(r.message) <= MAX_REASON for r in state.routes())
