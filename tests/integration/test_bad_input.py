@@ -263,7 +263,7 @@ def test_corrupt_request_bytes_streaming(solo, auth, method, message):
     assert err.value.details().startswith(f"the request is not a valid {message}: ")
 
 
-@pytest.mark.parametrize("config", ["[" * 100_000, '{"a": ' * 100_000, '{"a": ' * 65 + "1" + "}" * 65],
+@pytest.mark.parametrize("config", ["[" * 100_000, '{"a": ' * 40_000, '{"a": ' * 65 + "1" + "}" * 65],
                          ids=["arrays-past-the-recursion-limit", "objects-past-the-recursion-limit", "65-levels"])
 def test_config_nested_too_deeply(stub, auth, name, config):
     spec = pb.ServiceSpec(name=name, source=(EXAMPLES / "echo.py").read_text(), config_json=config)
