@@ -410,9 +410,21 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self.state.reserved.clear()
         self.state.suspend_all("solo down")
         self.hosts.clear()
-        await asyncio.gather(*(self._stop_host(h) for h in handles))
-        await self._commit()
+        # the suspensions are written before any host is stopped: a shutdown cut short (a host that does not stop,
+        # `solo down` giving up) must still leave them in the log, or the next `solo up` would bring the services
+        # back as if they had crashed
+        await self._flush_events()
+        await asyncio.gather(*(self._stop_host(h) for h in handles), return_exceptions=True)
+        await self._flush_events()
         return len(handles)
+
+    async def _flush_events(self, attempts: int = 5) -> None:
+        for _ in range(attempts):
+            await self._commit()
+            if not self.state.outbox:
+                return
+            await asyncio.sleep(0.5)
+        log.warning("%d events could not be written before shutdown", len(self.state.outbox))
 
     async def ping(self) -> bool:
         return True

@@ -138,22 +138,30 @@ def test_events_command(cli):
     assert bad.returncode != 0 and "cannot read --since" in bad.stderr
 
 
-def test_down_keeps_the_events(cli):
+def test_down_keeps_the_events_and_up_brings_back_what_was_running(cli):
+    """Self-contained (no earlier test's state is assumed): echo and ticker running, counter stopped by
+    hand; `solo down` records the suspensions; `solo up` brings back exactly what was running."""
+    def states():
+        return {s["name"]: s["state"] for s in json.loads(cli("ls", "--json").stdout)}
+
+    now = states()
+    if "ticker" not in now:
+        cli("deploy", str(EXAMPLES / "ticker.py"))
+    if "counter" not in now:
+        cli("deploy", str(EXAMPLES / "counter.py"))
+    if states().get("counter") != "STOPPED":
+        cli("stop", "counter")
+    assert states() == {"echo": "RUNNING", "ticker": "RUNNING", "counter": "STOPPED"}
     cli("down")
     assert not (cli.data_dir / "solo.json").exists()
     from solo.events import read_events
-    types = set(read_events(cli.data_dir).column("type").to_pylist())
-    assert {"service.deploying", "service.started", "service.stopped"} <= types
+    events = read_events(cli.data_dir).to_pylist()
+    assert {"service.deploying", "service.started", "service.stopped"} <= {e["type"] for e in events}
+    assert [e["type"] for e in events if e["subject"] == "ticker"][-1] == "service.suspended"
     assert "not running" in cli("down").stderr
 
-
-def test_up_again_brings_back_what_was_running(cli):
-    # after test_down_keeps_the_events: Solo is down; counter was stopped by hand, echo and ticker were not
     cli("up", "--port", "0", "--num-cpus", "2", "--no-example")
     try:
-        def states():
-            return {s["name"]: s["state"] for s in json.loads(cli("ls", "--json").stdout)}
-
         import time
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and states() != {"echo": "RUNNING", "ticker": "RUNNING",
