@@ -56,6 +56,7 @@ class LogCorrupted(Exception):
     """The files on disk do not form a gap-free history (a bug or outside tampering)."""
 
 
+KEEP_TYPES = frozenset({"token.revoked"})  # never dropped by retention (see apply_retention)
 MAX_TIME_US = 253_402_300_800 * 1_000_000  # the year 10000: no reader could turn a later time into a datetime
 
 
@@ -309,6 +310,10 @@ class EventLog:
         rewritten without them (same id range). `max_bytes` then drops whole oldest segments. The
         newest segment, and any segment holding ids after `keep_after_id` (what the registry has
         not checkpointed yet), are never touched. Returns the segments deleted or rewritten.
+
+        `token.revoked` events (KEEP_TYPES) are never dropped, by age or by size: a segment past its
+        retention is rewritten with only them, so a revoked token can never become valid again when
+        the gateways load the revocations from the log.
         """
         touched: list[Path] = []
         segments = segment_files(self.directory)[:-1]  # the newest carries where the ids go on
@@ -320,13 +325,8 @@ class EventLog:
                 expired = self._expired(path, max_age_seconds, tenant_ages)
                 if expired is None:
                     break  # nothing expired here: newer segments hold newer events
-                touched.append(path)
-                if pc.all(expired).as_py():
-                    path.unlink()
-                else:
-                    table = _read_segment(path).filter(pc.invert(expired))
-                    first, last = segment_range(path)
-                    write_segment(self.directory, table, first, last)  # replaces it atomically
+                if self._drop_rows(path, expired):
+                    touched.append(path)
         if max_bytes is not None:
             segments = [p for p in segments if p.exists()]
             sizes = {p: p.stat().st_size for p in segment_files(self.directory)}
@@ -334,12 +334,29 @@ class EventLog:
             for path in segments:
                 if total <= max_bytes:
                     break
-                total -= sizes[path]
-                path.unlink()
-                touched.append(path)
+                if self._drop_rows(path, None):
+                    touched.append(path)
+                # what is left of it (the kept types) counts, but is never dropped
+                total -= sizes[path] - (path.stat().st_size if path.exists() else 0)
         if touched:
             fsync_dir(self.directory)
         return touched
+
+    def _drop_rows(self, path: Path, expired: pa.ChunkedArray | None) -> bool:
+        """Drop the `expired` rows (None: all) of a segment, except those of the kept types: the file is
+        deleted, or rewritten under the same name (same id range) without them. False if nothing went."""
+        types = pq.read_table(path, columns=["type"]).column("type")
+        keep = pc.is_in(types, value_set=pa.array(sorted(KEEP_TYPES), types.type))
+        if expired is not None:
+            keep = pc.or_(keep, pc.invert(expired))
+        if not pc.any(keep).as_py():
+            path.unlink()
+        elif pc.all(keep).as_py():
+            return False
+        else:
+            first, last = segment_range(path)
+            write_segment(self.directory, _read_segment(path).filter(keep), first, last)  # replaces it atomically
+        return True
 
     def _expired(self, path: Path, default_age: float | None, tenant_ages: dict) -> pa.ChunkedArray | None:
         """Which rows of the segment are past their tenant's retention (None if none is)."""
