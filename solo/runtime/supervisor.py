@@ -6,6 +6,7 @@ root that wires config, Ray, the registry handle, the authenticator and the gate
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import json
 import logging
@@ -33,6 +34,33 @@ from solo.security.tokens import authenticator, ensure_operator_token
 log = logging.getLogger("solo")
 STATE_FILE = "solo.json"
 OPERATOR_TOKEN_FILE = "operator.token"
+LOCK_FILE = "solo.lock"
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take `<data-dir>/solo.lock` (flock, exclusive) for the life of this process and write our pid in
+    it; FailedPrecondition naming the holder's pid when another Solo has it. Two Solos on one data
+    directory would each start a registry and an event log writing the same files."""
+    path = Path(data_dir) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise FailedPrecondition(f"another Solo (pid {holder}) already runs on the data directory {data_dir} (it "
+                                 f"holds {path}); stop it with `solo down --data-dir {data_dir}`, or use another "
+                                 "--data-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def unlock_data_dir(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # releases the flock
 
 
 def start_ray(config: SoloConfig, address: str | None, num_cpus: int | None = None,
@@ -85,11 +113,22 @@ class Supervisor:
         self.registry_actor = None
         self.control_secret = ""  # what the registry and event-log actors ask of every caller
         self.operator_token_path = config.data_dir / OPERATOR_TOKEN_FILE
+        self.lock_fd: int | None = None  # <data-dir>/solo.lock, held until shutdown
 
     def prepare(self) -> None:
-        """Blocking part of start-up: data dir, control secret, Ray, the registry actor, the operator token."""
+        """Blocking part of start-up: data dir (locked), control secret, Ray, the registry actor, the operator
+        token."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
+        self.lock_fd = lock_data_dir(self.config.data_dir)
+        try:
+            self._prepare()
+        except BaseException:
+            unlock_data_dir(self.lock_fd)
+            self.lock_fd = None
+            raise
+
+    def _prepare(self) -> None:
         self.control_secret = control.load_or_create(self.config.data_dir)
         self.sandbox = check_sandbox(self.config)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
@@ -147,13 +186,17 @@ class Supervisor:
 
     async def shutdown(self, stop_services: bool = True) -> None:
         """Stop the gateway; with `stop_services`, stop every service and the registry too."""
-        if self.gateway is not None:
-            await self.gateway.stop()
-        if stop_services:
-            await asyncio.to_thread(shutdown_cluster_side, self.config, self.control_secret)
-        (self.config.data_dir / STATE_FILE).unlink(missing_ok=True)
-        if self.embedded:
-            ray.shutdown()
+        try:
+            if self.gateway is not None:
+                await self.gateway.stop()
+            if stop_services:
+                await asyncio.to_thread(shutdown_cluster_side, self.config, self.control_secret)
+            (self.config.data_dir / STATE_FILE).unlink(missing_ok=True)
+            if self.embedded:
+                ray.shutdown()
+        finally:
+            unlock_data_dir(self.lock_fd)
+            self.lock_fd = None
 
 
 def shutdown_cluster_side(config: SoloConfig, control_secret: str) -> None:
