@@ -1,7 +1,10 @@
 """Every Prometheus metric Solo exports, defined once. Label values are bounded:
 tenant and service come from deployed services only (tenant alone, on the refusals held: from
-authenticated callers, whose tenants the operator minted), code from the status table."""
+authenticated callers, whose tenants the operator minted), code from the status table. A removed
+service's series are dropped (`forget_service`, called when it leaves the gateway's route table)."""
 from __future__ import annotations
+
+import weakref
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -39,15 +42,41 @@ class _Series:
         self.seconds.observe(seconds)
 
 
+_CACHES: "weakref.WeakSet[CallSeries]" = weakref.WeakSet()  # every CallSeries, so forget_service reaches them
+
+
 class CallSeries:
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], _Series] = {}
+        _CACHES.add(self)
+
+    def forget(self, tenant: str, service: str) -> None:
+        self._series.pop((tenant, service), None)
 
     def get(self, tenant: str, service: str) -> _Series:
         series = self._series.get((tenant, service))
         if series is None:
             series = self._series[(tenant, service)] = _Series(tenant, service)
         return series
+
+
+_PER_SERVICE = ((CALLS, ("tenant", "service", "code")), (CALL_SECONDS, ("tenant", "service")),
+                (IN_FLIGHT, ("tenant", "service")))
+
+
+def forget_service(tenant: str, service: str) -> None:
+    """Drop every series of a removed service (a later service of that name starts from zero). A call that
+    was in flight then finishes on children no longer exported."""
+    for cache in list(_CACHES):
+        cache.forget(tenant, service)
+    for metric, names in _PER_SERVICE:
+        found = {tuple(s.labels[n] for n in names) for family in metric.collect() for s in family.samples
+                 if s.labels.get("tenant") == tenant and s.labels.get("service") == service}
+        for values in found:
+            try:
+                metric.remove(*values)
+            except KeyError:
+                pass
 
 
 def tenant_summary(tenant: str) -> dict[str, dict[str, float]]:

@@ -19,6 +19,7 @@ class RouteFollower:
         self.poll_seconds = poll_seconds
         self._changed = asyncio.Condition()
         self._task: asyncio.Task | None = None
+        self._present: set[tuple[str, str]] = set()  # the services in the table (tenant, name)
 
     async def start(self) -> None:
         await self._refresh(0, 0.0)
@@ -27,6 +28,11 @@ class RouteFollower:
     async def _refresh(self, known: int, timeout: float) -> None:
         version, routes = await self.registry.wait_routes(known, timeout)
         self.table.replace(version, [Route(**r) for r in routes])
+        if self.table.version == version:  # this answer is the table now: removed services lose their series
+            present = {(r["tenant"], r["name"]) for r in routes}
+            for tenant, name in self._present - present:
+                metrics.forget_service(tenant, name)
+            self._present = present
         metrics.ROUTE_VERSION.set(self.table.version)
         async with self._changed:
             self._changed.notify_all()

@@ -9,14 +9,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from prometheus_client import start_http_server
-
 from solo import metrics
 from solo._proto import solo_pb2, solo_pb2_grpc
 from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
+from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
 from solo.gateway.validation import SpecValidator
 from solo.gateway.servicer import GatewayServicer
@@ -40,6 +39,7 @@ class Gateway:
     metrics_port: int = 0  # where /metrics is served (0 = off)
     tasks: tuple[asyncio.Task, ...] = ()  # revocations followed from the log, audit flushes
     validator: SpecValidator | None = None  # its worker process, if one was started
+    metrics_server: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -56,6 +56,8 @@ class Gateway:
         await self.dispatcher.close()
         if self.validator is not None:
             self.validator.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
 
 async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityAuthenticator,
@@ -87,18 +89,23 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if port == 0:
         raise FailedPrecondition(f"the gateway cannot listen on {where}: the port is in use or the address is not "
                                  "this machine's; pick another with --port (0 = any free port) or --host")
+    metrics_server = start_metrics(config)  # before serving: a token file that cannot be read stops the start
     await server.start()
     watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
     tasks = (asyncio.create_task(tokens.follow_revocations(follow_from)), asyncio.create_task(audit.run())) \
         if event_feed is not None else ()
-    metrics_port = 0
-    if config.gateway.metrics_port:
-        httpd, _ = start_http_server(max(0, config.gateway.metrics_port), addr=config.gateway.host,
-                                     registry=metrics.REGISTRY)
-        metrics_port = httpd.server_port
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(server, port, follower, dispatcher, health_servicer, watcher, metrics_port, tasks, servicer.validator)
+    return Gateway(server, port, follower, dispatcher, health_servicer, watcher,
+                   metrics_server.address[1] if metrics_server else 0, tasks, servicer.validator, metrics_server)
+
+
+def start_metrics(config: SoloConfig) -> MetricsServer | None:
+    """/metrics on [gateway] metrics_host (loopback by default), behind metrics_token_file if set; None when off."""
+    gw = config.gateway
+    if not gw.metrics_port:
+        return None
+    return MetricsServer(gw.metrics_host, max(0, gw.metrics_port), read_token(gw.metrics_token_file))
 
 
 def add_gateway_servicer(servicer: solo_pb2_grpc.GatewayServicer, server: grpc.aio.Server) -> None:

@@ -1,0 +1,77 @@
+"""The gateway's Prometheus `/metrics` endpoint: loopback by default, and an optional bearer token.
+
+prometheus_client's start_http_server serves anyone who can reach it; the metrics name every tenant
+and service, so this small server checks `Authorization: Bearer <token>` first when `[gateway]
+metrics_token_file` is set (401 without a token, 403 with a wrong one), and binds `[gateway]
+metrics_host` (127.0.0.1 unless the operator says otherwise).
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from solo import metrics
+from solo.errors import FailedPrecondition
+
+
+def read_token(path: Path | None) -> str:
+    """The token in `path` ("" without a path); FailedPrecondition when the file is missing or empty."""
+    if path is None:
+        return ""
+    try:
+        token = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise FailedPrecondition(f"[gateway] metrics_token_file {path} cannot be read ({exc.strerror})") from None
+    if not token:
+        raise FailedPrecondition(f"[gateway] metrics_token_file {path} is empty")
+    return token
+
+
+class MetricsServer:
+    def __init__(self, host: str, port: int, token: str = ""):
+        expected = f"Bearer {token}".encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                    return self._answer(404, b"not found; scrape /metrics\n")
+                if token:
+                    given = self.headers.get("Authorization")
+                    if not given:
+                        return self._answer(401, b"send 'Authorization: Bearer <token>' ([gateway] "
+                                                 b"metrics_token_file)\n", {"WWW-Authenticate": "Bearer"})
+                    if not hmac.compare_digest(given.strip().encode(), expected):
+                        return self._answer(403, b"wrong metrics token\n")
+                self._answer(200, generate_latest(metrics.REGISTRY), {"Content-Type": CONTENT_TYPE_LATEST})
+
+            def _answer(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                for name, value in {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # scrapes are not worth a log line each
+                pass
+
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise FailedPrecondition(f"/metrics cannot listen on {host}:{port} ({exc.strerror}); pick another "
+                                     "[gateway] metrics_port or metrics_host") from None
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="solo-metrics", daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.httpd.server_address[:2]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
