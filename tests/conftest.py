@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -66,6 +67,29 @@ def bob(solo, operator):
 def name():
     """A fresh service name per test, so tests sharing one Solo never collide."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.1, tolerate: tuple = ()):
+    """Poll `predicate` until it returns something truthy (returned) or `timeout` passes (AssertionError).
+    Exceptions of the types in `tolerate` count as "not yet" (e.g. Solo coming back). Tests synchronise with
+    this, never with fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except tolerate:
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not reached within {timeout:g} s")
+        time.sleep(every)
+
+
+def in_flight(client, service: str) -> int:
+    """Calls of `service` the gateway has in flight for `client`'s tenant (to wait for a call to be running)."""
+    found = next((s for s in client.metrics()["services"] if s["service"] == service), {})
+    return int(found.get("in_flight", 0))
 
 
 def source(text: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from solo import Unavailable
 from solo.events import read_events
-from tests.conftest import source
+from tests.conftest import source, wait_for as _wait_for
 
 CRASHER = source("""
     import os, threading, time, uuid
@@ -28,14 +28,8 @@ CRASHER = source("""
 """)
 
 
-def wait_for(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=30.0, **options):
+    return _wait_for(predicate, timeout, **options)
 
 
 def test_crash_is_unavailable_then_restarted(alice, name, solo):

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from solo import NotFound, PermissionDenied, SoloClient, SoloError
-from tests.conftest import source
+from tests.conftest import source, wait_for as _wait_for
 
 KV = source("""
     class Kv:
@@ -62,14 +62,8 @@ def relay(target: str, owner: str = "") -> str:
     return RELAY.format(target=target, owner=f", owner={owner!r}" if owner else "")
 
 
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=20.0, **options):
+    return _wait_for(predicate, timeout, **options)
 
 
 def test_deployed_services_are_discoverable_with_their_labels(alice, name):

@@ -10,7 +10,7 @@ import pytest
 
 from solo import SoloError
 from solo.events import read_events
-from tests.conftest import EXAMPLES, source
+from tests.conftest import EXAMPLES, source, wait_for as _wait_for
 
 HOG = source("""
     import time
@@ -30,14 +30,8 @@ HOG = source("""
 """)
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=60.0, **options):
+    return _wait_for(predicate, timeout, **{"every": 0.2, **options})
 
 
 def test_a_memory_hog_is_stopped_and_reported_while_its_neighbour_keeps_serving(solo, alice, bob, name):

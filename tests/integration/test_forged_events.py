@@ -10,7 +10,6 @@ grant and its revocation, and a token the forged rows tried to revoke in a wrong
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import ray
@@ -19,7 +18,7 @@ from solo import SoloClient, Unauthenticated
 from solo.events import read_events
 from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime.event_log_actor import EVENT_LOG_NAME
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, wait_for as _wait_for
 
 NAMESPACE = "solo-forged-events"
 
@@ -75,17 +74,8 @@ def second_solo(solo, tmp_path):
         instance.stop()
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - coming back
-            value = None
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=60.0, **options):
+    return _wait_for(predicate, timeout, **{"every": 0.3, "tolerate": (Exception,), **options})
 
 
 def test_forged_rows_and_a_corrupt_checkpoint_do_not_stop_a_restart(second_solo):

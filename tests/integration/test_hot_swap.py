@@ -8,7 +8,7 @@ import time
 import pytest
 
 from solo import FailedPrecondition, NotFound, PermissionDenied, SoloClient, SoloError
-from tests.conftest import source
+from tests.conftest import source, wait_for as _wait_for
 
 COUNTER = """
     import os
@@ -83,17 +83,8 @@ class Load:
             thread.join(60)
 
 
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except SoloError:  # e.g. UNAVAILABLE between a crash and the rollback
-            value = None
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=30.0, **options):
+    return _wait_for(predicate, timeout, **{"every": 0.05, "tolerate": (SoloError,), **options})
 
 
 def events_of(client: SoloClient, name: str) -> list[dict]:

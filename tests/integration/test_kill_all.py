@@ -14,7 +14,7 @@ import pytest
 
 from solo import SoloClient, Unauthenticated
 from solo.events import read_events
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_kill_9_everything_then_start_again(tmp_path):
 
     worker = threading.Thread(target=churn)
     worker.start()
-    time.sleep(3)
+    wait_for(lambda: len(acknowledged) >= 6, timeout=60)  # a few deploys and stops acknowledged, more in flight
     os.killpg(os.getpgid(state["pid"]), signal.SIGKILL)
     stop.set()
     worker.join(30)

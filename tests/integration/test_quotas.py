@@ -10,7 +10,7 @@ import time
 import pytest
 
 from solo import Overloaded, SoloClient
-from tests.conftest import source
+from tests.conftest import in_flight, source, wait_for
 
 SLOW = source("""
     import time
@@ -55,7 +55,7 @@ def test_calls_past_max_concurrent_calls_fail_fast_with_retry_after(quotaco, ali
     try:
         first = threading.Thread(target=quotaco.call, args=(name, "wait", 2.0))
         first.start()
-        time.sleep(0.5)
+        wait_for(lambda: in_flight(quotaco, name) >= 1)
         started = time.monotonic()
         with pytest.raises(Overloaded, match="quota max_concurrent_calls") as err:
             quotaco.call(name, "wait", 0)

@@ -1,26 +1,16 @@
 """The registry comes back from the event log: a killed registry takes its running hosts over."""
 from __future__ import annotations
 
-import time
 
 import ray
 
 from solo.events import read_events
 from solo.registry.actor import REGISTRY_NAME
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, wait_for as _wait_for
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - the registry may still be coming back
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate, timeout=60.0, **options):
+    return _wait_for(predicate, timeout, **{"every": 0.2, "tolerate": (Exception,), **options})
 
 
 def test_killed_registry_comes_back_and_takes_running_services_over(solo, alice, bob, name):

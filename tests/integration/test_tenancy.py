@@ -6,7 +6,7 @@ import pytest
 
 from solo import NotFound, PermissionDenied, SoloClient, Unauthenticated
 from solo.events import read_events
-
+from tests.conftest import wait_for
 
 
 def test_same_name_in_two_tenants(alice, bob, name):
@@ -54,9 +54,10 @@ def test_metrics_are_per_tenant(alice, bob, name):
 def test_events_carry_the_tenant_and_never_the_token(solo, alice, name):
     alice.deploy("class A:\n    def f(self):\n        return 1\n", name, env={"API_KEY": "s3cr3t-value"})
     alice.stop(name, remove=True)
-    import time
-    time.sleep(0.5)  # the writer flushes every 0.2 s
-    rows = read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()
+    def written():
+        found = read_events(solo.supervisor.config.data_dir, subject=name).to_pylist()
+        return found if len(found) >= 3 else None
+    rows = wait_for(written)
     assert {r["tenant"] for r in rows} == {"alice"}
     assert [r["type"] for r in rows] == ["service.deploying", "service.started", "service.removed"]
     assert all(r["principal"].startswith("tenant:alice/token:") for r in rows)

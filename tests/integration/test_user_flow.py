@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from solo import AlreadyExists, AsyncSoloClient, InvalidRequest, NotFound, ServiceFailed, Unavailable
-from tests.conftest import EXAMPLES, source
+from tests.conftest import EXAMPLES, in_flight, source, wait_for
 
 
 def test_deploy_call_status_stop(alice, name):
@@ -137,7 +136,7 @@ def test_stop_runs_the_stop_hook_after_draining(alice, name, solo):
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("value", alice.call(name, "work", 1.0)))
     worker.start()
-    time.sleep(0.3)
+    wait_for(lambda: in_flight(alice, name) >= 1)
     alice.stop(name)
     worker.join(10)
     assert result.get("value") == "done"  # the in-flight call finished before the host went away
