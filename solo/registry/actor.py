@@ -65,6 +65,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self._views: dict | None = None  # the checkpoint's fold, kept between checkpoints
         self._grants: set[tuple[str, str, str]] = set()  # discovery grants folded with it
         self._checkpoint_id = 0
+        self._first_start_failed: dict[tuple[str, str], bool] = {}  # see deploy
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -84,7 +85,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self._spawn(self._expiry_loop())
         strays = set(self.launcher.host_names())
         for view in [copy.copy(v) for v in views.values()]:  # the checkpoint loop folds into views
-            record = self.state.restore(view, self.specs.get(view.spec))
+            record = self.state.restore(view, self.specs.get(view.spec, view.tenant, view.name))
             if record.state != "RESTARTING":
                 continue
             if await self._reattach(record, view):
@@ -94,6 +95,35 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         for name in strays:
             self.launcher.kill_named(name)
         await self._commit()
+        try:  # nothing else runs yet: every service's folder keeps only what it needs
+            await asyncio.to_thread(self.specs.sweep, await asyncio.to_thread(self._needed_specs))
+        except OSError as exc:
+            log.warning("sweeping the specs folder failed: %s", exc)
+
+    def _needed_specs(self) -> dict[tuple[str, str], set[str]]:
+        """The spec fingerprints each service needs: its current version's and its history's."""
+        needed = {key: {r.spec.fingerprint()} for key, r in self.state.services.items() if r.spec.source}
+        for path in self.history.directory.glob("*/*.json"):
+            key = (path.parent.name, path.stem)
+            try:
+                needed.setdefault(key, set()).update(e.spec for e in self.history.list(*key))
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("the history file %s is unreadable (%s)", path, exc)
+        return needed
+
+    async def _prune_specs(self, key: tuple[str, str], current: bool = True) -> None:
+        """Delete the service's spec files nothing needs any more (the caller holds its lock): all but its
+        current version's (not with `current=False`), the version kept in a watch window, its history's."""
+        record = self.state.services.get(key)
+        keep = {record.spec.fingerprint()} if record is not None and current else set()
+        standby = self.standby.get(key)
+        if standby is not None:
+            keep.add(standby.old.spec.fingerprint())
+        try:
+            keep.update(e.spec for e in await asyncio.to_thread(self.history.list, *key))
+            await asyncio.to_thread(self.specs.prune, key[0], key[1], keep)
+        except (OSError, ValueError, TypeError) as exc:  # a later operation or start prunes again
+            log.warning("pruning the spec files of %s/%s failed: %s", key[0], key[1], exc)
 
     def _checkpoint(self) -> dict:
         """Fold the events after the last checkpoint into it and write it (in a worker thread):
@@ -212,33 +242,45 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         key = (tenant, spec.name)
         async with self._lock(key):
             await self._settle(key, "deployed again")
-            saved = self.state.save(key)
-            await asyncio.to_thread(self.specs.put, spec)  # before the event that names it
-            action, record = self.state.plan_deploy(tenant, spec, replace)
-            await self._undo_on_failure(key, saved, self._commit(who, strict=True))
-            if action == "noop":
-                return {"service": record_info(record, time.time()), "changed": False,
-                        "route_version": self.state.route_version}
-            previous = self.hosts.get(key) if action == "replace" else None
             try:
-                record = await self._start(record)
-            except SoloError as exc:
-                self.state.start_failed(record, exc.message, replacing=action == "replace")
-                await self._commit(who)
-                raise
-            try:
-                await self._commit(who, strict=True)
-            except SoloError:  # running but unrecorded: take it back so nothing is half-done
-                self.launcher.kill(self.hosts.pop(key))
-                if previous is not None:
-                    self.hosts[key] = previous
-                self.state.revert(key, saved)
-                self._publish()
-                raise
-            if previous is not None:
-                self._spawn(self._stop_host(previous))
-            return {"service": record_info(record, time.time()), "changed": True,
+                return await self._deploy(key, tenant, spec, replace, who)
+            finally:  # a refused or failed deploy leaves no spec file; a replaced version's goes
+                await self._prune_specs(key, current=not self._first_start_failed.pop(key, False))
+
+    async def _deploy(self, key, tenant: str, spec: ServiceSpec, replace: bool, who: dict | None) -> dict:
+        saved = self.state.save(key)
+        action, record = self.state.plan_deploy(tenant, spec, replace)  # refusals (quota, exists) write nothing
+        try:
+            await asyncio.to_thread(self.specs.put, tenant, spec)  # before the event that names it
+        except OSError as exc:
+            self.state.revert(key, saved)
+            self._publish()
+            raise Unavailable(f"the spec could not be stored in the data directory: {exc.strerror}") from None
+        await self._undo_on_failure(key, saved, self._commit(who, strict=True))
+        if action == "noop":
+            return {"service": record_info(record, time.time()), "changed": False,
                     "route_version": self.state.route_version}
+        previous = self.hosts.get(key) if action == "replace" else None
+        try:
+            record = await self._start(record)
+        except SoloError as exc:
+            self.state.start_failed(record, exc.message, replacing=action == "replace")
+            self._first_start_failed[key] = action == "create"  # nothing can start it again: no spec kept
+            await self._commit(who)
+            raise
+        try:
+            await self._commit(who, strict=True)
+        except SoloError:  # running but unrecorded: take it back so nothing is half-done
+            self.launcher.kill(self.hosts.pop(key))
+            if previous is not None:
+                self.hosts[key] = previous
+            self.state.revert(key, saved)
+            self._publish()
+            raise
+        if previous is not None:
+            self._spawn(self._stop_host(previous))
+        return {"service": record_info(record, time.time()), "changed": True,
+                "route_version": self.state.route_version}
 
     async def _load_host(self, record: ServiceRecord) -> tuple[object, Placement]:
         """A host with the record's code loaded, started and healthy (not routed yet); killed on failure."""
@@ -299,6 +341,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
                 try:
                     await self._roll_back(key, f"the new version crashed: {message}", None, crashed=True,
                                           detected=detected)
+                    await self._prune_specs(key)
                     return
                 except SoloError as exc:
                     log.warning("rollback after a crash failed: %s", exc.message)
@@ -366,6 +409,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             record = self.state.stopped(tenant, name, remove, message)
             if remove:
                 await asyncio.to_thread(self.history.forget, tenant, name)
+                await self._prune_specs((tenant, name), current=False)  # its folder goes with it
                 self.discovery.grants.pop((tenant, name), None)  # a later service of that name is not exported
             await self._commit(who)
             return {"service": record_info(record, time.time()), "route_version": self.state.route_version}

@@ -309,8 +309,10 @@ class RegistryState:
         state, message = ("RESTARTING", "recovering after a registry restart") if view.wanted else \
             (view.state, view.message)
         if spec is None:
-            state, message = "FAILED", (f"the spec of version {view.version} is missing from the data directory's "
-                                        "specs/; deploy the service again")
+            if view.wanted:  # it should run, and cannot
+                state, message = "FAILED", (f"the spec of version {view.version} is missing from the data "
+                                            "directory's specs/; deploy the service again")
+            # else it does not run either way (a service whose first start failed keeps no spec file)
             spec = ServiceSpec(name=view.name, source="", version=view.version)
         record = ServiceRecord(view.tenant, view.name, spec, view.version, view.generation, state,
                                view.created_at, view.restarts, None, message)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 
 from solo.core.spec import ServiceSpec
-from solo.errors import FailedPrecondition, InvalidRequest, NotFound, ServiceFailed, SoloError
+from solo.errors import FailedPrecondition, InvalidRequest, NotFound, ServiceFailed, SoloError, Unavailable
 from solo.registry.convert import record_info
 from solo.registry.history import pick
 from solo.registry.state import ServiceRecord, acting_for
@@ -55,40 +55,55 @@ class SwapMixin:
             if watch > self.config.swap.max_watch_seconds:
                 raise InvalidRequest(f"watch_seconds {watch:g} is above [swap] max_watch_seconds "
                                      f"({self.config.swap.max_watch_seconds:g})")
-            return await self._swap(current, spec, watch, who, kind="swap")
+            try:
+                return await self._swap(current, spec, watch, who, kind="swap")
+            finally:  # a refused or failed swap leaves no spec file behind
+                await self._prune_specs(key)
 
     async def rollback(self, tenant: str, name: str, to_version: str = "", who: dict | None = None) -> dict:
         await self.start()
         acting_for.set(who or {})
         key = (tenant, name)
         async with self._lock(key):
-            current = self.state.get(tenant, name)
-            standby = self.standby.get(key)
-            if standby is not None and to_version in ("", standby.old.version):
-                return await self._roll_back(key, "asked for by hand", who)
-            await self._settle(key, "rolled back by hand to another version")
-            kept = await asyncio.to_thread(self.history.list, tenant, name)
-            past = pick(kept, to_version, current.version)
-            if past is None:
-                versions = ", ".join(e.version for e in kept) or "none"
-                what = f"version {to_version!r} of {name!r} is" if to_version else f"no earlier version of {name!r} is"
-                raise NotFound(f"{what} not kept (kept versions: {versions}); `solo status {name}` shows the "
-                               "current one")
-            spec = await asyncio.to_thread(self.specs.get, past.spec)
-            if spec is None:
-                raise FailedPrecondition(f"the code of version {past.version} is missing from the data directory")
-            spec = spec.with_version(past.version)
-            if current.state == "RUNNING":  # like a swap: the current state goes along
-                return await self._swap(current, spec, self.config.swap.watch_seconds, who, kind="rollback")
-            return await self._start_past(current, spec, past.state, who)
+            try:
+                return await self._rollback(key, tenant, name, to_version, who)
+            finally:
+                await self._prune_specs(key)
+
+    async def _rollback(self, key, tenant: str, name: str, to_version: str, who) -> dict:
+        current = self.state.get(tenant, name)
+        standby = self.standby.get(key)
+        if standby is not None and to_version in ("", standby.old.version):
+            return await self._roll_back(key, "asked for by hand", who)
+        await self._settle(key, "rolled back by hand to another version")
+        kept = await asyncio.to_thread(self.history.list, tenant, name)
+        past = pick(kept, to_version, current.version)
+        if past is None:
+            versions = ", ".join(e.version for e in kept) or "none"
+            what = f"version {to_version!r} of {name!r} is" if to_version else f"no earlier version of {name!r} is"
+            raise NotFound(f"{what} not kept (kept versions: {versions}); `solo status {name}` shows the "
+                           "current one")
+        spec = await asyncio.to_thread(self.specs.get, past.spec, tenant, name)
+        if spec is None:
+            raise FailedPrecondition(f"the code of version {past.version} is missing from the data directory")
+        spec = spec.with_version(past.version)
+        if current.state == "RUNNING":  # like a swap: the current state goes along
+            return await self._swap(current, spec, self.config.swap.watch_seconds, who, kind="rollback")
+        await asyncio.to_thread(self.specs.put, tenant, spec)  # as named by its event (the version is set)
+        return await self._start_past(current, spec, past.state, who)
 
     # -- the swap ------------------------------------------------------------------------------
     async def _swap(self, current: ServiceRecord, spec: ServiceSpec, watch: float, who, kind: str) -> dict:
         key = current.key
         started = time.monotonic()
         saved = self.state.save(key)
-        await asyncio.to_thread(self.specs.put, spec)
-        current, new, mode = self.state.plan_swap(current.tenant, spec, kind)
+        current, new, mode = self.state.plan_swap(current.tenant, spec, kind)  # refusals write nothing
+        try:
+            await asyncio.to_thread(self.specs.put, current.tenant, spec)  # before the event that names it
+        except OSError as exc:
+            self.state.revert(key, saved)
+            self._publish()
+            raise Unavailable(f"the spec could not be stored in the data directory: {exc.strerror}") from None
         await self._undo_on_failure(key, saved, self._commit(who, strict=True))
         old_handle = self.hosts.get(key)
         if mode == "stop_start":
@@ -276,10 +291,12 @@ class SwapMixin:
                 async with self._lock(key):
                     if self.standby.get(key) is standby and not standby.rolling_back:
                         await self._roll_back(key, reason, None, detected=detected)
+                        await self._prune_specs(key)
                 return
         async with self._lock(key):
             if self.standby.get(key) is standby and not standby.rolling_back:
                 await self._settle(key, "")
+                await self._prune_specs(key)
 
     @staticmethod
     async def _counts(handle) -> tuple[int, int]:

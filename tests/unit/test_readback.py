@@ -176,15 +176,18 @@ def test_the_spec_store_reads_only_fingerprints_and_survives_a_corrupt_file(tmp_
     from solo.registry.specs import SpecStore
 
     store = SpecStore(tmp_path / "specs")
-    fingerprint = store.put(ServiceSpec(name="kv", source="x = 1\n"))
-    assert store.get(fingerprint).name == "kv"
+    fingerprint = store.put("acme", ServiceSpec(name="kv", source="x = 1\n"))
+    assert store.get(fingerprint, "acme", "kv").name == "kv"
     (tmp_path / "outside.json").write_text(json.dumps({"name": "evil", "source": "", "resources": {}}))
     for bad in ("../outside", "/etc/passwd", "", None, 5, fingerprint.upper(), fingerprint + "\x00"):
-        assert store.get(bad) is None
+        assert store.get(bad, "acme", "kv") is None
+    for tenant, name in (("..", "kv"), ("acme", "../../outside"), ("acme/..", "kv")):
+        with pytest.raises(ValueError):
+            store.get(fingerprint, tenant, name)
     for content in ("not json", "[]", '{"name": "kv"}', '{"name": "kv", "source": "", "resources": []}',
                     '{"name": "kv", "source": "", "resources": {}, "bogus": 1}'):
-        (tmp_path / "specs" / f"{fingerprint}.json").write_text(content)
-        assert store.get(fingerprint) is None
+        (tmp_path / "specs" / "acme" / "kv" / f"{fingerprint}.json").write_text(content)
+        assert store.get(fingerprint, "acme", "kv") is None
     assert len(warnings(caplog)) == 5
 
 
@@ -313,3 +316,30 @@ def test_listing_and_looking_up_tokens_skip_malformed_minted_rows(tmp_path, capl
     assert tokens._minted(GOOD_ID) == ("alice", False)
     assert tokens._minted("ef" * 64) == (None, False)  # its only row has a tenant with a null byte
     assert len(warnings(caplog)) == 2  # one per read that skipped rows: the listing, the second lookup
+
+
+def test_the_spec_store_prunes_a_service_and_sweeps_the_old_flat_layout(tmp_path):
+    """Each service's folder keeps only what is asked for; the first sweep moves the specs an older release
+    kept in `specs/<fingerprint>.json` into the folders of the services that still need them."""
+    import dataclasses
+
+    from solo.core.spec import ServiceSpec
+    from solo.registry.specs import SpecStore
+
+    store = SpecStore(tmp_path / "specs")
+    one, two = (ServiceSpec(name="kv", source=f"x = {n}\n") for n in (1, 2))
+    first, second = store.put("acme", one), store.put("acme", two)
+    other = store.put("beta", one)  # the same spec in another tenant: a file of its own
+    assert first == other and store.prune("acme", "kv", {second}) == [first]
+    assert store.get(first, "acme", "kv") is None and store.get(first, "beta", "kv") is not None
+    store.prune("acme", "kv", set())
+    assert not (tmp_path / "specs" / "acme").exists()
+    legacy = ServiceSpec(name="old", source="y = 1\n")
+    gone = ServiceSpec(name="gone", source="y = 2\n")
+    for spec in (legacy, gone):
+        (tmp_path / "specs" / f"{spec.fingerprint()}.json").write_text(json.dumps(dataclasses.asdict(spec)))
+    assert store.get(legacy.fingerprint(), "acme", "old").fingerprint() == legacy.fingerprint()  # where an older release put it
+    store.sweep({("acme", "old"): {legacy.fingerprint()}, ("beta", "kv"): {other}})
+    assert sorted(p.relative_to(tmp_path / "specs").as_posix() for p in (tmp_path / "specs").rglob("*.json")) == \
+        sorted([f"acme/old/{legacy.fingerprint()}.json", f"beta/kv/{other}.json"])
+    assert store.get(legacy.fingerprint(), "acme", "old").source == legacy.source
