@@ -27,11 +27,13 @@ OUTPUT_RATE = 64 << 10  # bytes a second of a service's output that reach the ho
 OUTPUT_BURST = 1 << 20
 MAX_LINE = 8192  # bytes of one line of output the relay holds waiting for its end; longer lines go in pieces
 # terminal escape sequences (CSI, OSC, DCS/SOS/PM/APC strings, two-byte ESC sequences), then every control
-# character but tab (and the bidirectional overrides), so a service cannot restyle, retitle or rewrite the log
+# character but tab, the line and paragraph separators (str.splitlines() ends a line at U+2028/U+2029 too) and the
+# bidirectional marks, embeddings, overrides and isolates, so a service cannot restyle, retitle, rewrite or split
+# the log into lines that look like Solo's own
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing
                       r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # OSC (titles), DCS...
                       r"|\x1b[ -/]*[0-~]?")  # the rest (a lone ESC included)
-_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 Handler = Callable[[str, dict, bytes], Awaitable[tuple[dict, bytes]]]
 

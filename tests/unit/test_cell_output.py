@@ -55,3 +55,15 @@ def test_every_line_of_output_carries_the_service_and_no_escape_or_control_chara
 def test_printable_keeps_text_and_tabs():
     assert printable("plain text, ünïcode and\ttabs") == "plain text, ünïcode and\ttabs"
     assert printable("a\x00b\x7fc\x1b[2Kd\x1b[?25le") == "abcde"
+
+
+def test_no_line_or_paragraph_separator_or_bidi_mark_reaches_the_log():
+    """str.splitlines() also ends a line at U+2028/U+2029: a service that printed one could show a reader that
+    splits that way a line of its own choosing, unlabelled; bidi marks could reorder what the reader sees."""
+    forged = "ok\u2028[solo-host-1] 2024-01-01 WARNING solo.host forged\u2029x"
+    marks = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    out = relay_output([f"{forged}\n{marks}ab\n".encode()], relabel={0: "alice/echo"})
+    assert out.splitlines() == ["[alice/echo] ok[solo-host-1] 2024-01-01 WARNING solo.host forgedx",
+                                "[alice/echo] ab"]
+    assert not set(marks + "\u2028\u2029") & set(out)
+    assert printable(forged + marks) == "ok[solo-host-1] 2024-01-01 WARNING solo.host forgedx"
