@@ -6,13 +6,14 @@ no network of its own. For each connection the host reads exactly one small Hell
 reads the client's Auth, and only then passes the socket to the cell (SCM_RIGHTS), which reads
 the calls from it directly: calls never pass through the host. A handshake has `HANDSHAKE_SECONDS`
 to finish (its first frame `FIRST_FRAME_SECONDS`: a real client sends its Hello at once), at most
-`MAX_HANDSHAKES` run at once and at most `MAX_HANDSHAKES_PER_IP` from one source address, so one
-machine that opens connections and stays silent cannot take every slot; connections beyond that
-are closed at once. No Ray here.
+`MAX_HANDSHAKES` run at once and at most `MAX_HANDSHAKES_PER_IP` from one source (an IPv4 address, or
+an IPv6 /64: one machine commonly holds a whole /64), so one machine that opens connections and stays
+silent cannot take every slot; connections beyond that are closed at once. No Ray here.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -34,6 +35,21 @@ MAX_HANDSHAKES_PER_IP = 8
 _LENGTH = struct.Struct(">I")
 
 Handoff = Callable[[socket.socket, float], bool]  # (authenticated socket, ticket expiry or 0) -> taken
+
+
+def source_of(ip: str) -> str:
+    """The source a connection from `ip` counts against for MAX_HANDSHAKES_PER_IP: an IPv4 address itself (an
+    IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address as its /64 (one host is usually given a whole
+    /64, so counting exact addresses would let it open 8 handshakes per address of it)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 async def _read_frame(loop, sock: socket.socket) -> bytes:
@@ -102,7 +118,7 @@ class HostListener:
         self.key = key
         self.handoff = handoff
         self.handshakes = 0
-        self.by_ip: dict[str, int] = {}  # handshakes in progress per source address
+        self.by_ip: dict[str, int] = {}  # handshakes in progress per source (source_of: an IPv4 address, an IPv6 /64)
         self.refused = 0
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
@@ -129,7 +145,7 @@ class HostListener:
                 log.warning("accepting a call connection failed: %s", exc)
                 await asyncio.sleep(0.05)
                 continue
-            ip = address[0]
+            ip = source_of(address[0])
             if self.handshakes >= MAX_HANDSHAKES or self.by_ip.get(ip, 0) >= MAX_HANDSHAKES_PER_IP:
                 self.refused += 1
                 conn.close()
@@ -163,4 +179,4 @@ class HostListener:
 
 
 __all__ = ["FIRST_FRAME_SECONDS", "HANDSHAKE_SECONDS", "HostListener", "MAX_HANDSHAKES", "MAX_HANDSHAKES_PER_IP",
-           "authenticate", "connect_authenticated"]
+           "authenticate", "connect_authenticated", "source_of"]

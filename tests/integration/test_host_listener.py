@@ -76,3 +76,29 @@ def test_one_source_cannot_take_every_handshake_slot_and_silence_is_dropped_earl
             listener.close()
 
     asyncio.run(main())
+
+
+def test_on_a_dual_stack_port_an_ipv4_source_is_capped_as_itself():
+    """Accepted on an IPv6 socket, an IPv4 client's address is IPv4-mapped (::ffff:127.0.0.1); it counts as
+    127.0.0.1, the same source whichever way it arrives."""
+    def connect6(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.connect(("::ffff:127.0.0.1", port))
+        return sock
+
+    async def main():
+        listener = HostListener(KEY, lambda sock, expires: True)
+        port = await listener.start("::")
+        try:
+            silent = [await asyncio.to_thread(connect, port, "127.0.0.1") for _ in range(MAX_HANDSHAKES_PER_IP - 1)]
+            silent.append(await asyncio.to_thread(connect6, port))
+            await asyncio.sleep(0.2)
+            assert listener.by_ip == {"127.0.0.1": MAX_HANDSHAKES_PER_IP}
+            one_more = await asyncio.to_thread(connect6, port)
+            assert await asyncio.to_thread(closed_within, one_more, 0.5)
+            for sock in silent + [one_more]:
+                sock.close()
+        finally:
+            listener.close()
+
+    asyncio.run(main())
