@@ -10,6 +10,13 @@ Peers (other services of the tenant, `solo.discover`) run code Solo does not tru
 bounds them where the gateway is not bounded: at most `MAX_PEER_IN_FLIGHT` calls in flight per
 peer connection (more are answered RESOURCE_EXHAUSTED, not run), and peers together hold at most
 `MAX_PEER_CONNECTIONS`, so the last `GATEWAY_RESERVED` connection slots stay free for gateways.
+
+Results leave no faster than the caller reads them: while a connection's unsent results are over the
+transport's high-water mark, the cell reads no more calls from it and its streams wait before their
+next item. A gateway that stops reading (its own backpressure) is simply waited for; a peer's
+connection is closed once its unsent bytes pass `MAX_PEER_UNSENT` (or peers' together pass
+`MAX_PEERS_UNSENT`: the peer holding the most loses its connection), so a peer that sends calls and
+never reads cannot make the cell hold its results without bound.
 """
 from __future__ import annotations
 
@@ -29,6 +36,10 @@ MAX_CONNECTIONS = 256  # call connections one cell serves at once; more are clos
 GATEWAY_RESERVED = 32  # of those, slots peers can never take: the gateways always get in
 MAX_PEER_CONNECTIONS = MAX_CONNECTIONS - GATEWAY_RESERVED
 MAX_PEER_IN_FLIGHT = 64  # calls a peer connection may have running at once (a gateway sheds load itself)
+MAX_PEER_UNSENT = 16 << 20  # bytes of results a peer connection may leave unread before it is closed
+MAX_PEERS_UNSENT = 64 << 20  # the same for all peer connections of the cell together
+FLUSH_AT = 64 << 10  # results queued in one turn past this leave at once (so the transport can push back)
+CLOSE_GRACE = 10.0  # seconds a closed peer connection's unsent results get to leave before it is dropped
 
 
 def error_result(call_id: int, exc: SoloError) -> host_pb2.Result:
@@ -67,7 +78,10 @@ class CallProtocol(asyncio.Protocol):
         self.expires = expires  # a peer connection's ticket expiry (0: a gateway, no expiry)
         self.tasks: dict[int, asyncio.Task] = {}
         self.outgoing: list[host_pb2.Result] = []
+        self.outgoing_bytes = 0
         self.flush_scheduled = False
+        self.writable = asyncio.Event()  # clear while the transport's buffer is over its high-water mark
+        self.writable.set()
         self.expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -96,13 +110,32 @@ class CallProtocol(asyncio.Protocol):
         already queued leave first: a transport flushes its buffer before it closes)."""
         if self.peer and time.time() >= self.expires and not self.tasks and not self.transport.is_closing():
             self.flush()
-            self.transport.close()
+            self.close_peer()
+
+    def close_peer(self) -> None:
+        """Close a peer's connection after its unsent results, but drop it if it does not read them in time
+        (a transport that closes waits for its buffer to leave: the slot and the buffer would be held for ever)."""
+        self.transport.close()
+        if self.transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+
+    def pause_writing(self) -> None:
+        """The caller reads results slower than they come: take no more calls from it until it catches up."""
+        self.writable.clear()
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         try:
             for payload in self.reader.feed(data):
                 expired = self.expires and time.time() >= self.expires
                 for call in host_pb2.CallBatch.FromString(payload).calls:
+                    if self.transport.is_closing():  # dropped (over its unsent bytes): the rest would go nowhere
+                        return
                     if call.cancel:
                         task = self.tasks.get(call.id)
                         if task is not None:
@@ -125,6 +158,7 @@ class CallProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.channel.connections.discard(self)
+        self.writable.set()
         if self.expiry is not None:
             self.expiry.cancel()
         for task in list(self.tasks.values()):
@@ -132,15 +166,40 @@ class CallProtocol(asyncio.Protocol):
 
     def send(self, result: host_pb2.Result) -> None:
         self.outgoing.append(result)
-        if not self.flush_scheduled:
+        self.outgoing_bytes += result.ByteSize()
+        if self.outgoing_bytes >= FLUSH_AT:  # a big batch leaves now: the transport's buffer tells if it may
+            self.flush()
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self.flush_scheduled = False
-        results, self.outgoing = self.outgoing, []
+        results, self.outgoing, self.outgoing_bytes = self.outgoing, [], 0
         if results and not self.transport.is_closing():
-            self.transport.write(frame(host_pb2.ResultBatch(results=results).SerializeToString()))
+            data = frame(host_pb2.ResultBatch(results=results).SerializeToString())
+            self.transport.write(data)
+            if self.peer and self.transport.get_write_buffer_size() > FLUSH_AT:
+                self.bound_unsent(len(data))
+
+    def bound_unsent(self, just_written: int) -> None:
+        """Drop a peer's connection whose unread results pass MAX_PEER_UNSENT, or, when peers' together pass
+        MAX_PEERS_UNSENT, the peer connection holding the most (a gateway's is never dropped for this: it
+        pauses reading on purpose, and is waited for). The frame just written does not count: one result
+        larger than the cap still reaches a peer that reads it."""
+        unsent = self.transport.get_write_buffer_size() - just_written
+        if unsent > MAX_PEER_UNSENT:
+            log.warning("closing a peer's call connection: %d bytes of results unread (at most %d)",
+                        unsent, MAX_PEER_UNSENT)
+            self.transport.abort()
+            return
+        sizes = {c: c.transport.get_write_buffer_size() for c in self.channel.connections if c.peer}
+        sizes[self] = max(0, unsent)
+        if sum(sizes.values()) > MAX_PEERS_UNSENT:
+            most = max(sizes, key=sizes.__getitem__)
+            log.warning("closing a peer's call connection: peers leave %d bytes of results unread (at most %d), "
+                        "this one %d", sum(sizes.values()), MAX_PEERS_UNSENT, sizes[most])
+            most.transport.abort()
 
     async def run(self, call: host_pb2.Call) -> None:
         try:
@@ -155,6 +214,7 @@ class CallProtocol(asyncio.Protocol):
             if call.stream:
                 async for item in instance.stream(call.method, args, kwargs):
                     self.send(value_result(call.id, item, end=False))
+                    await self.writable.wait()  # the next item once the caller has read enough of the last
                 self.send(host_pb2.Result(id=call.id, end=True))
             else:
                 value = await instance.call(call.method, args, kwargs, call.timeout or None)

@@ -13,8 +13,9 @@ import time
 from solo._proto import host_pb2
 from solo.api import Context
 from solo.core.frames import FrameReader, frame
-from solo.runtime.host_server import (MAX_CONNECTIONS, MAX_PEER_CONNECTIONS, MAX_PEER_IN_FLIGHT, CallProtocol,
-                                      HostChannel)
+from solo.runtime import host_server
+from solo.runtime.host_server import (MAX_CONNECTIONS, MAX_PEER_CONNECTIONS, MAX_PEER_IN_FLIGHT, MAX_PEER_UNSENT,
+                                      MAX_PEERS_UNSENT, CallProtocol, HostChannel)
 from solo.runtime.instance import ServiceInstance
 
 SLOW = textwrap.dedent("""
@@ -135,5 +136,166 @@ def test_peers_cannot_take_the_connection_slots_kept_for_gateways():
         assert [r.json for r in await results(gateways[-1], FrameReader(), 10.0, want=1)] == ['"done"']
         for sock in peers + gateways:
             sock.close()
+
+    asyncio.run(main())
+
+
+FLOOD = textwrap.dedent("""
+    import asyncio
+
+    class Flood:
+        produced = 0
+
+        async def hold(self, seconds):
+            await asyncio.sleep(seconds)
+            return "done"
+
+        def big(self, size):
+            return "x" * size
+
+        async def items(self, size, most):
+            for _ in range(most):  # bounded, so the test ends even where nothing holds it back
+                Flood.produced += 1
+                yield "x" * size
+                await asyncio.sleep(0)
+
+        def count(self):
+            return Flood.produced
+""")
+
+
+async def flood_channel() -> HostChannel:
+    channel = HostChannel()
+    channel.instance = await ServiceInstance.load(FLOOD, "flood.py", "", Context(tenant="t", name="flood", version="1"),
+                                                  max_concurrency=512)
+    return channel
+
+
+def call(call_id: int, method: str, json: str, stream: bool = False) -> bytes:
+    return frame(host_pb2.CallBatch(calls=[host_pb2.Call(id=call_id, method=method, json=json, stream=stream)])
+                 .SerializeToString())
+
+
+def unsent(channel: HostChannel, peer: bool) -> int:
+    return sum(c.transport.get_write_buffer_size() for c in channel.connections if c.peer == peer)
+
+
+def test_a_peer_that_sends_calls_and_never_reads_is_cut_off_before_its_results_pile_up():
+    """Each refused call (~6 bytes) became a ~170-byte result the cell kept for a peer that never reads them."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        channel = await loaded()
+        peer = await serve(channel, time.time() + 60)
+        await loop.sock_sendall(peer, calls(1, MAX_PEER_IN_FLIGHT, 60.0))  # its cap of calls in flight...
+        refused = 150_000  # ...then calls that are each refused, ~25 MB of results
+        batch = host_pb2.CallBatch(calls=[host_pb2.Call(id=1000 + i) for i in range(refused)])
+        most = 0
+        sending = asyncio.ensure_future(loop.sock_sendall(peer, frame(batch.SerializeToString())))
+        deadline = loop.time() + 10
+        while any(c.peer for c in channel.connections) and loop.time() < deadline:
+            most = max(most, unsent(channel, True))
+            await asyncio.sleep(0.01)
+        assert not any(c.peer for c in channel.connections)  # its connection was dropped...
+        assert most <= MAX_PEER_UNSENT + (1 << 20)  # ...before the cell held much more than its cap
+        assert await closed_within(peer, 5.0)
+        sending.cancel()
+        peer.close()
+
+    asyncio.run(main())
+
+
+def test_a_gateway_that_stops_reading_is_waited_for_and_its_next_calls_wait_too():
+    """A gateway pauses reading on purpose (its own backpressure): its connection stays, no more of its calls are
+    taken while its results are unread, and everything is answered once it reads again."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        channel = await flood_channel()
+        gateway = await serve(channel, 0.0)
+        size, first = 1 << 20, 40
+        for i in range(first):  # 40 MB of results the gateway does not read for now
+            await loop.sock_sendall(gateway, call(i + 1, "big", f"[{size}]"))
+        await asyncio.sleep(1.0)
+        conn = next(iter(channel.connections))
+        assert not conn.transport.is_reading()  # no more calls are read from it...
+        started = channel.instance.calls
+        later = asyncio.ensure_future(loop.sock_sendall(gateway, b"".join(call(first + i + 1, "hold", "[0]")
+                                                                           for i in range(20_000))))
+        await asyncio.sleep(1.0)
+        assert channel.instance.calls - started < 1000  # ...so they are not run while it does not read
+        assert channel.connections == {conn}  # and the gateway is never dropped for it
+        answers = await results(gateway, FrameReader(), 60.0, want=first + 20_000)
+        await later
+        assert len(answers) == first + 20_000 and all(not r.HasField("error") for r in answers)
+        assert [len(r.json) for r in answers[:first]] == [size + 2] * first
+        gateway.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_waits_for_its_reader_before_its_next_item():
+    async def main():
+        loop = asyncio.get_running_loop()
+        channel = await flood_channel()
+        slow_reader = await serve(channel, time.time() + 60)
+        other = await serve(channel, 0.0)
+        most = 5000  # 320 MB if nothing held it back
+        await loop.sock_sendall(slow_reader, call(1, "items", f"[65536, {most}]", stream=True))
+        await asyncio.sleep(1.5)
+        await loop.sock_sendall(other, call(1, "count", "[]"))
+        produced = int((await results(other, FrameReader(), 10.0, want=1))[0].json)
+        assert produced < 100  # a few items fill the socket and the transport's buffer, then it waits
+        assert unsent(channel, True) < 4 << 20
+        answers = await results(slow_reader, FrameReader(), 60.0, want=most + 1)  # reading lets it go on to the end
+        assert len(answers) == most + 1 and answers[-1].end
+        slow_reader.close()
+        other.close()
+
+    asyncio.run(main())
+
+
+def test_peers_together_cannot_leave_more_than_their_shared_cap_unread():
+    """Each under its own cap, six peers that never read would hold 6 x 14 MB: one of them goes."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        channel = await flood_channel()
+        peers = [await serve(channel, time.time() + 60) for _ in range(6)]
+        for n, peer in enumerate(peers):
+            await loop.sock_sendall(peer, call(1, "big", f"[{(14 << 20) + n}]"))
+            await asyncio.sleep(0.3)
+        assert sum(1 for c in channel.connections if c.peer) == 5
+        assert unsent(channel, True) <= MAX_PEERS_UNSENT + (15 << 20)  # the cap and the frame last written
+        for peer in peers:
+            peer.close()
+
+    asyncio.run(main())
+
+
+def test_an_expired_peer_that_never_reads_its_last_results_does_not_keep_its_slot(monkeypatch):
+    """Closing waits for the unsent results to leave, which for a peer that never reads is never."""
+    monkeypatch.setattr(host_server, "CLOSE_GRACE", 0.5)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        channel = await flood_channel()
+        peer = await serve(channel, time.time() + 0.5)
+        await loop.sock_sendall(peer, call(1, "big", f"[{8 << 20}]"))
+        deadline = loop.time() + 5
+        while channel.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert not channel.connections
+        peer.close()
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_reads_gets_a_result_larger_than_the_unsent_cap():
+    async def main():
+        channel = await flood_channel()
+        peer = await serve(channel, time.time() + 60)
+        size = MAX_PEER_UNSENT + (4 << 20)
+        await asyncio.get_running_loop().sock_sendall(peer, call(1, "big", f"[{size}]"))
+        answers = await results(peer, FrameReader(), 30.0, want=1)
+        assert [len(r.json) for r in answers] == [size + 2]
+        peer.close()
 
     asyncio.run(main())
