@@ -196,7 +196,7 @@ class SoloProcess:
         self.log = workdir / "solo.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0) -> "SoloProcess":
+    def start(self, timeout: float = 120.0) -> SoloProcess:
         argv = [*self.launcher, "up", "--foreground", "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--no-example"] + (["--config", str(self.config)] if self.config else [])
         # RAY_ADDRESS=local: belt and braces for older checkouts, whose `solo up` called ray.init() without

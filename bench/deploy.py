@@ -60,7 +60,7 @@ def bench_solo(args, work: Path) -> dict[str, list[dict]]:
                     t0 = time.perf_counter()
                     client.deploy(source, name=name, **shape)
                     t1 = time.perf_counter()
-                    assert first_call(lambda: client.call(name, "echo", "hi")) == "hi"
+                    assert first_call(lambda name=name: client.call(name, "echo", "hi")) == "hi"
                     t2 = time.perf_counter()
                     results[kind].append({"total": t2 - t0, "deploy_rpc": t1 - t0, "first_call": t2 - t1})
                     print(f"  {kind} {i}: {1e3 * (t2 - t0):7.1f} ms (deploy RPC {1e3 * (t1 - t0):.1f} ms, "

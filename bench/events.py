@@ -40,13 +40,13 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common as C  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-import _common as C  # noqa: E402
 from solo.events import EVENT_SCHEMA, read_events  # noqa: E402
 from solo.events.log import EventLog  # noqa: E402
 from solo.events.segments import ROW_GROUP_ROWS, segment_files, write_segment  # noqa: E402

@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common as C  # noqa: E402
 import grpc  # noqa: E402
 
-import _common as C  # noqa: E402
 from solo._proto import solo_pb2 as pb  # noqa: E402
 from solo._proto import solo_pb2_grpc  # noqa: E402
 
@@ -304,7 +304,7 @@ class ServeEcho:
 
 
 def bench_serve(args, work: Path) -> list[dict]:
-    with C.local_ray() as ray:
+    with C.local_ray():
         from ray import serve
         from ray.serve.config import HTTPOptions, gRPCOptions
         grpc_port = C.free_port()

@@ -57,9 +57,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common as C  # noqa: E402
 import grpc  # noqa: E402
 
-import _common as C  # noqa: E402
 from solo._proto import solo_pb2 as pb  # noqa: E402
 from solo._proto import solo_pb2_grpc  # noqa: E402
 
@@ -370,6 +370,7 @@ def gateway_histogram(port: int) -> dict[float, float]:
     """The well-behaved tenants' Invoke latencies as the gateway measured them (handler start to answer, so
     the host round trip without the client's or the transport's share): cumulative count per bucket bound."""
     import urllib.request
+
     from prometheus_client.parser import text_string_to_metric_families
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     counts: dict[float, float] = {}

@@ -36,9 +36,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common as C  # noqa: E402
 import grpc  # noqa: E402
 
-import _common as C  # noqa: E402
 from solo._proto import solo_pb2 as pb  # noqa: E402
 from solo._proto import solo_pb2_grpc  # noqa: E402
 
@@ -108,7 +108,7 @@ class Calls:
             with self._lock:
                 self.rows.append(row)
 
-    def __enter__(self) -> "Calls":
+    def __enter__(self) -> Calls:
         for thread in self.threads:
             thread.start()
         return self

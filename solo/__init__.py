@@ -4,8 +4,19 @@ Tenant code imports `Service` (and reads `self.context`, and may `discover` othe
 `AsyncSoloClient`; errors are `SoloError` subclasses whichever side raised them.
 """
 from solo.api import Context, Service, adiscover, discover
-from solo.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidRequest, NotFound,
-                         Overloaded, PermissionDenied, ServiceFailed, SoloError, Unauthenticated, Unavailable)
+from solo.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    ServiceFailed,
+    SoloError,
+    Unauthenticated,
+    Unavailable,
+)
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,21 @@ import sys
 import time
 from pathlib import Path
 
-from solo.cli_output import Progress, client as _client, emit as _emit, float_arg, int_arg, parse_amounts, parse_bytes
-from solo.cli_output import parse_json, parse_pairs, parse_since
-from solo.cli_output import print_service, print_table
 from solo.cli_discovery import add_discovery_parsers
+from solo.cli_output import (
+    Progress,
+    float_arg,
+    int_arg,
+    parse_amounts,
+    parse_bytes,
+    parse_json,
+    parse_pairs,
+    parse_since,
+    print_service,
+    print_table,
+)
+from solo.cli_output import client as _client
+from solo.cli_output import emit as _emit
 from solo.cli_security import add_security_parsers
 from solo.errors import InvalidRequest, SoloError
 
@@ -100,6 +111,7 @@ def cmd_call(args) -> int:
 
 def _stream(client, request, timeout):
     import grpc
+
     from solo.client import translate
     responses = client.stub.InvokeStream(request, metadata=client.metadata, timeout=timeout)
     try:

@@ -1,7 +1,9 @@
 """`solo discover`, `solo grant` and `solo grants`: finding services and exporting them to other tenants."""
 from __future__ import annotations
 
-from solo.cli_output import client as _client, emit as _emit, parse_pairs, print_table
+from solo.cli_output import client as _client
+from solo.cli_output import emit as _emit
+from solo.cli_output import parse_pairs, print_table
 
 
 def cmd_discover(args) -> int:

@@ -8,7 +8,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from solo.errors import InvalidRequest
 
@@ -136,7 +136,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(f"cannot read --since {text!r}; use an age (30s, 10m, 2h, 1d) or an ISO time") from None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def format_duration(seconds: float) -> str:

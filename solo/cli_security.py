@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from solo.cli_output import client as _client, emit as _emit, parse_duration, print_table
+from solo.cli_output import client as _client
+from solo.cli_output import emit as _emit
+from solo.cli_output import parse_duration, print_table
 from solo.errors import InvalidRequest
 
 RIGHTS_HELP = "deploy, swap, stop, invoke, discover, read_events, watch, secrets.read, secrets.write, mint"

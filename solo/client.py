@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -315,7 +316,7 @@ class SoloClient(_Base):
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "SoloClient":
+    def __enter__(self) -> SoloClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -442,7 +443,7 @@ class AsyncSoloClient(_Base):
     async def close(self) -> None:
         await self.channel.close()
 
-    async def __aenter__(self) -> "AsyncSoloClient":
+    async def __aenter__(self) -> AsyncSoloClient:
         return self
 
     async def __aexit__(self, *exc) -> None:

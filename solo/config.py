@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -199,7 +200,7 @@ class SoloConfig(_Section):
         return Path(self.tls.dir).expanduser() if self.tls.dir else self.data_dir / "tls"
 
 
-def loop_factory(name: str) -> Callable[[], "asyncio.AbstractEventLoop"]:
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The event loop constructor for the gateway (uvloop when installed and asked for)."""
     if name == "uvloop":
         try:

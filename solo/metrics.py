@@ -42,7 +42,7 @@ class _Series:
         self.seconds.observe(seconds)
 
 
-_CACHES: "weakref.WeakSet[CallSeries]" = weakref.WeakSet()  # every CallSeries, so forget_service reaches them
+_CACHES: weakref.WeakSet[CallSeries] = weakref.WeakSet()  # every CallSeries, so forget_service reaches them
 
 
 class CallSeries:

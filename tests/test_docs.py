@@ -50,7 +50,7 @@ def test_readme_error_table_matches_the_status_table():
 def test_readme_commands_are_the_ci_commands():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.lstrip().startswith("#")]
-    test_command = 'pip install -e ".[dev]" && python -m pytest'
+    test_command = 'pip install -e ".[dev]" && ruff check . && python -m pytest'
     assert ci[-1] == test_command, ".ci/run must run exactly the README's test command"
     readme = README.read_text()
     assert test_command in readme

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from google.protobuf.message import DecodeError
 
@@ -106,7 +106,7 @@ class HostLink(asyncio.Protocol):
                 return
             await asyncio.wait_for(loop.create_connection(lambda: self, host, int(port)), CONNECT_TIMEOUT)
             await asyncio.wait_for(asyncio.shield(self._connected), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self._close(f"cannot connect to its process ({exc or type(exc).__name__})")
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -283,7 +283,7 @@ class HostLink(asyncio.Protocol):
         self._send(_make_call(call_id, method, json_text, raw, timeout, stream=False))
         try:
             result = await asyncio.wait_for(future, timeout) if timeout else await future
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._cancel(call_id)
             raise DeadlineExceeded(f"{self.label}.{method} did not answer within the deadline ({timeout:.3g}s); "
                                    "raise the client deadline or make the call faster") from None
@@ -418,7 +418,7 @@ class Dispatcher:
             try:
                 poll = min(MOVED_POLL * 2 ** min(attempt, 10), MOVED_POLL_MAX)
                 await asyncio.wait_for(self._updated.wait(), min(poll, until - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return loop.time() < until
 

@@ -7,7 +7,7 @@ coalescing stays adaptive: whatever was queued during one event-loop turn leaves
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 MAX_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")

@@ -62,7 +62,7 @@ class ServiceSpec:
         body = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def with_version(self, version: str) -> "ServiceSpec":
+    def with_version(self, version: str) -> ServiceSpec:
         return replace(self, version=version)
 
 

@@ -1,7 +1,6 @@
 """Reading the event history for notebooks and scripts (works while Solo runs or after it stopped)."""
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.dataset as ds
 from solo.events.schema import EVENT_SCHEMA
 from solo.events.segments import INDEXES, covered, read_row_groups, segment_files, segment_range
 from solo.events.wal import read_records, wal_files
+
 
 def events_dir(data_dir: str | Path) -> Path:
     """Accept a Solo data directory or the events directory itself."""

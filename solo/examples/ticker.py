@@ -17,6 +17,5 @@ class Ticker(solo.Service):
             await asyncio.sleep(interval)
 
     def countdown(self, start: int):
-        for i in range(start, 0, -1):
-            yield i
+        yield from range(start, 0, -1)
         yield "liftoff"

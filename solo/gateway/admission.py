@@ -53,8 +53,8 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from solo import metrics
 from solo.errors import Overloaded
@@ -173,7 +173,7 @@ class Admission:
                                      "gateway_limit")
 
     def admit(self, tenant: str, service: str = "", concurrency: int = 1, measure: bool = False,
-              method: str = "") -> "_Slot":
+              method: str = "") -> _Slot:
         """Check now (raises Overloaded when shed); the returned slot holds the place while the call runs.
 
         `service` names the service the same way for every caller ("<owner>/<name>"), so its queue is

@@ -9,8 +9,8 @@ decisions and state changes out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from solo.errors import Unavailable
 

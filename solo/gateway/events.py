@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -17,10 +17,10 @@ from solo.security.tokens import Principal
 
 MAX_PAGE = 10_000
 DEFAULT_PAGE = 1000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # since_us/until_us: the instants a datetime holds, 0001-01-01 to 9999-12-31 (UTC), in microseconds
-MIN_TIME_US = (datetime(1, 1, 1, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
-MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+MIN_TIME_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 # after_id past every id the log can reach (ids count up from 1) means "nothing yet": clamped, so that
 # after_id + 1 and after_id + limit stay within the uint64 id column
 MAX_AFTER_ID = 2**63

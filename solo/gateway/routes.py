@@ -53,7 +53,7 @@ class RouteFollower:
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.table.version >= version), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("route version %s not reached within %ss", version, timeout)
 
     async def stop(self) -> None:

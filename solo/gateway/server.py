@@ -15,13 +15,13 @@ from solo.config import SoloConfig
 from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
+from solo.gateway.audit import Audit
 from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
-from solo.gateway.validation import SpecValidator
 from solo.gateway.servicer import GatewayServicer
 from solo.gateway.status import lenient_deserializer
-from solo.gateway.audit import Audit
 from solo.gateway.tokens import TokenService
+from solo.gateway.validation import SpecValidator
 from solo.security.ratelimit import Rate, RateLimiter
 from solo.security.tokens import CapabilityAuthenticator
 

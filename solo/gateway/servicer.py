@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import time
 
-
 from solo import metrics
 from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
@@ -349,7 +348,7 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
                 try:
                     await asyncio.wait_for(context.write(events.to_proto(row)),
                                            self.config.events.watch_slow_consumer_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise Overloaded(f"the watcher did not keep up (no progress in "
                                      f"{self.config.events.watch_slow_consumer_seconds:g}s); resume with "
                                      f"after_id set to the last id you received (at least {delivered})") from None

@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import DecodeError

@@ -39,7 +39,7 @@ class SpecValidator:
             pool = self._pool or self._start()
             future = asyncio.wrap_future(pool.submit(validate_spec, spec, limits, default_num_cpus))
             return await asyncio.wait_for(future, CHECK_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.close()
             raise InvalidRequest(f"checking {spec.filename or 'the source'} took longer than {CHECK_SECONDS:g} s; "
                                  "send a smaller or simpler source") from None

@@ -15,19 +15,19 @@ import time
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec, check_egress
 from solo.errors import SoloError, Unavailable
-from solo.registry.convert import record_info
-from solo.events.reader import read_events
 from solo.events.readback import with_seconds
-from solo.registry.events import event_rows
-from solo.registry.quotas import quota_for
-from solo.runtime import limits
-from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
+from solo.events.reader import read_events
+from solo.registry.convert import record_info
 from solo.registry.discovery import Discovery
 from solo.registry.discovery_actor import DiscoveryMixin
+from solo.registry.events import event_rows
 from solo.registry.history import VersionHistory
+from solo.registry.quotas import quota_for
+from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
 from solo.registry.specs import SpecStore
-from solo.registry.swap import Standby, SwapMixin
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
+from solo.registry.swap import Standby, SwapMixin
+from solo.runtime import limits
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
 from solo.runtime.sandbox import sandbox_options
@@ -439,7 +439,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         if known_version == self.state.route_version:
             try:
                 await asyncio.wait_for(self._routes_changed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         routes = [dataclasses.asdict(r) for r in self.state.routes()]
         for route in routes:

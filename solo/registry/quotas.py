@@ -7,8 +7,8 @@ current use. Quotas come from `[quotas]`, with per-tenant overrides in `[quotas.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Iterable
 
 from solo.core.spec import Resources
 from solo.errors import Overloaded

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from solo.events import readback
 from solo.events.readback import BadRow, Skipped

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable
+from types import MappingProxyType
 
 from solo.core.routes import Route
 from solo.core.spec import ServiceSpec
-from solo.registry.quotas import Quota, check_deploy, usage
 from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
+from solo.registry.quotas import Quota, check_deploy, usage
 
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
 STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
@@ -57,7 +58,7 @@ class ServiceRecord:
 # Who the running operation acts for ({"principal", "request_id"}; {} for Solo itself). The registry
 # actor sets it per RPC; each asyncio task has its own. Events are stamped with it when queued, so they
 # keep their principal whichever operation's commit writes them.
-acting_for: ContextVar[dict] = ContextVar("acting_for", default={})
+acting_for: ContextVar[Mapping] = ContextVar("acting_for", default=MappingProxyType({}))  # read-only default
 
 
 @dataclass

@@ -349,7 +349,8 @@ class SwapMixin:
             await self._commit(who)
             if new_handle is not None:
                 await self._thaw(new_handle)
-            raise FailedPrecondition(f"cannot roll back: the previous version's process is gone ({exc.message})")
+            raise FailedPrecondition(f"cannot roll back: the previous version's process is gone ({exc.message})") \
+                from None
         self.standby.pop(key, None)
         self.state.reserved.pop(key, None)
         back = self.state.rolled_back(failed, standby.old, reason, note, seconds=time.monotonic() - detected)

@@ -182,7 +182,7 @@ class Cell:
                 await asyncio.wait_for(self.instance.close(), max(0.1, deadline - time.monotonic()))
             except ServiceFailed as exc:
                 message = exc.message
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 message = "stop() did not return within the grace period"
         for connection in list(self.channel.connections):
             if connection.transport is not None:

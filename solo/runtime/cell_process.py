@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from solo.runtime import cell_seccomp, cellwire, sandbox
 from solo.runtime.egress import HostEgress
@@ -139,7 +139,7 @@ class CellProcess:
         self._watch()
 
     @classmethod
-    async def start(cls, policy: sandbox.CellPolicy, handler: Handler, label: str = "") -> "CellProcess":
+    async def start(cls, policy: sandbox.CellPolicy, handler: Handler, label: str = "") -> CellProcess:
         ctl_host, ctl_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds_host, fds_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         egress_host, egress_cell = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -19,7 +19,8 @@ import json
 import logging
 import socket
 import struct
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from solo.errors import InvalidRequest, SoloError, Unavailable, from_code, service_error
 

@@ -89,7 +89,7 @@ class EventLogActor:
         while True:
             try:
                 await asyncio.wait_for(self._roll_now.wait(), self.roll_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._roll_now.clear()
             try:
@@ -123,7 +123,7 @@ class EventLogActor:
         if wait_seconds and self.log.last_id <= after_id:
             try:
                 await asyncio.wait_for(self._committed.wait(), wait_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         async with self._files:
             return await asyncio.to_thread(self.log.since, after_id, limit)

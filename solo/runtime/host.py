@@ -20,8 +20,15 @@ import socket
 import time
 
 import solo.core.spec  # noqa: F401 - egress rules are parsed with it at load: imported with the host, not in a deploy
-from solo.errors import (DeadlineExceeded, FailedPrecondition, InvalidRequest, Overloaded, ServiceFailed, SoloError,
-                         Unavailable)
+from solo.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidRequest,
+    Overloaded,
+    ServiceFailed,
+    SoloError,
+    Unavailable,
+)
 from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
@@ -285,7 +292,7 @@ class ServiceHost:
             raise FailedPrecondition("this host has not started yet; no service is loaded on it")
         try:
             return await cell.request(op, body, timeout=timeout, **fields)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DeadlineExceeded(f"the service did not answer {what} within {timeout:g}s: a hook that hangs, or "
                                    "code that blocks its event loop; fix the service, then try again") from None
 
@@ -319,7 +326,7 @@ class ServiceHost:
                 try:
                     answer, _ = await cell.request("stop", timeout=grace_seconds + 1.0, grace_seconds=grace_seconds)
                     message = _text(answer.get("message"), 1000)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     message = "stop() did not return within the grace period"
                 except SoloError as exc:
                     message = exc.message

@@ -18,7 +18,7 @@ import logging
 import socket
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
@@ -104,7 +104,7 @@ async def connect_authenticated(address: str, credential: str, timeout: float = 
 
     try:
         await asyncio.wait_for(run(), timeout)
-    except (asyncio.TimeoutError, OSError, ConnectionError, handshake.HandshakeError, DecodeError) as exc:
+    except (TimeoutError, OSError, ConnectionError, handshake.HandshakeError, DecodeError) as exc:
         sock.close()
         from solo.errors import Unavailable
 
@@ -161,7 +161,7 @@ class HostListener:
             expires = await asyncio.wait_for(authenticate(loop, conn, self.key), HANDSHAKE_SECONDS)
             if not self.handoff(conn, expires):
                 self.refused += 1
-        except (asyncio.TimeoutError, ConnectionError, OSError, handshake.HandshakeError, DecodeError, ValueError) as exc:
+        except (TimeoutError, ConnectionError, OSError, handshake.HandshakeError, DecodeError, ValueError) as exc:
             self.refused += 1
             log.info("refused a call connection: %s", exc or type(exc).__name__)
         finally:

@@ -60,7 +60,7 @@ class HostChannel:
     def __init__(self) -> None:
         self.instance = None  # set once the service is loaded
         self.moved = False  # frozen for a hot swap: new calls are answered MOVED and run nowhere here
-        self.connections: set["CallProtocol"] = set()
+        self.connections: set[CallProtocol] = set()
 
 
 def moved_error() -> Unavailable:

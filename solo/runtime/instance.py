@@ -12,9 +12,10 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from solo.api import HOOKS, Context, Service
 from solo.errors import DeadlineExceeded, InvalidRequest, NotFound, ServiceFailed, SoloError
@@ -100,7 +101,7 @@ class ServiceInstance:
 
     @classmethod
     async def load(cls, source: str, filename: str, class_name: str, context: Context,
-                   max_concurrency: int = 1) -> "ServiceInstance":
+                   max_concurrency: int = 1) -> ServiceInstance:
         module = types.ModuleType(f"solo_service_{context.name.replace('-', '_')}")
         module.__file__ = filename
         sys.modules[module.__name__] = module  # dataclasses, pickle and typing look the module up

@@ -152,7 +152,7 @@ async def call_host(ref, timeout: float, what: str):
     """Await a control call on a host, turning Ray's errors into Solo's."""
     try:
         return await asyncio.wait_for(_await(ref), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ServiceFailed(f"{what} did not finish within {timeout:g}s") from None
     except RayTaskError as exc:
         if isinstance(exc.cause, SoloError):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from solo.core.dispatch import HostLink
 from solo.core.payload import decode_result, encode_args

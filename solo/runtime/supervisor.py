@@ -20,11 +20,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
 from solo.errors import FailedPrecondition
-from solo.runtime import sandbox
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
 from solo.registry.rebuild import CHECKPOINT_FILE
+from solo.runtime import sandbox
 from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
 from solo.runtime.launcher import Launcher
 from solo.security import control
@@ -227,7 +227,7 @@ class ThreadedSolo:
         self.loop = loop_factory(config.gateway.event_loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, name="solo-gateway", daemon=True)
 
-    def start(self) -> "ThreadedSolo":
+    def start(self) -> ThreadedSolo:
         self.supervisor.prepare()
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.supervisor.serve(), self.loop).result(60)

@@ -22,8 +22,8 @@ import datetime as dt
 import math
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import biscuit_auth as biscuit
 
@@ -44,7 +44,7 @@ allow if operation("whoami");
 """
 
 
-def _limits() -> "biscuit.AuthorizerLimits":
+def _limits() -> biscuit.AuthorizerLimits:
     """Biscuit's default 1 ms wall-clock budget fails honest tokens when two busy cores preempt the
     thread; facts and iterations (1000 / 100) still bound what a crafted token can make us compute."""
     limits = biscuit.AuthorizerBuilder("").limits()
@@ -56,7 +56,7 @@ LIMITS = _limits()
 
 
 def _utc(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc)
+    return dt.datetime.fromtimestamp(int(seconds), dt.UTC)
 
 
 def check_rights(rights: Iterable[str]) -> list[str]:
@@ -219,7 +219,7 @@ def authority(parsed: biscuit.Biscuit) -> Authority:
     tenant, expiry = _AUTHORITY_TENANT.search(source), _AUTHORITY_EXPIRY.search(source)
     if tenant is None or expiry is None:
         raise Unauthenticated("the token's first block is not one Solo mints; ask for a new token")
-    when = dt.datetime.strptime(expiry.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    when = dt.datetime.strptime(expiry.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return Authority(tenant.group(1), "operator(true);" in source.splitlines(), when.timestamp())
 
 

@@ -8,15 +8,16 @@ tenant named in a request body.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
+from solo.files import write_atomic
 from solo.security.capabilities import RIGHTS, Minted, Request, authorize, check_rights, mint, parse
 from solo.security.certs import bound_tenant
-from solo.files import write_atomic
 from solo.security.keys import KeyRing
 from solo.security.verifier import RevocationSet, TokenVerifier
 

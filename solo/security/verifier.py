@@ -16,8 +16,8 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from solo.errors import Unauthenticated
 from solo.security.capabilities import Grant, Request, authorize, parse

@@ -29,7 +29,8 @@ def test_reflection_describes_the_gateway(solo):
 
 
 def test_unauthenticated_raw_call_is_rejected_with_a_message(solo):
-    from solo._proto import solo_pb2 as pb, solo_pb2_grpc
+    from solo._proto import solo_pb2 as pb
+    from solo._proto import solo_pb2_grpc
     with grpc.insecure_channel(solo.address) as channel:
         try:
             solo_pb2_grpc.GatewayStub(channel).Invoke(pb.InvokeRequest(service="echo", method="echo"))

@@ -6,8 +6,15 @@ import time
 import grpc
 import pytest
 
-from solo import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidRequest, NotFound, ServiceFailed,
-                  Unavailable)
+from solo import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    ServiceFailed,
+    Unavailable,
+)
 from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from tests.conftest import EXAMPLES, source

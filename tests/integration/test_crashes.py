@@ -7,7 +7,8 @@ import pytest
 
 from solo import Unavailable
 from solo.events import read_events
-from tests.conftest import source, wait_for as _wait_for
+from tests.conftest import source
+from tests.conftest import wait_for as _wait_for
 
 CRASHER = source("""
     import os, threading, time, uuid

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from solo import NotFound, PermissionDenied, SoloClient, SoloError
-from tests.conftest import source, wait_for as _wait_for
+from tests.conftest import source
+from tests.conftest import wait_for as _wait_for
 
 KV = source("""
     class Kv:

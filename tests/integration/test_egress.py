@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from solo import PermissionDenied, SoloClient
+from solo import PermissionDenied, SoloClient, SoloError
 from tests.conftest import source
 
 CLIENT = source("""
@@ -200,7 +200,7 @@ def test_a_restart_does_not_bring_back_egress_the_operator_took_away(solo, echo_
                 time.sleep(0.3)
             assert status["state"] != "RUNNING", status
             assert "tenant_egress" in status["message"], status
-            with pytest.raises(Exception):
+            with pytest.raises(SoloError):
                 alice.call("fetcher", "fetch", "127.0.0.1", allowed)
     finally:
         second.stop()

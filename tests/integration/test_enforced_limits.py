@@ -10,7 +10,8 @@ import pytest
 
 from solo import SoloError
 from solo.events import read_events
-from tests.conftest import EXAMPLES, source, wait_for as _wait_for
+from tests.conftest import EXAMPLES, source
+from tests.conftest import wait_for as _wait_for
 
 HOG = source("""
     import time

@@ -18,7 +18,8 @@ from solo import SoloClient, Unauthenticated
 from solo.events import read_events
 from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime.event_log_actor import EVENT_LOG_NAME
-from tests.conftest import EXAMPLES, wait_for as _wait_for
+from tests.conftest import EXAMPLES
+from tests.conftest import wait_for as _wait_for
 
 NAMESPACE = "solo-forged-events"
 

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from solo import FailedPrecondition, NotFound, PermissionDenied, SoloClient, SoloError
-from tests.conftest import source, wait_for as _wait_for
+from tests.conftest import source
+from tests.conftest import wait_for as _wait_for
 
 COUNTER = """
     import os
@@ -72,7 +73,7 @@ class Load:
                 with self._lock:
                     self.failures.append(f"{exc.code}: {exc.message}")
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
         return self

@@ -1,12 +1,12 @@
 """The registry comes back from the event log: a killed registry takes its running hosts over."""
 from __future__ import annotations
 
-
 import ray
 
 from solo.events import read_events
 from solo.registry.actor import REGISTRY_NAME
-from tests.conftest import EXAMPLES, wait_for as _wait_for
+from tests.conftest import EXAMPLES
+from tests.conftest import wait_for as _wait_for
 
 
 def wait_for(predicate, timeout=60.0, **options):

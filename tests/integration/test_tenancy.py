@@ -24,8 +24,8 @@ def test_another_tenants_service_is_indistinguishable_from_a_missing_one(alice, 
     missing = f"{name}-missing"
     for target in (name, missing):
         errors = []
-        for attempt in (lambda: alice.get(target), lambda: alice.call(target, "secret"),
-                        lambda: alice.stop(target), lambda: list(alice.stream(target, "secret"))):
+        for attempt in (lambda t=target: alice.get(t), lambda t=target: alice.call(t, "secret"),
+                        lambda t=target: alice.stop(t), lambda t=target: list(alice.stream(t, "secret"))):
             with pytest.raises(NotFound) as err:
                 attempt()
             errors.append(err.value.message.replace(target, "<name>"))
@@ -77,7 +77,8 @@ def test_no_token_garbage_token_and_tenant_minting(solo, alice):
     with pytest.raises(PermissionDenied, match="operator"):
         alice.mint_token("alice", operator=True)
     channel = grpc.insecure_channel(solo.address)
-    from solo._proto import solo_pb2 as pb, solo_pb2_grpc
+    from solo._proto import solo_pb2 as pb
+    from solo._proto import solo_pb2_grpc
     with pytest.raises(grpc.RpcError) as err:
         solo_pb2_grpc.GatewayStub(channel).ListServices(pb.ListServicesRequest(),
                                                         metadata=(("authorization", "Basic abc"),)).next()

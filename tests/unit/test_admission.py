@@ -1,15 +1,14 @@
 """Gateway admission (pure): tenant quota, per-service queue, fair shares at the global limit."""
 from __future__ import annotations
 
+import asyncio
+import heapq
 from collections import Counter
 
 import pytest
 
-from solo.errors import Overloaded
-import asyncio
-import heapq
-
 from solo import metrics
+from solo.errors import Overloaded
 from solo.gateway.admission import HARD_FACTOR, MAX_HELD, MAX_HELD_BYTES, PACING_SECONDS, RATE_WINDOW, Admission
 from solo.gateway.audit import Audit
 
@@ -44,7 +43,7 @@ def test_idle_capacity_is_borrowed_and_at_the_limit_each_tenant_keeps_its_fair_s
     with pytest.raises(Overloaded, match="fair share is 10") as err:
         admission.admit("noisy", "svc")
     assert err.value.reason == "gateway_limit"
-    quiet = hold(admission, "quiet", n=4)  # quiet is under its fair share (10 / 2 = 5): admitted over the limit
+    hold(admission, "quiet", n=4)  # quiet is under its fair share (10 / 2 = 5): admitted over the limit
     hold(admission, "quiet", n=1)
     with pytest.raises(Overloaded):
         admission.admit("quiet", "svc")  # 5 = its share

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -73,7 +73,7 @@ def test_pruned_reads_return_exactly_what_a_full_scan_filter_returns(big_log, se
     if rnd.random() < 0.4:
         filters["min_id"] = rnd.randint(1, 20_000)
     if rnd.random() < 0.4:
-        filters["since"] = datetime.fromtimestamp(1_000_000 + rnd.choice([100, 200, 250, 300]), timezone.utc)
+        filters["since"] = datetime.fromtimestamp(1_000_000 + rnd.choice([100, 200, 250, 300]), UTC)
     mask = pc.greater_equal(everything["id"], 0)
     if "tenant" in filters:
         mask = pc.and_(mask, pc.equal(everything["tenant"], filters["tenant"]))

@@ -14,8 +14,15 @@ from solo._proto import host_pb2
 from solo.api import Context
 from solo.core.frames import FrameReader, frame
 from solo.runtime import host_server
-from solo.runtime.host_server import (MAX_CONNECTIONS, MAX_PEER_CONNECTIONS, MAX_PEER_IN_FLIGHT, MAX_PEER_UNSENT,
-                                      MAX_PEERS_UNSENT, CallProtocol, HostChannel)
+from solo.runtime.host_server import (
+    MAX_CONNECTIONS,
+    MAX_PEER_CONNECTIONS,
+    MAX_PEER_IN_FLIGHT,
+    MAX_PEER_UNSENT,
+    MAX_PEERS_UNSENT,
+    CallProtocol,
+    HostChannel,
+)
 from solo.runtime.instance import ServiceInstance
 
 SLOW = textwrap.dedent("""
@@ -57,7 +64,7 @@ async def results(sock: socket.socket, reader: FrameReader, within: float, want:
     while (left := until - loop.time()) > 0 and not (want and len(found) >= want):
         try:
             data = await asyncio.wait_for(loop.sock_recv(sock, 65536), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         if not data:
             break
@@ -72,7 +79,7 @@ async def closed_within(sock: socket.socket, seconds: float) -> bool:
         while await asyncio.wait_for(loop.sock_recv(sock, 65536), seconds):
             pass
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True
