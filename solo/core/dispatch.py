@@ -32,6 +32,7 @@ LINK_BUFFER = 16 << 20  # bytes of stream results waiting on one link before the
 MAX_UNSENT = 128 << 20  # bytes of calls written to a host that it has not taken; more and the link is closed
 PREAUTH_FRAME = 4096  # largest frame read before the host proved it holds the key
 ITEM_OVERHEAD = 640  # what a waiting result costs beyond its payload (measured: ~520-620 B for a tiny one)
+TENANT_BUFFER = 64 << 20  # bytes of stream results waiting across all links to one tenant's services
 PAUSE_LIMIT = 10.0  # seconds a link may stay paused: then the streams holding most are ended, not waited for
 MAX_ERROR_TEXT = 8192  # characters of a service's error message passed on
 _STATE_MESSAGES = {
@@ -68,13 +69,40 @@ class _Stream:
         return item, size
 
 
+class TenantBudget:
+    """Stream results waiting in one gateway, per tenant that owns the services (over all its links): a
+    tenant with many services must not hold many links' worth. Past TENANT_BUFFER the tenant's links stop
+    reading; they read again once it is down to half."""
+
+    def __init__(self, limit: int = TENANT_BUFFER):
+        self.limit = limit
+        self.held: dict[str, int] = {}
+        self.paused: dict[str, set] = {}
+
+    def add(self, tenant: str, size: int) -> None:
+        held = self.held[tenant] = self.held.get(tenant, 0) + size
+        if held <= 0:
+            del self.held[tenant]
+        if size < 0 and held <= self.limit // 2:
+            for link in list(self.paused.pop(tenant, ())):
+                link._maybe_resume()
+
+    def over(self, tenant: str) -> bool:
+        return self.held.get(tenant, 0) > self.limit
+
+    def low(self, tenant: str) -> bool:
+        return self.held.get(tenant, 0) <= self.limit // 2
+
+
 class HostLink(asyncio.Protocol):
     """`sock`: a connection that is already authenticated (a cell's direct call: its host made the
     connection and the handshake, then handed the socket over); otherwise the link connects to the
     route's address and proves the route's key (or peer ticket) in the handshake (core/handshake.py)."""
 
-    def __init__(self, route: Route, sock=None):
+    def __init__(self, route: Route, sock=None, budget: TenantBudget | None = None):
         self.address = route.address
+        self.tenant = route.tenant
+        self._budget = budget or TenantBudget()
         self.label = route.name
         self._key = route.key
         self._nonce = handshake.nonce()
@@ -203,6 +231,7 @@ class HostLink(asyncio.Protocol):
         self.closed = why
         if self._pause_timer is not None:
             self._pause_timer.cancel()
+        self._budget.paused.get(self.tenant, set()).discard(self)
         error = self._lost(why)
         for waiter in self._waiters.values():
             if isinstance(waiter, _Stream):
@@ -237,18 +266,31 @@ class HostLink(asyncio.Protocol):
         """Stream results of `size` bytes wait for their consumers: past LINK_BUFFER, stop reading the host
         (it then blocks on its writes) until the consumers took half of it."""
         self._buffered += size
-        if self._buffered > LINK_BUFFER and not self._paused and self._transport is not None:
+        self._budget.add(self.tenant, size)
+        over = self._buffered > LINK_BUFFER or self._budget.over(self.tenant)
+        if over and not self._paused and self._transport is not None:
             self._paused = True
             self._pause_timer = asyncio.get_running_loop().call_later(PAUSE_LIMIT, self._unstick)
             self._transport.pause_reading()
+        if self._paused:
+            self._budget.paused.setdefault(self.tenant, set()).add(self)
 
     def _taken(self, size: int) -> None:
+        if not size:
+            return
         self._buffered -= size
-        if self._paused and self._buffered <= LINK_BUFFER // 2:
+        self._budget.add(self.tenant, -size)
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        if self._paused and self._buffered <= LINK_BUFFER // 2 and self._budget.low(self.tenant):
             self._paused = False
             self._pause_timer.cancel()
+            self._budget.paused.get(self.tenant, set()).discard(self)
             if not self.closed:
                 self._transport.resume_reading()
+        elif self._paused:
+            self._budget.paused.setdefault(self.tenant, set()).add(self)
 
     def _unstick(self) -> None:
         """The link stayed paused for PAUSE_LIMIT: its consumers are not reading. End the streams holding the
@@ -350,6 +392,7 @@ class Dispatcher:
         self.routes = routes
         self.moved_wait = moved_wait  # at least as long as a swap may drain, so a re-sent call outlasts it
         self._links: dict[str, HostLink] = {}
+        self._budget = TenantBudget()  # stream results waiting, per owning tenant, over all its links
         self._updated: asyncio.Event | None = None
 
     def route(self, tenant: str, service: str) -> Route:
@@ -365,7 +408,7 @@ class Dispatcher:
     def link(self, route: Route) -> HostLink:
         link = self._links.get(route.address)
         if link is None or link.closed:
-            link = HostLink(route)
+            link = HostLink(route, budget=self._budget)
             self._links[route.address] = link
         return link
 

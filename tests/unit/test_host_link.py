@@ -240,3 +240,35 @@ def test_a_link_paused_by_a_client_that_never_reads_ends_that_stream_and_serves_
         assert not link._paused and link._buffered == 0 and not link.closed
         await link.aclose()
     run(scenario())
+
+
+def test_a_tenants_links_share_one_budget_and_other_tenants_are_not_paused():
+    """Each link is bounded, but a tenant with many services would hold many links' worth: past its budget
+    (over all its links) its links stop reading, and read again once it is down to half."""
+    async def scenario():
+        budget = dispatch.TenantBudget(limit=4 << 20)
+        hosts = []
+        for tenant, items in (("acme", 2), ("acme", 3), ("other", 3)):  # MiB each, under a link's own buffer
+            ours, theirs = socket.socketpair()
+            route = Route(tenant=tenant, name="svc", version="1", state="RUNNING", address="127.0.0.1:1", key="k")
+            link = HostLink(route, sock=ours, budget=budget)
+            reader, writer = await asyncio.open_connection(sock=theirs)
+            stream = link.stream("flood", None, None, None)
+            first = asyncio.ensure_future(stream.__anext__())
+            call, = await next_calls(reader, FrameReader())
+            writer.write(results(host_pb2.Result(id=call.id, raw=b"0"),
+                                 *[host_pb2.Result(id=call.id, raw=b"a" * (1 << 20)) for _ in range(items)]))
+            await first
+            await asyncio.sleep(0.3)
+            hosts.append((link, stream))
+        (a, a_stream), (b, b_stream), (c, _) = hosts
+        assert budget.held["acme"] > 4 << 20 and b._paused and not a._paused and not c._paused
+        for _ in range(2):  # acme's first client reads all it has: acme still holds 3 MiB, over half
+            await a_stream.__anext__()
+        assert b._paused
+        for _ in range(2):  # down to about 1 MiB: under half the budget
+            await b_stream.__anext__()
+        assert not b._paused and budget.low("acme")
+        for link, _ in hosts:
+            await link.aclose()
+    run(scenario())
