@@ -86,6 +86,19 @@ def wait_for(predicate, timeout: float = 30.0, every: float = 0.1, tolerate: tup
         time.sleep(every)
 
 
+def closed_within(sock, seconds: float) -> bool:
+    """Whether the other side closes `sock` within `seconds` (whatever it sends first is read and dropped)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
 def in_flight(client, service: str) -> int:
     """Calls of `service` the gateway has in flight for `client`'s tenant (to wait for a call to be running)."""
     found = next((s for s in client.metrics()["services"] if s["service"] == service), {})

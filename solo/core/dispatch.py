@@ -7,7 +7,6 @@ so coalescing adapts to load and never waits when there is nothing to coalesce.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ from solo._proto import host_pb2
 from solo.core import handshake
 from solo.core.frames import MAX_FRAME as MAX_FRAME_AUTHENTICATED
 from solo.core.frames import FrameError, FrameReader, frame
+from solo.core.linkbuffers import StreamBuffer, TenantBudget
 from solo.core.routes import Route, RouteTable
 from solo.errors import MOVED, DeadlineExceeded, NotFound, Overloaded, Unavailable, service_error
 
@@ -32,8 +32,8 @@ LINK_BUFFER = 16 << 20  # bytes of stream results waiting on one link before the
 MAX_UNSENT = 128 << 20  # bytes of calls written to a host that it has not taken; more and the link is closed
 PREAUTH_FRAME = 4096  # largest frame read before the host proved it holds the key
 ITEM_OVERHEAD = 640  # what a waiting result costs beyond its payload (measured: ~520-620 B for a tiny one)
-TENANT_BUFFER = 64 << 20  # bytes of stream results waiting across all links to one tenant's services
 PAUSE_LIMIT = 10.0  # seconds a link may stay paused: then the streams holding most are ended, not waited for
+# (and across all the links to one tenant: linkbuffers.TENANT_BUFFER)
 MAX_ERROR_TEXT = 8192  # characters of a service's error message passed on
 _STATE_MESSAGES = {
     "STARTING": "is starting; retry in a moment",
@@ -42,56 +42,6 @@ _STATE_MESSAGES = {
     "STOPPED": "is stopped; deploy it again to call it",
     "FAILED": "has failed",
 }
-
-
-class _Stream:
-    """Results of one streaming call that its consumer has not taken yet, and their size."""
-
-    __slots__ = ("items", "bytes", "waiter")
-
-    def __init__(self) -> None:
-        self.items: collections.deque = collections.deque()
-        self.bytes = 0
-        self.waiter: asyncio.Future | None = None
-
-    def put(self, item, size: int) -> None:
-        self.items.append((item, size))
-        self.bytes += size
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def get(self):
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-        item, size = self.items.popleft()
-        self.bytes -= size
-        return item, size
-
-
-class TenantBudget:
-    """Stream results waiting in one gateway, per tenant that owns the services (over all its links): a
-    tenant with many services must not hold many links' worth. Past TENANT_BUFFER the tenant's links stop
-    reading; they read again once it is down to half."""
-
-    def __init__(self, limit: int = TENANT_BUFFER):
-        self.limit = limit
-        self.held: dict[str, int] = {}
-        self.paused: dict[str, set] = {}
-
-    def add(self, tenant: str, size: int) -> None:
-        held = self.held[tenant] = self.held.get(tenant, 0) + size
-        if held <= 0:
-            del self.held[tenant]
-        if size < 0 and held <= self.limit // 2:
-            for link in list(self.paused.pop(tenant, ())):
-                link._maybe_resume()
-
-    def over(self, tenant: str) -> bool:
-        return self.held.get(tenant, 0) > self.limit
-
-    def low(self, tenant: str) -> bool:
-        return self.held.get(tenant, 0) <= self.limit // 2
 
 
 class HostLink(asyncio.Protocol):
@@ -110,7 +60,7 @@ class HostLink(asyncio.Protocol):
         self._ids = itertools.count(1)
         self._pending: list[host_pb2.Call] = []
         self._flush_scheduled = False
-        self._waiters: dict[int, asyncio.Future | _Stream] = {}
+        self._waiters: dict[int, asyncio.Future | StreamBuffer] = {}
         self._reader = FrameReader(MAX_FRAME_AUTHENTICATED if sock is not None else PREAUTH_FRAME)
         self._buffered = 0  # bytes waiting in streams' buffers (LINK_BUFFER)
         self._paused = False
@@ -170,7 +120,7 @@ class HostLink(asyncio.Protocol):
                 results = host_pb2.ResultBatch.FromString(payload).results
                 share = 0
                 if self._streams:  # a result kept from a frame keeps the whole frame's memory: charge it
-                    held = sum(isinstance(self._waiters.get(r.id), _Stream) for r in results)
+                    held = sum(isinstance(self._waiters.get(r.id), StreamBuffer) for r in results)
                     share = len(payload) // held if held else 0
                 for result in results:
                     self._deliver(result, share)
@@ -191,7 +141,7 @@ class HostLink(asyncio.Protocol):
         waiter = self._waiters.get(result.id)
         if waiter is None:
             return
-        if isinstance(waiter, _Stream):
+        if isinstance(waiter, StreamBuffer):
             own = len(result.raw) + len(result.json) + len(result.error.message) + len(result.error.exception_type)
             size = max(own, share) + ITEM_OVERHEAD
             if not result.end and len(waiter.items) >= STREAM_ITEMS and waiter.bytes + size > STREAM_BUFFER:
@@ -234,7 +184,7 @@ class HostLink(asyncio.Protocol):
         self._budget.paused.get(self.tenant, set()).discard(self)
         error = self._lost(why)
         for waiter in self._waiters.values():
-            if isinstance(waiter, _Stream):
+            if isinstance(waiter, StreamBuffer):
                 waiter.put(error, 0)
             elif not waiter.done():
                 waiter.set_exception(error)
@@ -297,7 +247,7 @@ class HostLink(asyncio.Protocol):
         most (RESOURCE_EXHAUSTED) until it can read again, so one slow client cannot hold every other call
         to the service, a grantee's included."""
         while self._paused and not self.closed:
-            streams = [(w.bytes, i) for i, w in self._waiters.items() if isinstance(w, _Stream) and w.bytes]
+            streams = [(w.bytes, i) for i, w in self._waiters.items() if isinstance(w, StreamBuffer) and w.bytes]
             if not streams:
                 return
             _, call_id = max(streams)
@@ -337,7 +287,7 @@ class HostLink(asyncio.Protocol):
     async def stream(self, method: str, json_text: str | None, raw: bytes | None,
                      timeout: float | None) -> AsyncIterator[host_pb2.Result]:
         call_id = next(self._ids)
-        results = _Stream()
+        results = StreamBuffer()
         self._waiters[call_id] = results
         self._streams += 1
         self._send(_make_call(call_id, method, json_text, raw, timeout, stream=True))

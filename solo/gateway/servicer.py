@@ -229,17 +229,24 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             raise
 
     async def _invoke(self, request, context, principal):
+        with self._call(request, context, principal) as (owner, name, json_text, raw):
+            result = await self.dispatcher.invoke(owner, name, request.method, json_text, raw,
+                                                  context.time_remaining())
+            return _output(result)
+
+    @contextlib.contextmanager
+    def _call(self, request, context, principal):
+        """What Invoke and InvokeStream do around forwarding: check the request, find its target, record its
+        metrics and breaker outcome, admit it; yields (owner, name, json_text, raw)."""
         _check_call(request)
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
         owner, name, route = self._target(tenant, service)
-        with self._observed(tenant, service, route, context) as breaker:
-            with self._admit(tenant, f"{owner}/{name}", route, request.method):
-                if breaker is not None:
-                    self.breakers.before(breaker)
-                result = await self.dispatcher.invoke(owner, name, request.method, json_text, raw,
-                                                      context.time_remaining())
-            return _output(result)
+        with self._observed(tenant, service, route, context) as breaker, \
+                self._admit(tenant, f"{owner}/{name}", route, request.method):
+            if breaker is not None:
+                self.breakers.before(breaker)
+            yield owner, name, json_text, raw
 
     @contextlib.contextmanager
     def _observed(self, tenant: str, service: str, route, context):
@@ -279,18 +286,10 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
             raise
 
     async def _stream(self, request, context, principal):
-        _check_call(request)
-        json_text, raw = _input(request)
-        tenant, service = principal.tenant, request.service
-        owner, name, route = self._target(tenant, service)
-        with self._observed(tenant, service, route, context) as breaker:
-            with self._admit(tenant, f"{owner}/{name}", route, request.method):
-                if breaker is not None:
-                    self.breakers.before(breaker)
-                stream = self.dispatcher.stream(owner, name, request.method, json_text, raw,
-                                                context.time_remaining())
-                async for result in stream:
-                    yield _output(result)
+        with self._call(request, context, principal) as (owner, name, json_text, raw):
+            stream = self.dispatcher.stream(owner, name, request.method, json_text, raw, context.time_remaining())
+            async for result in stream:
+                yield _output(result)
 
     @rpc(_on("discover"))
     async def GetMetrics(self, request, context, principal):

@@ -13,6 +13,7 @@ from solo._proto import host_pb2
 from solo.core import handshake
 from solo.core.frames import FrameReader, frame
 from solo.runtime.host_listener import FIRST_FRAME_SECONDS, HANDSHAKE_SECONDS, MAX_HANDSHAKES_PER_IP, HostListener
+from tests.conftest import closed_within
 
 KEY = "the-host-key"
 
@@ -22,18 +23,6 @@ def connect(port: int, source: str) -> socket.socket:
     sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     return sock
-
-
-def closed_within(sock: socket.socket, seconds: float) -> bool:
-    sock.settimeout(seconds)
-    try:
-        while sock.recv(65536):
-            pass
-        return True
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
 
 
 def handshake_as_gateway(port: int, source: str) -> None:
