@@ -35,6 +35,8 @@ class GatewayConfig(_Section):
                                             "(Authorization: Bearer <token>); unset = no token")
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="the gateway's event loop; uvloop measured 10-20% more calls/s at c=64 (bench/)")
+    processes: int = Field(default=1, ge=1, le=64, description="gateway processes sharing the port (SO_REUSEPORT), "
+                           "each following the routes; more than one only helps on a head with the cores for them")
 
 
 class TokenRate(_Section):
@@ -107,6 +109,12 @@ class RuntimeConfig(_Section):
         default_factory=dict, description="TCP destinations (host:port) each tenant's services may ask for with "
         "--allow-egress, e.g. {acme = [\"api.example.com:443\"]}; \"*\" applies to every tenant. Default: no egress")
     cell_max_open_files: int = Field(default=1024, ge=64, le=1 << 20, description="open files a service may hold")
+    wait_for_autoscaler: bool = Field(default=False, description="a deploy asking for resources no current node has "
+                                      "waits schedule_timeout_seconds for the autoscaler to add one instead of "
+                                      "being refused at once")
+    snapshot_seconds: float = Field(default=30.0, ge=0, description="how often the registry keeps the snapshot() of "
+                                    "each running service that has one, so a service moved off a lost node comes "
+                                    "back with it (0 = never)")
 
 
 class EventsConfig(_Section):
@@ -143,6 +151,11 @@ class TlsConfig(_Section):
                              "`solo certs init` creates them)")
     require_client_cert: bool = Field(default=False, description="mutual TLS: refuse clients without a "
                                       "certificate from this CA; `solo up --require-client-cert`")
+    hosts: Literal["off", "remote", "all"] = Field(
+        default="off", description="mutual TLS on the gateway-host and service-service call channel with node "
+        "certificates (`solo certs node`): \"remote\" for connections from other machines, \"all\" for every one")
+    node_dir: Path | None = Field(default=None, description="where each node finds ca.crt, node.crt and node.key for "
+                                  "[tls] hosts, the same path on every node (default <tls dir>/node)")
 
 
 class TenantQuota(_Section):
