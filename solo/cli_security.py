@@ -138,6 +138,16 @@ def cmd_certs(args) -> int:
             f"CA {d['ca']} (its key {d['ca_key']}: keep it private)\ngateway certificate {d['server']}\n"
             f"start with `solo up --tls` (or --require-client-cert); clients pass --tls-ca {d['ca']}"))
         return 0
+    if args.certs_command == "node":
+        issued = certs.issue_node(directory, args.name, args.host, days or certs.NODE_DAYS,
+                                  Path(args.out) if args.out else None)
+        made = {"dir": str(issued.cert.parent), "cert": str(issued.cert), "key": str(issued.key),
+                "expires": issued.not_after.isoformat()}
+        _emit(args, made, lambda d: print(
+            f"node certificate in {d['dir']} (ca.crt, node.crt, node.key 0600), expires {d['expires'][:10]}\n"
+            "put that directory on the node at [tls] node_dir, and set [tls] hosts = \"remote\" (see "
+            "docs/OPERATIONS.md, Running on a Ray cluster)"))
+        return 0
     issued = certs.issue_client(directory, args.name, args.tenant, days or certs.CLIENT_DAYS)
     made = {"cert": str(issued.cert), "key": str(issued.key), "tenant": args.tenant or "",
             "expires": issued.not_after.isoformat(), "ca": str(directory / "ca.crt")}
@@ -205,7 +215,7 @@ def add_security_parsers(sub, local, common) -> None:
     certs = sub.add_parser("certs", parents=[local], help="TLS: a private CA, the gateway's and clients' certificates")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     certs_local = argparse.ArgumentParser(add_help=False, parents=[configured])
-    certs_local.add_argument("--days", type=int, help="validity (default: CA 1825, server 365, client 90)")
+    certs_local.add_argument("--days", type=int, help="validity (default: CA 1825, server 365, client 90, node 365)")
     cinit = certs_sub.add_parser("init", parents=[certs_local], help="create the CA and the gateway's certificate")
     cinit.add_argument("--host", action="append", default=[],
                        help="another name or IP clients use to reach the gateway (repeatable)")
@@ -215,6 +225,12 @@ def add_security_parsers(sub, local, common) -> None:
     issue.add_argument("name", help="who it is for (a name: letters, digits, -)")
     issue.add_argument("--tenant", help="bind it to a tenant: only that tenant's tokens work over it")
     issue.set_defaults(func=cmd_certs)
+    node = certs_sub.add_parser("node", parents=[certs_local],
+                                help="a node's certificate for the gateway-host call channel ([tls] hosts)")
+    node.add_argument("name", help="the node's name (letters, digits, -)")
+    node.add_argument("--host", action="append", default=[], help="a name or IP of the node (repeatable)")
+    node.add_argument("--out", help="write ca.crt, node.crt, node.key here (default <tls dir>/nodes/NAME)")
+    node.set_defaults(func=cmd_certs)
     keys = sub.add_parser("keys", parents=[local], help="the root keys that sign tokens (on the Solo machine)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     keys_sub.add_parser("list", parents=[configured], help="key ids, states and public keys").set_defaults(func=cmd_keys)

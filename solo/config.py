@@ -212,6 +212,10 @@ class SoloConfig(_Section):
     def tls_dir(self) -> Path:
         return Path(self.tls.dir).expanduser() if self.tls.dir else self.data_dir / "tls"
 
+    @property
+    def node_tls_dir(self) -> Path:
+        return Path(self.tls.node_dir).expanduser() if self.tls.node_dir else self.tls_dir / "node"
+
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The event loop constructor for the gateway (uvloop when installed and asked for)."""

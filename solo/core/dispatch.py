@@ -19,6 +19,7 @@ from solo.core.frames import FrameError, FrameReader, frame
 from solo.core.linkbuffers import StreamBuffer, TenantBudget
 from solo.core.routes import Route, RouteTable
 from solo.errors import MOVED, DeadlineExceeded, NotFound, Overloaded, Unavailable, service_error
+from solo.security.node_tls import NodeTls, node_name
 
 CONNECT_TIMEOUT = 5.0
 MOVED_WAIT = 15.0  # a call answered MOVED (its host froze for a hot swap) is re-sent for at most this long (default)
@@ -49,8 +50,9 @@ class HostLink(asyncio.Protocol):
     connection and the handshake, then handed the socket over); otherwise the link connects to the
     route's address and proves the route's key (or peer ticket) in the handshake (core/handshake.py)."""
 
-    def __init__(self, route: Route, sock=None, budget: TenantBudget | None = None):
+    def __init__(self, route: Route, sock=None, budget: TenantBudget | None = None, tls: NodeTls | None = None):
         self.address = route.address
+        self._tls = tls  # [tls] hosts: connect with TLS where it asks for it (security/node_tls.py)
         self.tenant = route.tenant
         self._budget = budget or TenantBudget()
         self.label = route.name
@@ -82,14 +84,23 @@ class HostLink(asyncio.Protocol):
             if not port.isdigit():
                 self._close(f"no address to connect to ({self.address!r})")
                 return
-            await asyncio.wait_for(loop.create_connection(lambda: self, host, int(port)), CONNECT_TIMEOUT)
+            host = host.strip("[]")
+            context = self._tls.client if self._tls is not None and self._tls.required(host) else None
+            secure = {"ssl": context, "server_hostname": host, "ssl_handshake_timeout": CONNECT_TIMEOUT} if context else {}
+            await asyncio.wait_for(loop.create_connection(lambda: self, host, int(port), **secure), CONNECT_TIMEOUT)
             await asyncio.wait_for(asyncio.shield(self._connected), CONNECT_TIMEOUT)
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             self._close(f"cannot connect to its process ({exc or type(exc).__name__})")
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self._transport = transport
+        if self._tls is not None and transport.get_extra_info("ssl_object") is not None:
+            try:
+                node_name(transport.get_extra_info("ssl_object"))
+            except handshake.HandshakeError as exc:
+                self._close(f"the process at {self.address} is not on a Solo node ({exc})")
+                return
         if self._authenticated:
             self._opened()
         else:
@@ -338,8 +349,9 @@ def _unwrap(result: host_pb2.Result) -> host_pb2.Result:
 class Dispatcher:
     """Resolves (tenant, service) through the local route table and forwards the call."""
 
-    def __init__(self, routes: RouteTable, moved_wait: float = MOVED_WAIT):
+    def __init__(self, routes: RouteTable, moved_wait: float = MOVED_WAIT, tls: NodeTls | None = None):
         self.routes = routes
+        self.tls = tls
         self.moved_wait = moved_wait  # at least as long as a swap may drain, so a re-sent call outlasts it
         self._links: dict[str, HostLink] = {}
         self._budget = TenantBudget()  # stream results waiting, per owning tenant, over all its links
@@ -358,7 +370,7 @@ class Dispatcher:
     def link(self, route: Route) -> HostLink:
         link = self._links.get(route.address)
         if link is None or link.closed:
-            link = HostLink(route, budget=self._budget)
+            link = HostLink(route, budget=self._budget, tls=self.tls)
             self._links[route.address] = link
         return link
 

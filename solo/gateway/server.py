@@ -22,6 +22,7 @@ from solo.gateway.servicer import GatewayServicer
 from solo.gateway.status import lenient_deserializer
 from solo.gateway.tokens import TokenService
 from solo.gateway.validation import SpecValidator
+from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
 from solo.security.tokens import CapabilityAuthenticator
 
@@ -67,7 +68,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     audit = Audit(event_feed)
     authenticator.verifier.on_first_seen = audit.first_seen
     table = RouteTable()
-    dispatcher = Dispatcher(table, moved_wait=config.swap.drain_seconds + 5.0)
+    dispatcher = Dispatcher(table, moved_wait=config.swap.drain_seconds + 5.0,
+                            tls=NodeTls.load(config.tls.hosts, config.node_tls_dir, where="the gateway's node"))
     follower = RouteFollower(registry, table, dispatcher)
     await follower.start()
     size = config.gateway.max_message_bytes

@@ -31,6 +31,7 @@ from solo.runtime import limits
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
 from solo.runtime.sandbox import sandbox_options
+from solo.security import seal
 
 log = logging.getLogger("solo.registry")
 
@@ -46,7 +47,11 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self.state = RegistryState(self.config.limits.max_services_per_tenant,
                                    first_route_version=int(time.time() * 1000) * 1000,
                                    quota_for=lambda tenant: quota_for(self.config, tenant))
-        self.launcher = Launcher(self.config.namespace, bind_host, sandbox_options(self.config.runtime))
+        self._seal = seal.load_or_create(self.config.data_dir)  # hosts send their keys sealed to it
+        self.launcher = Launcher(self.config.namespace, bind_host, sandbox_options(self.config.runtime),
+                                 wait_for_autoscaler=rt.wait_for_autoscaler,
+                                 channel={"tls_mode": self.config.tls.hosts, "tls_dir": str(self.config.node_tls_dir),
+                                          "seal_to": seal.public_text(self._seal)})
         self.sink = EventLogHandle(self.config.namespace, control_secret)
         self.specs = SpecStore(self.config.data_dir / "specs")
         self.history = VersionHistory(self.config.data_dir / "history", self.config.swap.keep_versions)
@@ -165,7 +170,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         except SoloError:
             pass
         self.state.started(record, Placement(
-            address=found["address"], key=found["key"], pid=found["pid"], node_id=found["node_id"],
+            address=found["address"], key=self._host_key(found["key"]), pid=found["pid"], node_id=found["node_id"],
             node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
             class_name=found["class_name"], host=found["host"], limits=found.get("limits", "")),
             recovered="reattached")
@@ -225,6 +230,14 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
                 self.state.outbox[:0] = events
                 log.warning("events not written yet, will retry: %s", exc.message)
         self._publish()
+
+    def _host_key(self, sealed: object) -> str:
+        """A host's key, which it sends sealed to this registry (security/seal.py)."""
+        try:
+            return seal.open_sealed(self._seal, sealed, "host key")
+        except seal.SealError as exc:
+            raise Unavailable(f"the host's answer could not be opened ({exc}); it was started for another "
+                              "registry: start the service again") from None
 
     def _publish(self) -> None:
         if self.state.route_version != self._published:
@@ -301,7 +314,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             self.launcher.kill(handle)
             raise
         return handle, Placement(
-            address=loaded["address"], key=loaded["key"], pid=loaded["pid"], node_id=loaded["node_id"],
+            address=loaded["address"], key=self._host_key(loaded["key"]), pid=loaded["pid"], node_id=loaded["node_id"],
             node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
             class_name=loaded["class_name"], host=loaded["host"], limits=loaded.get("limits", ""))
 

@@ -14,12 +14,13 @@ import logging
 import secrets
 import time
 
-from solo.errors import NotFound, PermissionDenied, SoloError, Unavailable
+from solo.errors import InvalidRequest, NotFound, PermissionDenied, SoloError, Unavailable
 from solo.files import write_atomic
 from solo.registry.discovery import matches
 from solo.registry.events import event_rows
 from solo.registry.state import Event
 from solo.runtime.host_server import PEER_TICKET_SECONDS, peer_ticket
+from solo.security import seal
 
 log = logging.getLogger("solo.registry")
 
@@ -139,10 +140,15 @@ class DiscoveryMixin:
             self._secret = bytes.fromhex(path.read_text().strip())
         return hmac.new(self._secret, f"{tenant}\0{name}\0{host}".encode(), hashlib.sha256).hexdigest()
 
-    async def resolve(self, tenant: str, name: str, host: str, ticket: str, owner: str, target: str) -> dict:
+    async def resolve(self, tenant: str, name: str, host: str, ticket: str, owner: str, target: str,
+                      seal_to: str = "") -> dict:
         """For `solo.discover` inside a service: where `owner`'s `target` answers, if the calling service
-        (proved by its host's ticket) may call it. Refusals look like a missing service."""
+        (proved by its host's ticket) may call it. Refusals look like a missing service. The peer ticket
+        comes back sealed to `seal_to` (a public key the host made for this request: security/seal.py), so
+        it crosses Ray between nodes only encrypted."""
         await self.start()
+        if not seal_to:
+            raise InvalidRequest("resolve needs a public key to seal the ticket to (seal_to)")
         if not hmac.compare_digest(ticket, self._ticket(tenant, name, host)):
             raise PermissionDenied("this host was not loaded with the service it claims to run")
         owner = owner or tenant
@@ -154,6 +160,10 @@ class DiscoveryMixin:
         if record.state != "RUNNING" or record.placement is None:
             raise Unavailable(f"service {target!r} is {record.state}; retry in a moment")
         expires = time.time() + PEER_TICKET_SECONDS  # the host key itself never leaves the registry and gateways
-        return {"address": record.placement.address, "ticket": peer_ticket(record.placement.key, tenant, expires),
+        try:
+            sealed = seal.seal(seal_to, peer_ticket(record.placement.key, tenant, expires), "peer ticket")
+        except seal.SealError as exc:
+            raise InvalidRequest(f"seal_to: {exc}") from None
+        return {"address": record.placement.address, "ticket": sealed,
                 "version": record.version, "concurrency": record.spec.max_concurrency,
                 "queue": self.config.limits.service_queue_limit}

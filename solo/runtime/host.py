@@ -34,6 +34,8 @@ from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
 from solo.runtime.host_listener import HostListener, connect_authenticated
 from solo.runtime.sandbox import CellPolicy
+from solo.security import seal
+from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
 
 log = logging.getLogger("solo.host")
@@ -49,7 +51,9 @@ STATS_SECONDS = 2.0
 
 
 class ServiceHost:
-    def __init__(self, bind_host: str = "", sandbox: dict | None = None):
+    def __init__(self, bind_host: str = "", sandbox: dict | None = None, channel: dict | None = None):
+        """`channel`: {"tls_mode", "tls_dir"} ([tls] hosts, node_dir: security/node_tls.py) and "seal_to", the
+        registry's public key: this host's key leaves it only sealed to it (security/seal.py)."""
         import ray  # the host is a Ray actor; Ray is already imported in this process
 
         self._bind_host = bind_host or ray.util.get_node_ip_address()
@@ -58,7 +62,16 @@ class ServiceHost:
         self._namespace = ray.get_runtime_context().namespace
         self._key = secrets.token_urlsafe(24)
         self._policy = CellPolicy(**(sandbox or {}))
-        self._listener = HostListener(self._key, self._handoff)
+        channel = channel or {}
+        self._seal_to = channel.get("seal_to", "")
+        self._tls_problem: Exception | None = None
+        self._tls = None
+        try:
+            self._tls = NodeTls.load(channel.get("tls_mode", "off"), channel.get("tls_dir", ""),
+                                     where=f"node {self._bind_host}")
+        except FailedPrecondition as exc:
+            self._tls_problem = exc  # ready() says it: a host that cannot speak the channel must not serve
+        self._listener = HostListener(self._key, self._handoff, self._tls)
         self._cell: CellProcess | None = None
         self._port = 0
         self._start_lock = asyncio.Lock()
@@ -77,6 +90,8 @@ class ServiceHost:
     async def ready(self) -> dict:
         """Start the cell and the call port (once); a cell that died before any service was sent to it (a
         warm-pool host waiting for work) is replaced, so the host stays usable."""
+        if self._tls_problem is not None:
+            raise self._tls_problem
         async with self._start_lock:
             cell = self._cell
             if cell is not None and not self._stopping and self._loaded is None and (why := cell.ended()):
@@ -91,7 +106,8 @@ class ServiceHost:
                 self._cell.exited.add_done_callback(self._cell_ended)
             if not self._port:
                 self._port = await self._listener.start(self._bind_host)
-        return {"address": f"{self._bind_host}:{self._port}", "key": self._key, "pid": os.getpid(),
+        key = seal.seal(self._seal_to, self._key, "host key") if self._seal_to else self._key
+        return {"address": f"{self._bind_host}:{self._port}", "key": key, "pid": os.getpid(),
                 "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name,
                 "cell_pid": self._cell.pid, "sandbox": self._policy.describe()}
 
@@ -236,9 +252,15 @@ class ServiceHost:
         from solo.runtime.launcher import REGISTRY_NAME, call_host
 
         registry = ray.get_actor(REGISTRY_NAME, namespace=self._namespace)
+        mine = seal.new_key()  # the ticket comes back sealed to this request's own key
         found = await call_host(registry.resolve.remote(self._tenant, self._service, self._name, self._ticket,
-                                                        owner, target), 10.0, f"finding service {target!r}")
-        sock = await connect_authenticated(found["address"], found["ticket"])
+                                                        owner, target, seal_to=seal.public_text(mine)),
+                                10.0, f"finding service {target!r}")
+        try:
+            ticket = seal.open_sealed(mine, found["ticket"], "peer ticket")
+        except seal.SealError as exc:
+            raise Unavailable(f"the registry's answer for {target!r} could not be opened ({exc})") from None
+        sock = await connect_authenticated(found["address"], ticket, tls=self._tls)
         self._refs += 1
         try:
             if not self._cell.hand({"kind": "reply", "ref": self._refs}, sock):

@@ -8,23 +8,31 @@ the calls from it directly: calls never pass through the host. A handshake has `
 to finish (its first frame `FIRST_FRAME_SECONDS`: a real client sends its Hello at once), at most
 `MAX_HANDSHAKES` run at once and at most `MAX_HANDSHAKES_PER_IP` from one source (an IPv4 address, or
 an IPv6 /64: one machine commonly holds a whole /64), so one machine that opens connections and stays
-silent cannot take every slot; connections beyond that are closed at once. No Ray here.
+silent cannot take every slot; connections beyond that are closed at once.
+
+With `[tls] hosts` (security/node_tls.py) a connection may open with TLS (its first byte says so):
+the host completes TLS with its node certificate, requires a node certificate of the other end,
+runs the same handshake inside, then relays between the TLS socket and a socket pair whose other
+end goes to the cell (TLS cannot be handed over, and the node's key stays out of the cell). A
+plaintext connection from where TLS is required is refused. No Ray here.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 
 from solo._proto import host_pb2
 from solo.core import handshake
 from solo.core.frames import frame
+from solo.security.node_tls import NodeTls, node_name
 
 log = logging.getLogger("solo.host")
 
@@ -33,6 +41,9 @@ FIRST_FRAME_SECONDS = 1.0
 MAX_HANDSHAKES = 32
 MAX_HANDSHAKES_PER_IP = 8
 _LENGTH = struct.Struct(">I")
+TLS_RECORD = 0x16  # the first byte of a TLS ClientHello; a plaintext Hello starts with its length (< 512)
+RELAY_CHUNK = 256 * 1024
+_relays: set[asyncio.Task] = set()  # TLS connections being relayed to and from this process's cell
 
 Handoff = Callable[[socket.socket, float], bool]  # (authenticated socket, ticket expiry or 0) -> taken
 
@@ -52,7 +63,11 @@ def source_of(ip: str) -> str:
     return str(address)
 
 
-async def _read_frame(loop, sock: socket.socket) -> bytes:
+Read = Callable[[int], Awaitable[bytes]]
+Send = Callable[[bytes], Awaitable[None]]
+
+
+def _socket_io(loop, sock: socket.socket) -> tuple[Read, Send]:
     async def exactly(n: int) -> bytes:
         data = b""
         while len(data) < n:
@@ -62,61 +77,170 @@ async def _read_frame(loop, sock: socket.socket) -> bytes:
             data += chunk
         return data
 
-    (size,) = _LENGTH.unpack(await exactly(4))
+    return exactly, lambda data: loop.sock_sendall(sock, data)
+
+
+def _stream_io(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Read, Send]:
+    async def exactly(n: int) -> bytes:
+        try:
+            return await reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise ConnectionError("closed during the handshake") from None
+
+    async def send(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    return exactly, send
+
+
+async def _read_frame(read: Read) -> bytes:
+    (size,) = _LENGTH.unpack(await read(4))
     if size > handshake.MAX_HANDSHAKE_FRAME:
         raise handshake.HandshakeError(f"a first frame of {size} bytes; a handshake frame is at most "
                                        f"{handshake.MAX_HANDSHAKE_FRAME}")
-    return await exactly(size)
+    return await read(size)
 
 
-async def authenticate(loop, sock: socket.socket, key: str) -> float:
-    """Run the host's side of the handshake on `sock`; the peer ticket's expiry (0.0 for a gateway)."""
-    hello = host_pb2.Hello.FromString(await asyncio.wait_for(_read_frame(loop, sock), FIRST_FRAME_SECONDS))
+async def _host_side(read: Read, send: Send, key: str) -> float:
+    hello = host_pb2.Hello.FromString(await asyncio.wait_for(_read_frame(read), FIRST_FRAME_SECONDS))
     secret, expires = handshake.secret_for(key, hello.identity, time.time())
     if len(hello.nonce) != handshake.NONCE_BYTES:
         raise handshake.HandshakeError("a Hello without a nonce")
     host_nonce = handshake.nonce()
     challenge = host_pb2.Challenge(nonce=host_nonce, proof=handshake.proof(secret, "host", hello.nonce, host_nonce))
-    await loop.sock_sendall(sock, frame(challenge.SerializeToString()))
-    auth = host_pb2.Auth.FromString(await _read_frame(loop, sock))
+    await send(frame(challenge.SerializeToString()))
+    auth = host_pb2.Auth.FromString(await _read_frame(read))
     handshake.check(secret, "client", hello.nonce, host_nonce, auth.proof)
     return expires
 
 
-async def connect_authenticated(address: str, credential: str, timeout: float = 5.0) -> socket.socket:
-    """The client's side, for a host connecting on its cell's behalf (solo.discover): a connected socket on
-    which the handshake with `credential` (a peer ticket) is done, ready to carry calls."""
-    loop = asyncio.get_running_loop()
-    host, _, port = address.rpartition(":")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+async def _client_side(read: Read, send: Send, credential: str) -> None:
+    client_nonce = handshake.nonce()
+    hello = host_pb2.Hello(identity=handshake.identity_of(credential), nonce=client_nonce)
+    await send(frame(hello.SerializeToString()))
+    challenge = host_pb2.Challenge.FromString(await _read_frame(read))
+    handshake.check(credential, "host", client_nonce, challenge.nonce, challenge.proof)
+    auth = host_pb2.Auth(proof=handshake.proof(credential, "client", client_nonce, challenge.nonce))
+    await send(frame(auth.SerializeToString()))
+
+
+async def authenticate(loop, sock: socket.socket, key: str) -> float:
+    """Run the host's side of the handshake on a plaintext `sock`; the peer ticket's expiry (0.0 for a gateway)."""
+    return await _host_side(*_socket_io(loop, sock), key)
+
+
+async def _first_byte(loop, sock: socket.socket) -> int:
+    """The connection's first byte, left unread (MSG_PEEK)."""
+    while True:
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            readable = loop.create_future()
+            loop.add_reader(sock.fileno(), lambda done=readable: done.done() or done.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(sock.fileno())
+            continue
+        if not data:
+            raise ConnectionError("closed before the handshake")
+        return data[0]
+
+
+async def _tls_streams(loop, tls: NodeTls, sock: socket.socket | None = None, host: str = "", port: int = 0):
+    """TLS with node certificates on both ends: as the server on an accepted `sock`, else as a client to
+    host:port. Returns (reader, writer) once the other end proved a node certificate."""
+    reader = asyncio.StreamReader(limit=RELAY_CHUNK, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    if sock is not None:
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock, ssl=tls.server,
+                                                          ssl_handshake_timeout=HANDSHAKE_SECONDS)
+    else:
+        transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=tls.client,
+                                                    server_hostname=host, ssl_handshake_timeout=HANDSHAKE_SECONDS)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    try:
+        node_name(transport.get_extra_info("ssl_object"))
+    except handshake.HandshakeError:
+        transport.abort()
+        raise
+    return reader, writer
+
+
+def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> socket.socket:
+    """Relay between a TLS connection and a new socket pair; the pair's other end is returned, for the cell.
+    Each direction waits for the other side to take what it wrote (drain), so a relay holds at most a few
+    hundred KiB whatever either end does; when either end closes, both are closed."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+
+    async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(RELAY_CHUNK):
+            sink.write(data)
+            await sink.drain()
 
     async def run() -> None:
-        await loop.sock_connect(sock, (host.strip("[]"), int(port)))
-        client_nonce = handshake.nonce()
-        hello = host_pb2.Hello(identity=handshake.identity_of(credential), nonce=client_nonce)
-        await loop.sock_sendall(sock, frame(hello.SerializeToString()))
-        challenge = host_pb2.Challenge.FromString(await _read_frame(loop, sock))
-        handshake.check(credential, "host", client_nonce, challenge.nonce, challenge.proof)
-        auth = host_pb2.Auth(proof=handshake.proof(credential, "client", client_nonce, challenge.nonce))
-        await loop.sock_sendall(sock, frame(auth.SerializeToString()))
+        local_reader, local_writer = await asyncio.open_connection(sock=ours, limit=RELAY_CHUNK)
+        directions = [asyncio.ensure_future(pump(reader, local_writer)),
+                      asyncio.ensure_future(pump(local_reader, writer))]
+        try:
+            await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in directions:
+                task.cancel()
+            for end in (local_writer, writer):
+                with contextlib.suppress(Exception):
+                    end.transport.abort()
+
+    task = asyncio.ensure_future(run())
+    _relays.add(task)
+    task.add_done_callback(_relays.discard)
+    return theirs
+
+
+async def connect_authenticated(address: str, credential: str, timeout: float = 5.0,
+                                tls: NodeTls | None = None) -> socket.socket:
+    """The client's side, for a host connecting on its cell's behalf (solo.discover): a connected socket on
+    which the handshake with `credential` (a peer ticket) is done, ready to carry calls. Where `tls`
+    requires it for `address`, the connection is TLS and the socket returned is a relayed socket pair's end."""
+    loop = asyncio.get_running_loop()
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    secure = tls is not None and tls.required(host)
+    sock = None if secure else socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    writer = None
+
+    async def run() -> socket.socket:
+        nonlocal writer
+        if secure:
+            reader, writer = await _tls_streams(loop, tls, host=host, port=int(port))
+            await _client_side(*_stream_io(reader, writer), credential)
+            return _relay(reader, writer)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await loop.sock_connect(sock, (host, int(port)))
+        await _client_side(*_socket_io(loop, sock), credential)
+        return sock
 
     try:
-        await asyncio.wait_for(run(), timeout)
-    except (TimeoutError, OSError, ConnectionError, handshake.HandshakeError, DecodeError) as exc:
-        sock.close()
+        return await asyncio.wait_for(run(), timeout)
+    except (TimeoutError, OSError, ConnectionError, handshake.HandshakeError, DecodeError, ValueError) as exc:
+        if sock is not None:
+            sock.close()
+        if writer is not None:
+            writer.transport.abort()
         from solo.errors import Unavailable
 
         raise Unavailable(f"could not open a connection to the service at {address}: {exc or type(exc).__name__}; "
                           "retry in a moment") from None
-    return sock
 
 
 class HostListener:
-    def __init__(self, key: str, handoff: Handoff):
+    def __init__(self, key: str, handoff: Handoff, tls: NodeTls | None = None):
         self.key = key
         self.handoff = handoff
+        self.tls = tls
         self.handshakes = 0
         self.by_ip: dict[str, int] = {}  # handshakes in progress per source (source_of: an IPv4 address, an IPv6 /64)
         self.refused = 0
@@ -154,13 +278,11 @@ class HostListener:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handshakes += 1
             self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
-            asyncio.ensure_future(self._admit(loop, conn, ip))
+            asyncio.ensure_future(self._admit(loop, conn, ip, address[0]))
 
-    async def _admit(self, loop, conn: socket.socket, ip: str) -> None:
+    async def _admit(self, loop, conn: socket.socket, ip: str, peer: str) -> None:
         try:
-            expires = await asyncio.wait_for(authenticate(loop, conn, self.key), HANDSHAKE_SECONDS)
-            if not self.handoff(conn, expires):
-                self.refused += 1
+            await asyncio.wait_for(self._admit_one(loop, conn, peer), HANDSHAKE_SECONDS)
         except (TimeoutError, ConnectionError, OSError, handshake.HandshakeError, DecodeError, ValueError) as exc:
             self.refused += 1
             log.info("refused a call connection: %s", exc or type(exc).__name__)
@@ -169,7 +291,35 @@ class HostListener:
             left = self.by_ip.pop(ip) - 1
             if left:
                 self.by_ip[ip] = left
-            conn.close()  # the cell holds its own copy of a socket it took
+            conn.close()  # the cell holds its own copy of a socket it took; a TLS transport holds a duplicate
+
+    async def _admit_one(self, loop, conn: socket.socket, peer: str) -> None:
+        first = await asyncio.wait_for(_first_byte(loop, conn), FIRST_FRAME_SECONDS)
+        if first != TLS_RECORD:
+            if self.tls is not None and self.tls.required(peer):
+                raise handshake.HandshakeError(f"a plaintext connection from {peer}, where [tls] hosts = "
+                                               f"{self.tls.mode!r} asks for TLS")
+            if not self.handoff(conn, await authenticate(loop, conn, self.key)):
+                self.refused += 1
+            return
+        if self.tls is None:
+            raise handshake.HandshakeError("a TLS connection to a host without [tls] hosts")
+        duplicate = conn.dup()  # the TLS transport owns this one; the listener closes `conn` as always
+        writer = None
+        try:
+            reader, writer = await _tls_streams(loop, self.tls, sock=duplicate)
+            expires = await _host_side(*_stream_io(reader, writer), self.key)
+        except BaseException:
+            if writer is not None:
+                writer.transport.abort()
+            duplicate.close()
+            raise
+        theirs = _relay(reader, writer)
+        try:
+            if not self.handoff(theirs, expires):
+                self.refused += 1
+        finally:
+            theirs.close()  # the cell holds its own copy; closing a refused one ends the relay
 
     def close(self) -> None:
         if self._accepting is not None:

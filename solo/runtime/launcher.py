@@ -72,15 +72,17 @@ def cluster_available() -> str:
 
 
 class Launcher:
-    def __init__(self, namespace: str, bind_host: str = "", sandbox: dict | None = None):
+    def __init__(self, namespace: str, bind_host: str = "", sandbox: dict | None = None,
+                 wait_for_autoscaler: bool = False, channel: dict | None = None):
         self.namespace = namespace
+        self.channel = channel or {}  # the call channel's TLS and the key hosts seal theirs to (ServiceHost)
         self.bind_host = bind_host  # where hosts listen for gateways; "" = the node's IP
         self.sandbox = sandbox or {}  # the CellPolicy every host starts its cell with
 
     def create(self, resources: Resources):
         name = f"{HOST_PREFIX}{os.getpid()}-{int(time.time() * 1000)}-{next(_counter)}"
         actor_cls = ray.remote(ServiceHost)
-        return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host, self.sandbox)
+        return actor_cls.options(name=name, namespace=self.namespace, **host_options(resources)).remote(self.bind_host, self.sandbox, self.channel)
 
     async def start(self, resources: Resources, timeout: float, startup_grace: float = 60.0):
         """A new, empty host with the requested resources, its server up.

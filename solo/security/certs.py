@@ -4,6 +4,9 @@
     <tls-dir>/server.crt, server.key   the gateway's certificate; SANs: localhost, 127.0.0.1,
                                        this host's name, and any --host given
     <tls-dir>/clients/<name>.crt/.key  client certificates; `--tenant` binds one to a tenant
+    <tls-dir>/nodes/<name>/            a node's certificate for the call channel between gateways and
+                                       hosts ([tls] hosts): ca.crt, node.crt, node.key; the URI SAN
+                                       `solo://node/<name>` says it is a node (node_tls.py checks it)
 
 A client certificate bound to a tenant carries the URI SAN `solo://tenant/<tenant>`: the
 gateway then accepts only tokens of that tenant over it. Keys are EC P-256 (small, fast, what
@@ -28,7 +31,8 @@ from solo.errors import FailedPrecondition, InvalidRequest
 from solo.files import write_atomic
 
 TENANT_URI = "solo://tenant/"
-CA_DAYS, SERVER_DAYS, CLIENT_DAYS = 5 * 365, 365, 90
+NODE_URI = "solo://node/"
+CA_DAYS, SERVER_DAYS, CLIENT_DAYS, NODE_DAYS = 5 * 365, 365, 90, 365
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,16 @@ def _load_ca(directory: Path):
     return cert, key
 
 
-def _issue(directory: Path, name: str, out: Path, days: int, sans: list[x509.GeneralName], server: bool) -> Issued:
+def _issue(directory: Path, name: str, out: Path, days: int, sans: list[x509.GeneralName], server: bool,
+           client: bool = False) -> Issued:
+    """`server`/`client`: the certificate may serve TLS / authenticate as a TLS client (a node does both)."""
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    usage = [oid for oid, wanted in ((ExtendedKeyUsageOID.SERVER_AUTH, server),
+                                     (ExtendedKeyUsageOID.CLIENT_AUTH, client or not server)) if wanted]
     cert = (_builder(name, ca_cert.subject, key.public_key(), days)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
@@ -104,16 +111,34 @@ def _issue(directory: Path, name: str, out: Path, days: int, sans: list[x509.Gen
     return Issued(cert_path, key_path, cert.not_valid_after_utc)
 
 
-def issue_server(directory: Path, hosts: list[str] = (), days: int = SERVER_DAYS) -> Issued:
-    """The gateway's certificate, valid for localhost, 127.0.0.1, this host's name and `hosts`."""
-    names = ["localhost", "127.0.0.1", "::1", socket.gethostname(), *hosts]
+def _names(hosts) -> list[x509.GeneralName]:
     sans: list[x509.GeneralName] = []
-    for host in dict.fromkeys(h for h in names if h):
+    for host in dict.fromkeys(h for h in hosts if h):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
+    return sans
+
+
+def issue_server(directory: Path, hosts: list[str] = (), days: int = SERVER_DAYS) -> Issued:
+    """The gateway's certificate, valid for localhost, 127.0.0.1, this host's name and `hosts`."""
+    sans = _names(["localhost", "127.0.0.1", "::1", socket.gethostname(), *hosts])
     return _issue(directory, "Solo gateway", Path(directory) / "server", days, sans, server=True)
+
+
+def issue_node(directory: Path, name: str, hosts: list[str] = (), days: int = NODE_DAYS,
+               out: Path | None = None) -> Issued:
+    """A node's certificate for the call channel ([tls] hosts), in `out` (default <tls-dir>/nodes/<name>/) with
+    the CA's certificate beside it: the directory each node mounts as `[tls] node_dir`. Both a server (its
+    hosts' call ports) and a client (its gateway, its services' direct calls); `hosts` (names, IPs) go in the
+    SANs too, so the same files can serve Ray's own TLS, which checks them."""
+    validate_name(name, "node name")
+    target = Path(out) if out is not None else Path(directory) / "nodes" / name
+    sans = [x509.UniformResourceIdentifier(NODE_URI + name), *_names(["localhost", "127.0.0.1", *hosts])]
+    issued = _issue(directory, f"Solo node {name}", target / "node", days, sans, server=True, client=True)
+    _write(target / "ca.crt", (Path(directory) / "ca.crt").read_bytes(), private=False)
+    return issued
 
 
 def issue_client(directory: Path, name: str, tenant: str | None = None, days: int = CLIENT_DAYS) -> Issued:
@@ -142,4 +167,4 @@ def check_days(days: int) -> int:
     return days
 
 
-__all__ = ["Issued", "TENANT_URI", "bound_tenant", "init_ca", "issue_client", "issue_server"]
+__all__ = ["Issued", "NODE_URI", "TENANT_URI", "bound_tenant", "init_ca", "issue_client", "issue_node", "issue_server"]
