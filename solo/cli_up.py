@@ -109,6 +109,18 @@ def up(args) -> int:
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray reads it at import: "0" keeps Ray on 127.0.0.1
 
 
+def ensure_local_node_certificate(config) -> bool:
+    """[tls] hosts on one machine: its own node certificate, made on first use like the gateway's (True when
+    made). With `node_dir` set (a cluster), every node gets its certificate from `solo certs node` instead."""
+    if config.tls.hosts == "off" or config.tls.node_dir is not None or (config.node_tls_dir / "node.crt").exists():
+        return False
+    from solo.security.certs import init_ca, issue_node
+    if not (config.tls_dir / "ca.key").exists():
+        init_ca(config.tls_dir)
+    issue_node(config.tls_dir, "local", ["localhost"], out=config.node_tls_dir)
+    return True
+
+
 def run_foreground(args, config) -> int:
     if not args.ray_address:
         os.environ.setdefault(LOOPBACK_ONLY, "0")  # embedded: nothing of Ray's listens beyond loopback
@@ -120,6 +132,8 @@ def run_foreground(args, config) -> int:
             init_ca(config.tls_dir)
         issue_server(config.tls_dir, [config.gateway.host])
         print(f"created a CA and the gateway's certificate in {config.tls_dir}", flush=True)
+    if ensure_local_node_certificate(config):
+        print(f"created this machine's node certificate in {config.node_tls_dir}", flush=True)
     if config.tls.require_client_cert and not (config.tls_dir / "clients" / "operator.crt").exists():
         from solo.security.certs import issue_client
         issue_client(config.tls_dir, "operator", days=365)  # so the CLI on this machine can connect

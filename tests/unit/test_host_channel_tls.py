@@ -218,3 +218,16 @@ def test_missing_node_files_say_what_to_run(tmp_path):
         NodeTls.load("remote", tmp_path / "nowhere")
     assert "solo certs node" in str(caught.value) and "node.crt" in str(caught.value)
     assert NodeTls.load("off", tmp_path / "nowhere") is None
+
+
+def test_one_machine_gets_its_node_certificate_on_first_use_and_a_cluster_does_not(tmp_path):
+    from solo.cli_up import ensure_local_node_certificate
+    from solo.config import load_config
+
+    local = load_config(None, data_dir=tmp_path / "one", tls__hosts="all")
+    assert ensure_local_node_certificate(local)
+    assert NodeTls.load("all", local.node_tls_dir) is not None
+    assert not ensure_local_node_certificate(local)  # made once
+    cluster = load_config(None, data_dir=tmp_path / "two", tls__hosts="remote", tls__node_dir=str(tmp_path / "mnt"))
+    assert not ensure_local_node_certificate(cluster) and not (tmp_path / "mnt").exists()
+    assert not ensure_local_node_certificate(load_config(None, data_dir=tmp_path / "three"))
