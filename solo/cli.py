@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--address", dest="ray_address",
                     help="join this Ray cluster instead of starting a local one (e.g. 10.0.0.5:6379 or auto)")
     up.add_argument("--num-cpus", type=int_arg(1, 1 << 20), help="logical CPUs of the embedded Ray (default: all)")
+    up.add_argument("--gateway-processes", type=int_arg(1, 64), help="gateway processes sharing the port with "
+                    "SO_REUSEPORT (default [gateway] processes, 1); more than one helps only with a core for each")
     up.add_argument("--no-example", action="store_true", help="do not deploy the example echo service")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
     up.add_argument("--tls", action="store_true", help="serve TLS only (creates a CA and certificate on first use)")

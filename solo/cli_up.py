@@ -44,6 +44,7 @@ def _alive(pid: int) -> bool:
 def _config(args):
     mutual = args.require_client_cert  # implies --tls; flags only switch on (None: keep the config file's)
     return load_config(args.config, data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host,
+                       gateway__processes=getattr(args, "gateway_processes", None),
                        tls__enabled=True if args.tls or mutual else None,
                        tls__require_client_cert=True if mutual else None)
 
@@ -52,8 +53,11 @@ def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**state, "data_dir": str(data_dir)}, indent=2))
         return
+    processes = state.get("gateway_processes", 1)
     print(f"Solo is up.\n"
-          f"  gateway:         {state['address']}\n"
+          f"  gateway:         {state['address']}"
+          + (f" ({processes} processes, pids {', '.join(map(str, state.get('gateway_pids', [])))})"
+             if processes > 1 else "") + "\n"
           f"  operator token:  {state['operator_token_file']}\n"
           f"  data directory:  {data_dir}\n"
           f"  ray:             {'embedded (started by Solo)' if state['embedded'] else state['ray_address']}")
@@ -81,7 +85,8 @@ def up(args) -> int:
     log_path = config.data_dir / "solo.log"
     argv = [sys.executable, "-m", "solo.cli", "up", "--foreground", "--data-dir", str(config.data_dir)]
     for flag, value in (("--port", args.port), ("--host", args.host), ("--config", args.config),
-                        ("--address", args.ray_address), ("--num-cpus", args.num_cpus)):
+                        ("--address", args.ray_address), ("--num-cpus", args.num_cpus),
+                        ("--gateway-processes", args.gateway_processes)):
         if value is not None:
             argv += [flag, str(value)]
     for flag, on in (("--no-example", args.no_example), ("--tls", args.tls),

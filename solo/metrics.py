@@ -79,14 +79,15 @@ def forget_service(tenant: str, service: str) -> None:
                 pass
 
 
-def tenant_summary(tenant: str) -> dict[str, dict[str, float]]:
-    """Per-service calls, errors, in-flight and latency sum for one tenant, read from the metrics."""
+def tenant_summary(tenant: str, families=None) -> dict[str, dict[str, float]]:
+    """Per-service calls, errors, in-flight and latency sum for one tenant, read from the metrics (this
+    process's, or `families` collected from several gateway processes)."""
     services: dict[str, dict[str, float]] = {}
 
     def entry(name: str) -> dict[str, float]:
         return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
 
-    for metric in REGISTRY.collect():
+    for metric in REGISTRY.collect() if families is None else families:
         for sample in metric.samples:
             if sample.labels.get("tenant") != tenant:
                 continue

@@ -32,7 +32,10 @@ def read_token(path: Path | None) -> str:
 
 
 class MetricsServer:
-    def __init__(self, host: str, port: int, token: str = ""):
+    def __init__(self, host: str, port: int, token: str = "", body=None):
+        """`body` makes the exposition (default: this process's registry; several gateway processes serve
+        every process's series from process 0, see gateway/group.py)."""
+        body = body or (lambda: generate_latest(metrics.REGISTRY))
         expected = f"Bearer {token}".encode()
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +49,7 @@ class MetricsServer:
                                                  b"metrics_token_file)\n", {"WWW-Authenticate": "Bearer"})
                     if not hmac.compare_digest(given.strip().encode(), expected):
                         return self._answer(403, b"wrong metrics token\n")
-                self._answer(200, generate_latest(metrics.REGISTRY), {"Content-Type": CONTENT_TYPE_LATEST})
+                self._answer(200, body(), {"Content-Type": CONTENT_TYPE_LATEST})
 
             def _answer(self, status: int, body: bytes, headers: dict | None = None) -> None:
                 self.send_response(status)

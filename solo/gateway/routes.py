@@ -12,8 +12,10 @@ log = logging.getLogger("solo.gateway")
 
 
 class RouteFollower:
-    def __init__(self, registry, table: RouteTable, dispatcher: Dispatcher, poll_seconds: float = 20.0):
+    def __init__(self, registry, table: RouteTable, dispatcher: Dispatcher, poll_seconds: float = 20.0,
+                 group=None):
         self.registry = registry
+        self.group = group  # a gateway.group.Member when several gateway processes share the port
         self.table = table
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
@@ -34,6 +36,8 @@ class RouteFollower:
                 metrics.forget_service(tenant, name)
             self._present = present
         metrics.ROUTE_VERSION.set(self.table.version)
+        if self.group is not None:
+            self.group.publish_version(self.table.version)
         async with self._changed:
             self._changed.notify_all()
         self.dispatcher.prune()
@@ -49,12 +53,17 @@ class RouteFollower:
                 await asyncio.sleep(0.5)
 
     async def synced(self, version: int, timeout: float = 5.0) -> None:
-        """Wait until this gateway routes with at least `version` (so a deploy's reply means callable)."""
+        """Wait until this gateway routes with at least `version` (so a deploy's reply means callable), and
+        with several gateway processes until every live one does (the client's next connection may reach
+        any of them)."""
+        deadline = asyncio.get_running_loop().time() + timeout
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.table.version >= version), timeout)
             except TimeoutError:
                 log.warning("route version %s not reached within %ss", version, timeout)
+        if self.group is not None:
+            await self.group.wait_version(version, max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def stop(self) -> None:
         if self._task:

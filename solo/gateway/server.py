@@ -16,6 +16,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.audit import Audit
+from solo.gateway.group import Member, per_process
 from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
@@ -41,6 +42,8 @@ class Gateway:
     tasks: tuple[asyncio.Task, ...] = ()  # revocations followed from the log, audit flushes
     validator: SpecValidator | None = None  # its worker process, if one was started
     metrics_server: MetricsServer | None = None
+    group: Member | None = None  # with [gateway] processes > 1: this process's place in the group
+    internal_metrics: MetricsServer | None = None  # this process's own series, for the group (loopback, token)
 
     @property
     def address(self) -> str:
@@ -48,6 +51,8 @@ class Gateway:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.group is not None:
+            self.group.ready(False)
         if self.event_log_watcher is not None:
             self.event_log_watcher.cancel()
         for task in self.tasks:
@@ -57,12 +62,17 @@ class Gateway:
         await self.dispatcher.close()
         if self.validator is not None:
             self.validator.close()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        for server in (self.metrics_server, self.internal_metrics):
+            if server is not None:
+                server.close()
 
 
 async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityAuthenticator,
-                        event_feed=None) -> Gateway:
+                        event_feed=None, group: Member | None = None) -> Gateway:
+    """The gateway of this process. With `group` (one of [gateway] processes > 1, gateway/group.py) it binds
+    its port with SO_REUSEPORT, enforces its share of the rates and call quotas, publishes its route
+    version, and serves its own series on an internal loopback endpoint; process 0 serves /metrics for all."""
+    config = per_process(config)
     tokens = TokenService(config.data_dir, authenticator, event_feed)
     follow_from = await tokens.load_revocations()  # a revoked token is refused from the first call on
     audit = Audit(event_feed)
@@ -70,14 +80,14 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     table = RouteTable()
     dispatcher = Dispatcher(table, moved_wait=config.swap.drain_seconds + 5.0,
                             tls=NodeTls.load(config.tls.hosts, config.node_tls_dir, where="the gateway's node"))
-    follower = RouteFollower(registry, table, dispatcher)
+    follower = RouteFollower(registry, table, dispatcher, group=group)
     await follower.start()
     size = config.gateway.max_message_bytes
     server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
                                       ("grpc.max_receive_message_length", size),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", 1 if group is not None else 0)])
     servicer = GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit,
-                               rate_limiter(config))
+                               rate_limiter(config), group)
     add_gateway_servicer(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -91,23 +101,32 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if port == 0:
         raise FailedPrecondition(f"the gateway cannot listen on {where}: the port is in use or the address is not "
                                  "this machine's; pick another with --port (0 = any free port) or --host")
-    metrics_server = start_metrics(config)  # before serving: a token file that cannot be read stops the start
+    internal = None
+    if group is not None:
+        internal = MetricsServer("127.0.0.1", 0, group.token)
+        group.joined(internal.address[1])
+    metrics_server = start_metrics(config, group)  # before serving: a token file that cannot be read stops the start
     await server.start()
     watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
     tasks = (asyncio.create_task(tokens.follow_revocations(follow_from)), asyncio.create_task(audit.run())) \
         if event_feed is not None else ()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if group is not None:
+        group.ready()
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher,
-                   metrics_server.address[1] if metrics_server else 0, tasks, servicer.validator, metrics_server)
+                   metrics_server.address[1] if metrics_server else 0, tasks, servicer.validator, metrics_server,
+                   group, internal)
 
 
-def start_metrics(config: SoloConfig) -> MetricsServer | None:
-    """/metrics on [gateway] metrics_host (loopback by default), behind metrics_token_file if set; None when off."""
+def start_metrics(config: SoloConfig, group: Member | None = None) -> MetricsServer | None:
+    """/metrics on [gateway] metrics_host (loopback by default), behind metrics_token_file if set; None when off.
+    Of several gateway processes only process 0 serves it, with every process's series."""
     gw = config.gateway
-    if not gw.metrics_port:
+    if not gw.metrics_port or (group is not None and group.index != 0):
         return None
-    return MetricsServer(gw.metrics_host, max(0, gw.metrics_port), read_token(gw.metrics_token_file))
+    return MetricsServer(gw.metrics_host, max(0, gw.metrics_port), read_token(gw.metrics_token_file),
+                         group.merged_metrics if group is not None else None)
 
 
 def add_gateway_servicer(servicer: solo_pb2_grpc.GatewayServicer, server: grpc.aio.Server) -> None:

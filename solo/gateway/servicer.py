@@ -58,8 +58,9 @@ def _check_call(request: pb.InvokeRequest) -> None:
 class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
                  dispatcher: Dispatcher, event_feed: events.EventFeed, tokens: TokenService, audit: Audit,
-                 limiter: RateLimiter):
+                 limiter: RateLimiter, group=None):
         self.config = config
+        self.group = group  # a gateway.group.Member when several gateway processes share the port
         self.registry = registry
         self.authenticator = authenticator
         self.tokens = tokens
@@ -293,7 +294,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
 
     @rpc(_on("discover"))
     async def GetMetrics(self, request, context, principal):
-        summary = metrics.tenant_summary(principal.tenant)
+        summary = metrics.tenant_summary(principal.tenant) if self.group is None \
+            else await asyncio.to_thread(self.group.tenant_summary, principal.tenant)  # summed over the processes
         services = [pb.ServiceMetrics(service=name, calls=int(v["calls"]), errors=int(v["errors"]),
                                       in_flight=max(0, int(v["in_flight"])),
                                       latency_seconds_sum=v["latency_seconds_sum"])

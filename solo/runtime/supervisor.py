@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -20,12 +21,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
 from solo.errors import FailedPrecondition
+from solo.gateway.group import GROUP_FILE, GroupFile, Member, claim_port, lock_port, probe_free
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
 from solo.registry.rebuild import CHECKPOINT_FILE
 from solo.runtime import sandbox
 from solo.runtime.event_log_actor import EventLogHandle, find_event_log, get_or_create_event_log
+from solo.runtime.gateways import GatewayChildren
 from solo.runtime.launcher import Launcher
 from solo.security import control
 from solo.security.keys import KeyRing
@@ -114,6 +117,9 @@ class Supervisor:
         self.control_secret = ""  # what the registry and event-log actors ask of every caller
         self.operator_token_path = config.data_dir / OPERATOR_TOKEN_FILE
         self.lock_fd: int | None = None  # <data-dir>/solo.lock, held until shutdown
+        self.port_lock_fd: int | None = None  # with several gateway processes: the per-user lock on the port
+        self.group: GroupFile | None = None
+        self.children: GatewayChildren | None = None  # gateway processes 1 .. N-1
 
     def prepare(self) -> None:
         """Blocking part of start-up: data dir (locked), control secret, Ray, the registry actor, the operator
@@ -122,8 +128,12 @@ class Supervisor:
         os.chmod(self.config.data_dir, 0o700)
         self.lock_fd = lock_data_dir(self.config.data_dir)
         try:
+            if self.config.gateway.processes > 1:  # N processes share the port (SO_REUSEPORT): nobody else may
+                gw = self.config.gateway
+                self.port_lock_fd = claim_port(gw.host, gw.port, self.config.data_dir)
             self._prepare()
         except BaseException:
+            self._release_group()
             unlock_data_dir(self.lock_fd)
             self.lock_fd = None
             raise
@@ -143,8 +153,28 @@ class Supervisor:
         ensure_operator_token(self.keys, self.operator_token_path, self.config.security.operator_token_days)
 
     async def serve(self) -> Gateway:
+        n = self.config.gateway.processes
+        member = None
+        if n > 1:  # the port was claimed in prepare(); probed again: Ray's start took a while
+            if self.config.gateway.port:
+                probe_free(self.config.gateway.host, self.config.gateway.port)
+            self.group = GroupFile.create(self.config.data_dir)
+            member = Member(self.group, 0, n, secrets.token_hex(32))
         self.gateway = await start_gateway(self.config, self.registry_handle(), authenticator(self.config, self.keys),
-                                           self.event_log_handle())
+                                           self.event_log_handle(), member)
+        if n > 1:
+            try:
+                if self.port_lock_fd is None:  # port 0: lock the port the kernel picked
+                    self.port_lock_fd = lock_port(self.gateway.port, self.config.data_dir)
+                self.children = GatewayChildren(self.config, self.group, self.gateway.port,
+                                                ray.get_runtime_context().gcs_address, self.control_secret,
+                                                member.token)
+                await self.children.start()
+            except BaseException:
+                await self.gateway.stop()
+                self._release_group()
+                raise
+            log.info("%d gateway processes serve port %d (pids %s)", n, self.gateway.port, self.gateway_pids())
         # Long-lived start-up objects leave the collector's view. Collections stay small and frequent (Python's
         # default thresholds): grpc.aio leaves a little cyclic garbage on every call, and a gen0 threshold of
         # 20,000 made each collection a 7-19 ms pause of the event loop; at 700 they stay under 1 ms and the
@@ -152,6 +182,20 @@ class Supervisor:
         gc.freeze()
         gc.set_threshold(700, 10, 10)
         return self.gateway
+
+    def gateway_pids(self) -> list[int]:
+        """The pids of the gateway processes, process 0 (this one) first."""
+        children = self.children.pids if self.children else {}
+        return [os.getpid(), *(children[i] for i in sorted(children))]
+
+    def _release_group(self) -> None:
+        if self.port_lock_fd is not None:
+            os.close(self.port_lock_fd)  # releases the flock
+            self.port_lock_fd = None
+        if self.group is not None:
+            self.group.close()
+            (self.config.data_dir / GROUP_FILE).unlink(missing_ok=True)
+            self.group = None
 
     def registry_handle(self) -> RegistryHandle:
         return RegistryHandle(self.registry_actor, self.control_secret)
@@ -178,6 +222,9 @@ class Supervisor:
             "operator_token_file": str(self.operator_token_path), "started_at": time.time(),
             "tls_ca": str(self.config.tls_dir / "ca.crt") if self.config.tls.enabled else "",
             "client_cert_required": self.config.tls.require_client_cert, "sandbox": self.sandbox.describe(),
+            "gateway_processes": self.config.gateway.processes, "gateway_pids": self.gateway_pids(),
+            "metrics_address": f"{self.config.gateway.metrics_host}:{self.gateway.metrics_port}"
+            if self.gateway.metrics_port else "",
             **({"tls_cert": str(self.config.tls_dir / "clients" / "operator.crt"),
                 "tls_key": str(self.config.tls_dir / "clients" / "operator.key")}
                if self.config.tls.require_client_cert else {}),
@@ -187,8 +234,11 @@ class Supervisor:
     async def shutdown(self, stop_services: bool = True) -> None:
         """Stop the gateway; with `stop_services`, stop every service and the registry too."""
         try:
+            if self.children is not None:  # first: they are Ray drivers, and clients move to process 0 meanwhile
+                await self.children.stop()
             if self.gateway is not None:
                 await self.gateway.stop()
+            self._release_group()
             if stop_services:
                 await asyncio.to_thread(shutdown_cluster_side, self.config, self.control_secret)
             (self.config.data_dir / STATE_FILE).unlink(missing_ok=True)
