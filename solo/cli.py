@@ -180,6 +180,41 @@ def cmd_whoami(args) -> int:
     return 0
 
 
+def cmd_health(args) -> int:
+    """The gateway's grpc.health.v1 answer, over TLS when it speaks TLS (kubelet's `grpc:` probe is plaintext
+    only, hence this command for exec probes). Exit 0 when SERVING, 1 when it answers anything else, 5 when it
+    cannot be reached."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from solo.client import resolve_target, tls_credentials
+    address, _ = resolve_target(args.address, "unused", args.data_dir)  # a health check sends no token
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):  # solo.json of `--host 0.0.0.0`: a listen address, not a destination
+        address = f"127.0.0.1:{port}"
+    credentials = tls_credentials(args.data_dir, args.tls_ca, args.tls_cert, args.tls_key)
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                              timeout=args.timeout)
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            reason = "" if status == "SERVING" else f"the gateway answers {status} (stopping, or not started yet)"
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                status, reason = "SERVICE_UNKNOWN", f"the gateway has no health entry {args.service!r}"
+            else:
+                status, reason = "UNREACHABLE", f"{exc.code().name}: {' '.join((exc.details() or '').split())}"
+    result = {"address": address, "service": args.service, "status": status, "reason": reason}
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    elif status == "SERVING":
+        print(f"SERVING ({address})")
+    else:
+        print(f"not serving: {address}: {reason}", file=sys.stderr)
+    return 0 if status == "SERVING" else 5 if status == "UNREACHABLE" else 1
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (what was wrong and where to read more), exit code 2."""
 
@@ -287,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int_arg(1, 10**9), default=1000, help="at most this many (default 1000)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.set_defaults(func=cmd_events)
+
+    health = sub.add_parser("health", parents=[common], help="is the gateway serving? (grpc.health.v1 over "
+                            "TLS too; exit 0 = SERVING, for probes)")
+    health.add_argument("--service", default="", help="a name in the gateway's health table (default: the gateway)")
+    health.add_argument("--timeout", type=float_arg(0.001), default=5.0, help="seconds to wait (default 5)")
+    health.set_defaults(func=cmd_health)
 
     whoami = sub.add_parser("whoami", parents=[common], help="show the tenant your token acts for")
     whoami.set_defaults(func=cmd_whoami)
