@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import time
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from solo.core.placement import AutoscalerAsks, NodeType, Verdict, decide, holds, timeout_message, wanted
 from solo.core.spec import Resources
 from solo.errors import FailedPrecondition, ServiceFailed, SoloError, Unavailable
 from solo.runtime.host import ServiceHost
@@ -20,6 +22,7 @@ from solo.runtime.host import ServiceHost
 HOST_PREFIX = "solo-host-"
 REGISTRY_NAME = "solo-registry"  # the registry actor's name in Solo's namespace (hosts look it up for discovery)
 _counter = itertools.count()
+log = logging.getLogger("solo.launcher")
 
 
 def host_options(resources: Resources) -> dict:
@@ -32,37 +35,50 @@ def host_options(resources: Resources) -> dict:
     return options
 
 
-def _totals(nodes: list[dict], key: str) -> list[float]:
-    return [float(n.get("Resources", {}).get(key, 0.0)) for n in nodes if n.get("Alive")]
+def node_totals() -> list[dict]:
+    """The total resources of each live node."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
-def check_schedulable(resources: Resources) -> None:
-    """Fail at once when no node of the cluster could ever hold the request."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, "memory": float(resources.memory_bytes),
-              **resources.custom}
-    wanted = {k: v for k, v in wanted.items() if v}
-    if not wanted:
-        return
-    for node in nodes:
-        have = node.get("Resources", {})
-        if all(have.get(k, 0.0) >= v for k, v in wanted.items()):
-            return
-    largest = {k: max(_totals(nodes, k), default=0.0) for k in wanted}
-    have_text = ", ".join(f"{k}={v:g}" for k, v in largest.items())
-    raise FailedPrecondition(
-        f"no node in the cluster can ever hold this service: asked for {resources.describe()}; "
-        f"the largest node has {have_text} ({len(nodes)} node(s)). Ask for less, or add a node that has it")
+def autoscaler_node_types() -> list[NodeType] | None:
+    """The node types the autoscaler can add, as it reported them to the GCS (Ray's ClusterConfig), or
+    None when nothing reported one (no autoscaler, or one that does not report its config)."""
+    try:
+        from ray._private.state import state
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - a private API: any failure means "not known"
+        log.debug("no autoscaler cluster config", exc_info=True)
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    cap = dict(config.max_resources)  # a cluster-wide maximum bounds what any one node of it can hold
+    return [NodeType(group.name, {k: float(min(v, cap.get(k, v))) for k, v in group.resources.items()},
+                     group.max_count) for group in config.node_group_configs]
+
+
+def check_schedulable(resources: Resources, wait_for_autoscaler: bool = False) -> Verdict:
+    """Fail at once when no node of the cluster could ever hold the request (with the autoscaler
+    awaited: nor any node type it can add). Otherwise say whether to place or to wait for a node."""
+    verdict = decide(resources, node_totals(), autoscaler_node_types() if wait_for_autoscaler else None,
+                     wait_for_autoscaler)
+    if verdict.action == "refuse":
+        raise FailedPrecondition(verdict.message)
+    return verdict
 
 
 def fits_now(resources: Resources) -> bool:
     """Whether the cluster has the request free right now (summed over nodes; a slow start is not a
     placement wait)."""
-    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, "memory": float(resources.memory_bytes),
-              **resources.custom}
-    wanted = {k: v for k, v in wanted.items() if v}
-    available = ray.available_resources()
-    return all(available.get(k, 0.0) >= v for k, v in wanted.items())
+    return holds(ray.available_resources(), wanted(resources))
+
+
+def ask_autoscaler(bundles: list[dict]) -> None:
+    """Replace Solo's standing request to the autoscaler (best effort: without one it is a no-op)."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+        request_resources(bundles=bundles)
+    except Exception:  # noqa: BLE001 - only a hint; the pending actor is Ray's demand either way
+        log.warning("could not ask the autoscaler for %s", bundles, exc_info=True)
 
 
 def cluster_available() -> str:
@@ -78,6 +94,8 @@ class Launcher:
         self.channel = channel or {}  # the call channel's TLS and the key hosts seal theirs to (ServiceHost)
         self.bind_host = bind_host  # where hosts listen for gateways; "" = the node's IP
         self.sandbox = sandbox or {}  # the CellPolicy every host starts its cell with
+        self.wait_for_autoscaler = wait_for_autoscaler  # [runtime] wait_for_autoscaler
+        self.asks = AutoscalerAsks()  # what hosts waiting for a new node asked the autoscaler for
 
     def create(self, resources: Resources):
         name = f"{HOST_PREFIX}{os.getpid()}-{int(time.time() * 1000)}-{next(_counter)}"
@@ -90,24 +108,38 @@ class Launcher:
         Waits at most `timeout` for resources: if by then the cluster still lacks what was asked
         for, the host is cancelled and the error names the request and what is available. If the
         resources are there and the process is merely slow to start (many starting at once),
-        it gets up to `startup_grace` more seconds.
+        it gets up to `startup_grace` more seconds. A request no node can hold is refused at once,
+        unless wait_for_autoscaler: then it is asked of the autoscaler and waits like any other.
+        A host that is not returned (timeout, error, cancelled) is killed: no pending actor stays.
         """
-        check_schedulable(resources)
+        verdict = check_schedulable(resources, self.wait_for_autoscaler)
+        ask = None
+        if verdict.action == "wait":
+            ask, bundles = self.asks.add(wanted(resources))
+            ask_autoscaler(bundles)
         handle = self.create(resources)
         ready = asyncio.ensure_future(_await(handle.ready.remote()))
+        placed = False
         try:
             done, _ = await asyncio.wait({ready}, timeout=timeout)
             if not done and fits_now(resources):
                 done, _ = await asyncio.wait({ready}, timeout=startup_grace)
             if not done:
-                ready.cancel()
-                self.kill(handle)
-                raise FailedPrecondition(
-                    f"Ray could not place the service within {timeout:g}s: asked for {resources.describe()}; "
-                    f"available now: {cluster_available()}. Stop other services or ask for less")
-            return handle, ready.result()
+                raise FailedPrecondition(timeout_message(resources, timeout, node_totals(), cluster_available(),
+                                                         self.wait_for_autoscaler))
+            result = handle, ready.result()
+            placed = True
+            return result
         except RayActorError as exc:
             raise Unavailable(f"the host process died while starting: {exc}") from None
+        finally:
+            if not placed:
+                ready.cancel()
+                self.kill(handle)
+            if ask is not None:
+                bundles = self.asks.remove(ask)
+                if bundles is not None:
+                    ask_autoscaler(bundles)  # placed or given up: the node is no longer asked for
 
     @staticmethod
     def kill(handle) -> None:
