@@ -116,6 +116,8 @@ def process_name(pid: int) -> str:
     text = " ".join(argv)
     if "solo.cli up" in text:
         return "solo gateway process (solo up)"
+    if "solo.runtime.gateway_process" in text:
+        return f"solo gateway process {argv[-2] if len(argv) > 2 else ''} (child)".replace("  ", " ")
     if argv[0].startswith("ray::"):
         return argv[0].split(".")[0] + " (Ray worker)"
     if "_anchor_servers.py" in text:

@@ -3,6 +3,7 @@
 
     python bench/invoke.py                     # ~2 min; writes the "invoke" section of bench/RESULTS.md
     python bench/invoke.py --only solo naive   # a subset (does not write RESULTS.md unless --write)
+    python bench/invoke.py --gateway-processes 1,2,4   # also Solo with 1, 2 and 4 gateway processes at c=64
 
 For each system and each concurrency (1 and 64), a grpc.aio load generator in this process keeps
 `c` calls in flight on one channel for a warm-up second and then a measured window (5 s), and
@@ -15,6 +16,9 @@ reports completed requests/s, p50 and p99 latency. Systems (all echo a short JSO
   ray    a direct Ray actor call: this process is the driver and awaits actor.echo.remote(x)
   naive  the naive gateway: grpc.aio server (subprocess, a Ray driver) awaiting one actor call per request
   serve  Ray Serve with a gRPC ingress (proxy -> replica), same wire contract
+
+  solo-gwN  Solo with `[gateway] processes = N` (--gateway-processes), c=64 only, the load spread over
+         GW_CHANNELS channels each with its own connection (one connection reaches one process)
 
 Only one system runs at a time: each is started, measured and torn down before the next.
 """
@@ -45,6 +49,7 @@ TITLES = {"solo": "Solo gateway -> service host", "solo-noauth": "Solo, authoriz
           "solo-nosandbox": "Solo, sandbox off (cells without bwrap)",
           "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
           "naive": "naive gateway (gRPC + 1 actor call/request)", "serve": "Ray Serve gRPC ingress"}
+GW_CHANNELS = 16  # connections of the solo-gwN rows: the kernel spreads connections, not calls, over the processes
 SERVE_SERVICER = "_serve_grpc.add_InvokeServicer_to_server"  # bench/_serve_grpc.py
 TARGETS = {"naive": 2.0, "serve": 6.0, "p50_ms": 2.5, "auth_cost": 0.10, "sandbox_cost": 0.10, "sandbox_p50_ms": 1.0}
 
@@ -95,25 +100,27 @@ async def run_point(make_call, concurrency: int, warmup: float, duration: float)
             "first_error": errors[0] if errors else "", **metered.result()}
 
 
-def grpc_caller(address: str, metadata: tuple):
-    """A factory for an Invoke call on a fresh grpc.aio channel (created inside the running loop)."""
+def grpc_caller(address: str, metadata: tuple, channels: int = 1):
+    """A factory for an Invoke call on fresh grpc.aio channels (created inside the running loop); with several,
+    each has its own connection and calls take them in turn."""
     async def make():
-        channel = grpc.aio.insecure_channel(address)
-        stub = solo_pb2_grpc.GatewayStub(channel)
+        options = [("grpc.use_local_subchannel_pool", 1)] if channels > 1 else []
+        opened = [grpc.aio.insecure_channel(address, options=options) for _ in range(channels)]
+        stubs = [solo_pb2_grpc.GatewayStub(c) for c in opened]
         request = pb.InvokeRequest(service="echo", method="echo", json=PAYLOAD)
+        turn = iter(range(1 << 62))
 
         async def call():
-            response = await stub.Invoke(request, metadata=metadata, timeout=30)
+            response = await stubs[next(turn) % channels].Invoke(request, metadata=metadata, timeout=30)
             if response.json != PAYLOAD:
                 raise AssertionError(f"wrong echo: {response!r}")
-        call.channel = channel
+        call.channels = opened
         return call
     return make
 
 
 async def close_call(call) -> None:
-    channel = getattr(call, "channel", None)
-    if channel is not None:
+    for channel in getattr(call, "channels", ()):
         await channel.close()
 
 
@@ -133,12 +140,12 @@ async def wait_serving(make_call, timeout: float = 60.0) -> None:
         await close_call(call)
 
 
-def measure(system: str, make_call, args) -> list[dict]:
-    """Both concurrency points; a point disturbed by other jobs on the box is run again (budget allowing)
+def measure(system: str, make_call, args, concurrency: tuple[int, ...] = CONCURRENCY) -> list[dict]:
+    """Each concurrency point (both by default); a point disturbed by other jobs on the box is run again (budget allowing)
     and the least disturbed attempt is kept."""
     asyncio.run(wait_serving(make_call))
     rows = []
-    for c in CONCURRENCY:
+    for c in concurrency:
         attempts = []
         while True:
             row = asyncio.run(run_point(make_call, c, args.warmup, args.duration))
@@ -168,6 +175,12 @@ def bench_solo(args, work: Path, system: str = "solo") -> list[dict]:
     from solo.client import SoloClient
     launcher = [sys.executable, str(Path(__file__).with_name("_solo_noauth.py"))] if system == "solo-noauth" else None
     config = args.solo_config
+    processes = int(system[len("solo-gw"):]) if system.startswith("solo-gw") else 0
+    if processes:  # the same Solo with N gateway processes
+        config = work / f"gw{processes}.toml"
+        base = Path(args.solo_config).read_text() if args.solo_config else ""
+        config.write_text(base + f"\n[gateway]\nprocesses = {processes}\n" if "[gateway]" not in base
+                          else base.replace("[gateway]", f"[gateway]\nprocesses = {processes}", 1))
     if system == "solo-nosandbox":  # the same Solo, its cells started without bwrap
         config = work / "nosandbox.toml"
         base = Path(args.solo_config).read_text() if args.solo_config else ""
@@ -180,10 +193,20 @@ def bench_solo(args, work: Path, system: str = "solo") -> list[dict]:
         with SoloClient(solo.address, solo.token) as client:
             client.deploy(str(ECHO), name="echo")
             assert client.call("echo", "echo", MESSAGE) == MESSAGE
+        if processes:
+            make = grpc_caller(solo.address, (("authorization", f"Bearer {solo.token}"),), GW_CHANNELS)
+            return measure(system, make, args, (64,))
         make = grpc_caller(solo.address, (("authorization", f"Bearer {solo.token}"),))
         return measure(system, make, args)
     finally:
         solo.stop()
+
+
+def title(system: str) -> str:
+    if system.startswith("solo-gw"):
+        n = int(system[len("solo-gw"):])
+        return f"Solo, {n} gateway process{'es' if n > 1 else ''} ({GW_CHANNELS} connections)"
+    return TITLES[system]
 
 
 def profile_gateway(pid: int, make_call, args) -> str:
@@ -368,6 +391,11 @@ def ratios(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
                 value = by[(anchor, 64)]["server_us"] / by[("solo", 64)]["server_us"]
                 out.append((f"serving CPU per call at c=64: {TITLES[anchor]} / Solo (context)", f"{value:.2f}x", "-",
                             None))
+    base = rps("solo-gw1", 64)
+    for system in sorted({r["system"] for r in rows if r["system"].startswith("solo-gw")} - {"solo-gw1"}):
+        if base and rps(system, 64):
+            out.append((f"c=64 req/s: {title(system)} / 1 gateway process (context)",
+                        f"{rps(system, 64) / base:.2f}x", "-", None))
     return out
 
 
@@ -375,7 +403,7 @@ def report(rows: list[dict], info: dict, args) -> str:
     table = C.markdown_table(
         ["system", "c", "req/s", "p50 ms", "p99 ms", "errors", "client CPU", "server CPU", "server CPU µs/req",
          "box CPU", "others' CPU", "tries"],
-        [[TITLES[r["system"]], r["c"], f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"],
+        [[title(r["system"]), r["c"], f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"],
           f"{r['client_cpu']:.2f}", f"{r['server_cpu']:.2f}", f"{r['server_us']:.0f}", f"{r['box_cpu']:.2f}",
           f"{r['others_cpu']:.2f}", r["tries"]] for r in rows])
     checks = C.markdown_table(["figure", "measured", "target", "verdict"],
@@ -398,7 +426,7 @@ def report(rows: list[dict], info: dict, args) -> str:
             f"req/s on a 2-core box where client and server compete.\n\n"
             f"Where the serving CPU went at c=64 (cores, busiest processes of the benchmark's tree besides the "
             f"load generator):\n\n"
-            + "\n".join(f"- {TITLES[r['system']]}: " + ", ".join(f"{n} {v:.2f}" for n, v in r["top"])
+            + "\n".join(f"- {title(r['system'])}: " + ", ".join(f"{n} {v:.2f}" for n, v in r["top"])
                         for r in rows if r["c"] == 64)
             + f"\n\n{checks}\n" + (f"\nProfile of the Solo gateway process under c=64 load (py-spy --native --threads, "
                               f"5 s at 100 Hz; a separate Solo run):\n\n```\n{info['profile']}\n```\n"
@@ -421,18 +449,21 @@ def main() -> int:
     parser.add_argument("--retries", type=int, default=1, help="how often a disturbed point is run again")
     parser.add_argument("--solo-config", help="a solo.toml for the Solo runs (e.g. to compare gateway settings)")
     parser.add_argument("--profile-dir", default="/tmp/solo-bench-profile")
+    parser.add_argument("--gateway-processes", type=lambda s: [int(n) for n in s.split(",")], default=[],
+                        help="also measure Solo with these numbers of gateway processes at c=64, e.g. 1,2,4")
     args = parser.parse_args()
-    systems = args.only or list(SYSTEMS)
+    systems = (args.only or list(SYSTEMS)) + [f"solo-gw{n}" for n in args.gateway_processes]
     info = {"machine": C.machine_line(C.machine())}
     started = time.monotonic()
-    args.retry_until = started + 230  # retries stop here so the whole run stays inside its 340 s budget
+    extra = 45 * len(args.gateway_processes)  # start, c=64 point and stop of each solo-gwN system
+    args.retry_until = started + 230 + extra  # retries stop here so the whole run stays inside its budget
     rows: list[dict] = []
-    with C.hard_deadline(340, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
+    with C.hard_deadline(340 + extra, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
         for system in systems:
             others = C.wait_quiet(args.quiet_wait) if args.quiet_wait > 0 else 0.0
-            print(f"[{time.monotonic() - started:5.1f}s] {TITLES[system]} (others' CPU before start: {others:.2f} "
+            print(f"[{time.monotonic() - started:5.1f}s] {title(system)} (others' CPU before start: {others:.2f} "
                   f"cores)", flush=True)
-            if system in ("solo", "solo-noauth", "solo-nosandbox"):
+            if system in ("solo", "solo-noauth", "solo-nosandbox") or system.startswith("solo-gw"):
                 rows += bench_solo(args, work, system)
             elif system in ("bare", "naive"):
                 rows += bench_subprocess_server(system, args, work)
