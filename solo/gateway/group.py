@@ -149,7 +149,7 @@ def probe_free(host: str, port: int) -> None:
     """Bind every address of host:port once without SO_REUSEPORT: fails when anything listens there (a
     SO_REUSEPORT bind would join it instead)."""
     try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise FailedPrecondition(f"the gateway cannot listen on {host}:{port} ({exc.strerror}); check --host") from None
     for family, kind, proto, _, address in infos:
