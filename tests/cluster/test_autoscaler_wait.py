@@ -1,0 +1,53 @@
+"""[runtime] wait_for_autoscaler on a multi-node Ray cluster: a deploy asking for a resource no node has
+waits for a node with it instead of FAILED_PRECONDITION at once (the flag off is
+tests/integration/test_bad_input.py::test_request_ray_can_never_schedule_fails_at_once)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    script = Path(__file__).with_name("autoscaler_script.py")
+    run = subprocess.run([sys.executable, str(script), str(tmp_path_factory.mktemp("solo-data"))],
+                         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2])
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, f"autoscaler run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_deploy_waits_for_a_node_with_the_resource_and_lands_on_it(result):
+    assert result["settled_before"]
+    assert result["state_while_waiting"] == "STARTING"
+    assert result["pending_while_waiting"] == 1  # one host actor, waiting for a node
+    assert result["asked"] == [{"burst": 1.0}]  # asked of the autoscaler so it scales promptly
+    assert result["deploy"]["error"] is None, result["deploy"]
+    assert result["deploy"]["node_id"] == result["burst_node"] != result["head_node"]
+    assert result["answer"] == "from the new node"
+    assert result["withdrawn"]  # placed: the autoscaler is no longer asked for it
+
+
+def test_deploy_nobody_adds_a_node_for_times_out_and_leaves_nothing_behind(result):
+    never = result["never"]
+    assert not never["value"] and never["error"].startswith("FAILED_PRECONDITION: Ray could not place the service "
+                                                            "within 60s: asked for num_cpus=0, never=1")
+    assert "the autoscaler did not add one in time" in never["error"]
+    assert never["seconds"] >= 55  # waited instead of being refused at once
+    assert result["stop"]["error"] is None and result["stop"]["state"] == "STOPPED", result["stop"]
+    assert result["none_pending_after"]  # the stop and the timeout left no pending actor
+    assert result["asked_at_end"] == []
+
+
+def test_what_no_node_type_of_the_autoscaler_could_hold_is_refused_at_once(result):
+    no_type = result["no_type"]
+    assert no_type["error"].startswith("FAILED_PRECONDITION: no node in the cluster can ever hold this service: "
+                                       "asked for num_cpus=0, num_gpus=1"), no_type
+    assert "no node type the autoscaler can add has it either (burst-workers: GPU=0)" in no_type["error"]
+    assert no_type["seconds"] < 30
