@@ -35,6 +35,7 @@ class Cell:
         self.wire: cellwire.Wire | None = None
         self.instance: ServiceInstance | None = None
         self._loading = False
+        self._snapshotting = False  # a periodic snapshot() is running (op_snapshot)
         self._sockets: dict[int, asyncio.Future] = {}  # sockets the host sends for our requests, by ref
 
     async def run(self) -> None:
@@ -141,17 +142,28 @@ class Cell:
         if state is None:
             return {"has_snapshot": has_snapshot, "state": False}, b""
         try:
-            text = json.dumps(state)
-        except (TypeError, ValueError) as exc:
+            return {"has_snapshot": True, "state": True}, _state_text(instance, state, max_state_bytes)
+        except InvalidRequest:
             self.channel.moved = False
-            raise InvalidRequest(f"{instance.class_name}.snapshot() must return JSON-compatible data "
-                                 f"(dicts, lists, strings, numbers): {exc}") from None
-        if len(text) > max_state_bytes:
-            self.channel.moved = False
-            raise InvalidRequest(f"{instance.class_name}.snapshot() returned {len(text) >> 20} MiB of JSON, more than "
-                                 f"[swap] max_state_bytes ({max_state_bytes >> 20} MiB); keep large data outside the "
-                                 "service's memory or ask the operator for a larger limit")
-        return {"has_snapshot": True, "state": True}, text.encode()
+            raise
+
+    async def op_snapshot(self, h: dict, body: bytes) -> tuple[dict, bytes]:
+        """snapshot() while the service keeps serving (the registry's periodic snapshots): nothing is drained or
+        frozen. A sync snapshot() runs in the service's call threads (between calls at max_concurrency 1), an
+        async one beside them. One at a time: a snapshot() that hangs holds one thread, not one per request."""
+        instance = self._require()
+        if not instance.has_hook("snapshot"):
+            return {"has_snapshot": False, "state": False}, b""
+        if self._snapshotting:
+            raise FailedPrecondition(f"{instance.class_name}.snapshot() has not returned from the last request yet")
+        self._snapshotting = True
+        try:
+            state = await instance.hook("snapshot")
+        finally:
+            self._snapshotting = False
+        if state is None:
+            return {"has_snapshot": True, "state": False}, b""
+        return {"has_snapshot": True, "state": True}, _state_text(instance, state, int(h["max_state_bytes"]))
 
     async def op_thaw(self, h: dict, body: bytes) -> tuple[dict, bytes]:
         self.channel.moved = False
@@ -188,6 +200,20 @@ class Cell:
             if connection.transport is not None:
                 connection.transport.close()
         return {"message": message}, b""
+
+
+def _state_text(instance: ServiceInstance, state, max_state_bytes: int) -> bytes:
+    """What snapshot() returned as JSON text, within [swap] max_state_bytes."""
+    try:
+        text = json.dumps(state)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"{instance.class_name}.snapshot() must return JSON-compatible data "
+                             f"(dicts, lists, strings, numbers): {exc}") from None
+    if len(text) > max_state_bytes:
+        raise InvalidRequest(f"{instance.class_name}.snapshot() returned {len(text) >> 20} MiB of JSON, more than "
+                             f"[swap] max_state_bytes ({max_state_bytes >> 20} MiB); keep large data outside the "
+                             "service's memory or ask the operator for a larger limit")
+    return text.encode()
 
 
 def main(argv: list[str]) -> None:

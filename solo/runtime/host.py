@@ -47,6 +47,7 @@ HEALTH_SECONDS = 8.0
 THAW_SECONDS = 4.0
 FREEZE_EXTRA_SECONDS = 8.0  # beyond the drain
 RESTORE_SECONDS = 60.0
+SNAPSHOT_SECONDS = 10.0  # a periodic snapshot() (registry/snapshots.py); the service keeps serving meanwhile
 STATS_SECONDS = 2.0
 
 
@@ -301,6 +302,25 @@ class ServiceHost:
         self._require()
         answer, _ = await self._ask("restore", "restore()", timeout, state.encode())
         return answer.get("restored") is True
+
+    async def snapshot(self, max_state_bytes: int = 64 << 20) -> dict:
+        """The service's snapshot() while it keeps serving (nothing drained or frozen): the registry keeps the
+        latest, so a service moved off a lost node comes back with it. The answer is the tenant's and checked
+        here as freeze's is: at most `max_state_bytes` of UTF-8 text (it is parsed only by the restore() it
+        is handed to, in a cell, within that service's limits).
+
+        Returns {"state": JSON text or None (snapshot() returned None), "has_snapshot": bool}."""
+        self._require()
+        answer, state = await self._ask("snapshot", "snapshot()", SNAPSHOT_SECONDS, max_state_bytes=max_state_bytes)
+        has_snapshot = answer.get("has_snapshot") is True
+        if answer.get("state") is not True or not has_snapshot:
+            return {"state": None, "has_snapshot": has_snapshot}
+        if len(state) > max_state_bytes:  # the cell checks too; it is not trusted to
+            raise InvalidRequest(f"the service's snapshot is {len(state) >> 20} MiB, more than [swap] max_state_bytes")
+        try:
+            return {"state": state.decode(), "has_snapshot": True}
+        except UnicodeDecodeError:
+            raise InvalidRequest("the service's snapshot is not UTF-8 JSON text") from None
 
     def _require(self) -> None:
         if self._loaded is None:
