@@ -197,13 +197,18 @@ def test_a_killed_gateway_process_is_restarted_and_the_port_keeps_serving(group)
     slots = GroupFile(group["data_dir"] / GROUP_FILE)
     assert slots.slot(1).pid == child
     os.kill(child, signal.SIGKILL)
-    served = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # new connections meanwhile: none refused
+    killed = time.monotonic()
+    served = reset = 0
+    while time.monotonic() < killed + 60:  # new connections meanwhile
         pinned = Pinned(group["address"], group["token"])
         try:
             assert pinned.echo("still") == "still"
             served += 1
+        except grpc.RpcError as exc:
+            # a connection the kernel queued on the dying listener is reset (unless net.ipv4.tcp_migrate_req is
+            # on); once the process is gone the kernel hands every new connection to the live one
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() - killed < 2.0, exc
+            reset += 1
         finally:
             pinned.close()
         slot = slots.slot(1)
@@ -212,6 +217,7 @@ def test_a_killed_gateway_process_is_restarted_and_the_port_keeps_serving(group)
     else:
         raise AssertionError("gateway process 1 was not restarted within 60 s")
     assert served >= 1
+    print(f"while process 1 was down: {served} new connections served, {reset} reset at the moment of the kill")
     group["gateway_pids"][1] = slots.slot(1).pid
     pinned = one_on_each(group)  # and connections reach the new process 1 again
     for p in pinned.values():
