@@ -22,8 +22,10 @@ from solo.registry.discovery import Discovery
 from solo.registry.discovery_actor import DiscoveryMixin
 from solo.registry.events import event_rows
 from solo.registry.history import VersionHistory
+from solo.registry.nodeloss import NodeLossMixin, node_death
 from solo.registry.quotas import quota_for
 from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
+from solo.registry.snapshots import SnapshotMixin, SnapshotStore
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.registry.swap import Standby, SwapMixin
@@ -36,7 +38,7 @@ from solo.security import seal
 log = logging.getLogger("solo.registry")
 
 
-class RegistryActor(SwapMixin, DiscoveryMixin):
+class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
     def __init__(self, config: dict, bind_host: str = "", control_secret: str = ""):
         """`control_secret`: what the event log asks of its callers (solo/security/control.py); it
         stays here and never goes to a host."""
@@ -55,6 +57,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         self.sink = EventLogHandle(self.config.namespace, control_secret)
         self.specs = SpecStore(self.config.data_dir / "specs")
         self.history = VersionHistory(self.config.data_dir / "history", self.config.swap.keep_versions)
+        self.snapshot_files = SnapshotStore(self.config.data_dir / "snapshots")
+        self._no_snapshot: dict[tuple[str, str], int] = {}  # services without snapshot(), by generation
+        self._snapshot_warned: dict[tuple[str, str], tuple[int, int]] = {}  # see _snapshot_skipped
         self.standby: dict[tuple[str, str], Standby] = {}  # swaps in their watch window
         self.discovery = Discovery()
         self._secret: bytes | None = None  # for discovery tickets, see _ticket
@@ -88,11 +93,15 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             self.discovery.grants.setdefault((owner, name), set()).add(grantee)
         self._spawn(self._checkpoint_loop())
         self._spawn(self._expiry_loop())
+        self._spawn(self._snapshot_loop())
         strays = set(self.launcher.host_names())
         for view in [copy.copy(v) for v in views.values()]:  # the checkpoint loop folds into views
             record = self.state.restore(view, self.specs.get(view.spec, view.tenant, view.name))
             if record.state != "RESTARTING":
                 continue
+            info = await asyncio.to_thread(self.snapshot_files.info, record.tenant, record.name)
+            if info is not None:  # kept only for this run (the same generation and restart count, see state)
+                self.state.snapshots[record.key] = info
             if await self._reattach(record, view):
                 strays.discard(view.host)
             else:
@@ -102,8 +111,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         await self._commit()
         try:  # nothing else runs yet: every service's folder keeps only what it needs
             await asyncio.to_thread(self.specs.sweep, await asyncio.to_thread(self._needed_specs))
+            await asyncio.to_thread(self.snapshot_files.sweep, set(self.state.snapshots))
         except OSError as exc:
-            log.warning("sweeping the specs folder failed: %s", exc)
+            log.warning("sweeping the specs or snapshots folder failed: %s", exc)
 
     def _needed_specs(self) -> dict[tuple[str, str], set[str]]:
         """The spec fingerprints each service needs: its current version's and its history's."""
@@ -165,12 +175,17 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             return False
         if not found or found["pid"] != view.pid:
             return False
+        try:
+            key = self._host_key(found["key"])
+        except Unavailable as exc:  # sealed to another key (registry.seal replaced): start it again instead
+            log.warning("cannot take over the host of %s/%s: %s", record.tenant, record.name, exc)
+            return False
         try:  # a registry that died in the middle of a swap may have left it frozen
             await call_host(handle.thaw.remote(), 5.0, "resuming a taken-over host")
         except SoloError:
             pass
         self.state.started(record, Placement(
-            address=found["address"], key=self._host_key(found["key"]), pid=found["pid"], node_id=found["node_id"],
+            address=found["address"], key=key, pid=found["pid"], node_id=found["node_id"],
             node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
             class_name=found["class_name"], host=found["host"], limits=found.get("limits", "")),
             recovered="reattached")
@@ -182,6 +197,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         async with self._lock(record.key):
             if self.state.services.get(record.key) is not record or record.state != "RESTARTING":
                 return
+            self.state.snapshots.pop(record.key, None)  # it comes back fresh: an older state is not for it
             try:
                 await self._start(record, recovered="started again")
             except SoloError as exc:
@@ -330,12 +346,18 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
         return record
 
     async def _watch(self, tenant: str, name: str, generation: int, pid: int, handle) -> None:
+        record = self.state.services.get((tenant, name))
+        placement = record.placement if record is not None and record.generation == generation else None
+        node_id, node_ip = (placement.node_id, placement.node_ip) if placement and placement.pid == pid else ("", "")
         try:
-            violation = await handle.wait_closed.remote()
+            violation = await self._wait_closed(handle, node_id)
             if violation is None:
                 return  # stopped on purpose
         except Exception as exc:  # noqa: BLE001 - RayActorError and friends: the process is gone
-            await self._crashed(tenant, name, generation, pid, died_message(exc))
+            if await self._node_gone(node_id, exc):  # not the service's doing: rescheduled, not restarted
+                await self._node_lost(tenant, name, generation, pid, node_id, node_ip, node_death(exc))
+            else:
+                await self._crashed(tenant, name, generation, pid, died_message(exc))
             return
         # the host ended itself for breaking a limit: an event, then the policy
         policy = self.config.runtime.on_limit_exceeded
@@ -420,6 +442,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin):
             handle = self.hosts.pop(record.key, None)
             message = await self._stop_host(handle) if handle is not None else ""
             record = self.state.stopped(tenant, name, remove, message)
+            self._no_snapshot.pop(record.key, None)
+            self._snapshot_warned.pop(record.key, None)
+            await asyncio.to_thread(self.snapshot_files.forget, tenant, name)
             if remove:
                 await asyncio.to_thread(self.history.forget, tenant, name)
                 await self._prune_specs((tenant, name), current=False)  # its folder goes with it

@@ -24,7 +24,7 @@ FOLDED = frozenset({  # the service events a rebuild acts on (the others only te
     "service.deploying", "service.swap_started", "service.swapped", "service.swap_failed", "service.rolled_back",
     "service.replaced", "service.started", "service.restarted", "service.recovered", "service.replace_failed",
     "service.crashed", "service.restarting", "service.failed", "service.stopped", "service.suspended",
-    "service.removed"})
+    "service.removed", "service.rescheduled", "node.lost"})
 
 
 @dataclass
@@ -76,6 +76,15 @@ def _apply(row: dict, kind: str, views: dict, grants: set | None, granting: bool
                  readback.name(payload.get("to_tenant"), "grantee tenant"))
         (grants.add if kind == "discovery.granted" else grants.discard)(grant)
         return
+    if kind == "node.lost":  # the subject is the node; the payload names the tenant's services that were on it
+        services = payload.get("services")
+        if not isinstance(services, list):
+            raise BadRow("'services' is not a list")
+        for name in [readback.name(s, "service name") for s in services]:
+            view = views.get((tenant, name))
+            if view is not None and view.state == "RUNNING":
+                view.state, view.host, view.pid = "RESTARTING", "", 0
+        return
     key = (tenant, readback.name(row.get("subject"), "service name"))
     view = views.get(key)
     if kind == "service.deploying":
@@ -111,7 +120,7 @@ def _apply(row: dict, kind: str, views: dict, grants: set | None, granting: bool
         view.spec, view.version, view.generation = (view.pending["spec"], view.pending["version"],
                                                      view.pending["generation"])
         view.pending, view.restarts = {}, 0
-    elif kind in ("service.started", "service.restarted", "service.recovered"):
+    elif kind in ("service.started", "service.restarted", "service.recovered", "service.rescheduled"):
         host, pid = _placement(payload)
         restarts = readback.integer(payload, "restarts", view.restarts)
         view.state, view.wanted, view.message = "RUNNING", True, ""

@@ -21,6 +21,7 @@ from solo.registry.quotas import Quota, check_deploy, usage
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
 STATES = ("STARTING", "RUNNING", "RESTARTING", "STOPPING", "STOPPED", "FAILED")
 MAX_REASON = 2000  # characters of a reason (often a service's exception text) kept in events and routes
+MAX_NODE_TEXT = 200  # characters of a node id or IP in an event (they come from Ray, kept short anyway)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,19 @@ class Placement:
     class_name: str = ""
     host: str = ""  # the host actor's name, so a rebuilt registry can take it over
     limits: str = ""  # how the host's limits are enforced (cgroup, watchdog, none)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What the registry knows of a service's latest periodic snapshot (the JSON text itself is kept on disk,
+    snapshots.py): it belongs to one run of the service, its generation and restart count, so a version that
+    was replaced or a process that crashed and came back fresh never gets it."""
+    generation: int
+    restarts: int
+    version: str
+    taken_at: float
+    size: int
+    digest: str  # sha256 of the text: an unchanged state is not written again
 
 
 @dataclass
@@ -81,6 +95,7 @@ class RegistryState:
         self.clock = clock
         self._generations: dict[tuple[str, str], int] = {}
         self.reserved: dict[tuple[str, str], object] = {}  # resources of versions kept in a watch window
+        self.snapshots: dict[tuple[str, str], SnapshotInfo] = {}  # the latest periodic snapshot, one per service
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, tenant: str, name: str) -> ServiceRecord:
@@ -134,12 +149,8 @@ class RegistryState:
         """Record a host that finished starting. None when the start is stale (the caller drops the host)."""
         key = record.key
         current = self.services.get(key)
-        if current is not None and current.generation > record.generation:
-            return None  # a newer deploy already won
-        if current is None and self._generations.get(key, 0) >= record.generation:
-            return None  # removed while it was starting
-        if current is not None and current.state in ("STOPPING", "STOPPED"):
-            return None  # stopped while it was starting
+        if self._stale_start(record, current):
+            return None
         if current is not None and current is not record and current.generation == record.generation:
             record = current
         replaced = current if current is not None and current is not record else None
@@ -154,6 +165,13 @@ class RegistryState:
                    restarts=record.restarts, host=placement.host, after_crash=restarted, **extra)
         self._bump()
         return record
+
+    def _stale_start(self, record: ServiceRecord, current: ServiceRecord | None) -> bool:
+        if current is not None and current.generation > record.generation:
+            return True  # a newer deploy already won
+        if current is None and self._generations.get(record.key, 0) >= record.generation:
+            return True  # removed while it was starting
+        return current is not None and current.state in ("STOPPING", "STOPPED")  # stopped while it was starting
 
     def start_failed(self, record: ServiceRecord, message: str, replacing: bool) -> None:
         if replacing:
@@ -278,6 +296,71 @@ class RegistryState:
         self._bump()
         return record
 
+    # -- node loss -----------------------------------------------------------------------------
+    def node_lost(self, node_id: str, node_ip: str, reason: str,
+                  skip: Callable[[ServiceRecord], bool] = lambda record: False) -> list[ServiceRecord]:
+        """A node died with hosts on it: every service RUNNING there (but those `skip` keeps) becomes RESTARTING,
+        to be rescheduled on a surviving node. Not a crash: the restart count stays. One `node.lost` per tenant
+        affected, naming that tenant's services only (events are read per tenant). Returns the records to
+        reschedule, none when the node was handled already (each host's watcher reports the same node)."""
+        lost = sorted((r for r in self.services.values()
+                       if r.state == "RUNNING" and r.placement is not None and r.placement.node_id == node_id
+                       and not skip(r)), key=lambda r: r.key)
+        by_tenant: dict[str, list[ServiceRecord]] = {}
+        for record in lost:
+            by_tenant.setdefault(record.tenant, []).append(record)
+        for tenant, records in by_tenant.items():
+            self.outbox.append(Event("node.lost", tenant, node_id[:MAX_NODE_TEXT], {
+                "node_id": node_id[:MAX_NODE_TEXT], "node_ip": node_ip[:MAX_NODE_TEXT],
+                "services": [r.name for r in records], "reason": reason[:MAX_REASON]}, who=acting_for.get()))
+        for record in lost:
+            record.state, record.placement = "RESTARTING", None
+            record.message = f"rescheduling: its node {node_id[:12]} ({node_ip[:64]}) was lost"
+        if lost:
+            self._bump()
+        return lost
+
+    def rescheduled(self, record: ServiceRecord, placement: Placement, from_node: str, restored: str,
+                    snapshot_age: float | None = None) -> ServiceRecord | None:
+        """A service moved off a lost node runs again on `placement`. None when stale (stopped, replaced or
+        removed meanwhile: the caller drops the host)."""
+        current = self.services.get(record.key)
+        if current is not record or self._stale_start(record, current) or record.state != "RESTARTING":
+            return None
+        record.state, record.placement, record.message = "RUNNING", placement, ""
+        extra = {} if snapshot_age is None else {"snapshot_age_seconds": round(max(0.0, snapshot_age), 3)}
+        self._emit(record, "service.rescheduled", version=record.version, node_id=placement.node_id,
+                   pid=placement.pid, host=placement.host, from_node=from_node[:MAX_NODE_TEXT],
+                   restarts=record.restarts, state=restored, **extra)
+        self._bump()
+        return record
+
+    def reschedule_failed(self, record: ServiceRecord, reason: str) -> None:
+        """No surviving node took the service (or it did not start there): FAILED, with why."""
+        if self.services.get(record.key) is not record or record.state != "RESTARTING":
+            return
+        record.state, record.placement = "FAILED", None
+        record.message = f"could not be rescheduled after its node was lost: {reason}"
+        self._emit(record, "service.failed", version=record.version, reason=record.message)
+        self._bump()
+
+    # -- periodic snapshots (the text is on disk, see snapshots.py) ---------------------------------
+    def snapshot_taken(self, record: ServiceRecord, size: int, digest: str, max_bytes: int) -> SnapshotInfo | None:
+        """Keep `record`'s latest snapshot (one per service, replacing the one before). None when it is not
+        kept: the service is no longer that running record, or the text is over `max_bytes`."""
+        if self.services.get(record.key) is not record or record.state != "RUNNING" or not 0 < size <= max_bytes:
+            return None
+        info = SnapshotInfo(record.generation, record.restarts, record.version, self.clock(), size, digest)
+        self.snapshots[record.key] = info
+        return info
+
+    def snapshot_for(self, record: ServiceRecord) -> SnapshotInfo | None:
+        """The kept snapshot if it belongs to this run of the service (same generation, no crash since)."""
+        info = self.snapshots.get(record.key)
+        if info is None or (info.generation, info.restarts) != (record.generation, record.restarts):
+            return None
+        return info
+
     # -- stop ----------------------------------------------------------------------------------
     def stopping(self, tenant: str, name: str) -> ServiceRecord:
         record = self.get(tenant, name)
@@ -298,6 +381,7 @@ class RegistryState:
         record = self.get(tenant, name)
         record.state, record.placement, record.message = "STOPPED", None, message
         self._emit(record, "service.removed" if remove else "service.stopped", version=record.version)
+        self.snapshots.pop(record.key, None)  # a later start is a new run: it never gets this run's state
         if remove:
             del self.services[record.key]
         self._bump()

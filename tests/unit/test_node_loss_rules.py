@@ -1,0 +1,312 @@
+"""Node loss and periodic snapshots, the pure parts: RegistryState's rescheduling transitions, the snapshot
+bounds, the rebuild's fold of `node.lost` / `service.rescheduled`, and the snapshot files."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from solo.core.spec import ServiceSpec
+from solo.registry.events import event_rows
+from solo.registry.rebuild import fold
+from solo.registry.snapshots import SnapshotStore
+from solo.registry.state import Placement, RegistryState, SnapshotInfo
+
+SOURCE = "class Echo:\n    def echo(self, x):\n        return x\n"
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def placement(pid: int, node: str = "node-1", ip: str = "10.0.0.1") -> Placement:
+    return Placement(address=f"{ip}:{5000 + pid}", key=f"key-{pid}", pid=pid, node_id=node, node_ip=ip,
+                     started_at=1.0, methods=("echo",), class_name="Echo", host=f"solo-host-{pid}")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def state(clock) -> RegistryState:
+    return RegistryState(max_services_per_tenant=10, clock=clock)
+
+
+def running(state: RegistryState, tenant: str, name: str, pid: int, node: str = "node-1"):
+    _, record = state.plan_deploy(tenant, ServiceSpec(name=name, source=SOURCE, filename=f"{name}.py"), False)
+    return state.started(record, placement(pid, node))
+
+
+# -- node.lost -------------------------------------------------------------------------------------
+
+def test_node_lost_makes_its_services_restarting_without_counting_a_restart(state):
+    a = running(state, "alice", "a", 1)
+    b = running(state, "alice", "b", 2)
+    elsewhere = running(state, "alice", "c", 3, node="node-2")
+    state.take_events()
+    version = state.route_version
+    lost = state.node_lost("node-1", "10.0.0.1", "gone")
+    assert lost == [a, b]
+    assert [(r.state, r.placement, r.restarts) for r in lost] == [("RESTARTING", None, 0)] * 2
+    assert "node node-1" in a.message and "10.0.0.1" in a.message
+    assert elsewhere.state == "RUNNING"
+    assert state.route_version > version  # gateways stop routing to the dead hosts at once
+    routes = {r.name: r for r in state.routes()}
+    assert routes["a"].state == "RESTARTING" and routes["a"].address == ""
+
+
+def test_node_lost_is_one_event_per_tenant_naming_only_its_services(state):
+    running(state, "alice", "a1", 1)
+    running(state, "alice", "a2", 2)
+    running(state, "bob", "b1", 3)
+    state.take_events()
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    events = state.take_events()
+    assert [(e.type, e.tenant, e.subject) for e in events] == [("node.lost", "alice", "node-1"),
+                                                              ("node.lost", "bob", "node-1")]
+    assert events[0].payload == {"node_id": "node-1", "node_ip": "10.0.0.1", "services": ["a1", "a2"],
+                                 "reason": "gone"}
+    assert events[1].payload["services"] == ["b1"]
+    rows, _ = event_rows(events, {}, {})
+    assert [r["principal"] for r in rows] == ["solo", "solo"]  # Solo acts on its own
+
+
+def test_the_second_report_of_the_same_node_writes_nothing(state):
+    running(state, "alice", "a", 1)
+    running(state, "alice", "b", 2)
+    state.take_events()
+    assert len(state.node_lost("node-1", "10.0.0.1", "gone")) == 2
+    state.take_events()
+    assert state.node_lost("node-1", "10.0.0.1", "gone") == []
+    assert state.take_events() == []
+
+
+def test_services_that_are_not_running_or_are_skipped_are_left_alone(state):
+    starting = state.plan_deploy("alice", ServiceSpec(name="s", source=SOURCE, filename="s.py"), False)[1]
+    windowed = running(state, "alice", "w", 2)
+    state.take_events()
+    assert state.node_lost("node-1", "10.0.0.1", "gone", skip=lambda r: r is windowed) == []
+    assert (starting.state, windowed.state) == ("STARTING", "RUNNING")
+    assert state.take_events() == []
+
+
+def test_rescheduled_runs_again_on_the_new_node(state):
+    record = running(state, "alice", "a", 1)
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    state.take_events()
+    back = state.rescheduled(record, placement(9, node="node-2"), "node-1", "restored from the last snapshot", 4.25)
+    assert back is record and record.state == "RUNNING" and record.restarts == 0 and record.message == ""
+    [event] = state.take_events()
+    assert event.type == "service.rescheduled"
+    assert event.payload == {"version": "1", "node_id": "node-2", "pid": 9, "host": "solo-host-9",
+                             "from_node": "node-1", "restarts": 0, "state": "restored from the last snapshot",
+                             "snapshot_age_seconds": 4.25}
+    assert state.routes()[0].address == "10.0.0.1:5009"
+
+
+def test_a_reschedule_that_finishes_after_a_stop_or_replace_is_dropped(state):
+    record = running(state, "alice", "a", 1)
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    state.stopping("alice", "a")
+    assert state.rescheduled(record, placement(9, node="node-2"), "node-1", "fresh") is None
+    state.stopped("alice", "a", remove=False)
+    assert state.rescheduled(record, placement(9, node="node-2"), "node-1", "fresh") is None
+    assert record.state == "STOPPED"
+
+
+def test_a_reschedule_that_cannot_be_placed_fails_with_the_reason(state):
+    record = running(state, "alice", "a", 1)
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    state.take_events()
+    state.reschedule_failed(record, "Ray could not place the service within 30s")
+    assert record.state == "FAILED"
+    assert record.message.startswith("could not be rescheduled after its node was lost: Ray could not place")
+    [event] = state.take_events()
+    assert (event.type, event.payload["reason"]) == ("service.failed", record.message)
+
+
+def test_a_crash_after_a_reschedule_counts_from_where_it_was(state):
+    record = running(state, "alice", "a", 1)
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    state.rescheduled(record, placement(9, node="node-2"), "node-1", "fresh")
+    assert state.crashed("alice", "a", record.generation, 1, "late report from the old host", 3) is None
+    assert state.crashed("alice", "a", record.generation, 9, "boom", 3) is record
+    assert record.restarts == 1
+
+
+def test_node_text_is_capped(state):
+    running(state, "alice", "a", 1, node="n" * 500)
+    state.take_events()
+    state.node_lost("n" * 500, "i" * 500, "r" * 5000)
+    [event] = state.take_events()
+    assert len(event.payload["node_id"]) == 200 and len(event.payload["node_ip"]) == 200
+    assert len(event.payload["reason"]) == 2000
+
+
+# -- snapshot bounds -------------------------------------------------------------------------------
+
+def test_one_snapshot_per_service_the_latest_wins(state, clock):
+    record = running(state, "alice", "a", 1)
+    assert state.snapshot_taken(record, 10, "d1", max_bytes=100) is not None
+    clock.t += 5
+    state.snapshot_taken(record, 20, "d2", max_bytes=100)
+    assert len(state.snapshots) == 1
+    info = state.snapshot_for(record)
+    assert (info.size, info.digest, info.taken_at, info.version) == (20, "d2", 1005.0, "1")
+
+
+def test_a_snapshot_over_the_cap_or_empty_is_not_kept(state):
+    record = running(state, "alice", "a", 1)
+    assert state.snapshot_taken(record, 101, "d", max_bytes=100) is None
+    assert state.snapshot_taken(record, 0, "d", max_bytes=100) is None
+    assert state.snapshots == {}
+
+
+def test_a_snapshot_of_a_run_that_is_over_is_not_kept(state):
+    record = running(state, "alice", "a", 1)
+    state.crashed("alice", "a", record.generation, 1, "boom", 3)
+    assert state.snapshot_taken(record, 10, "d", max_bytes=100) is None  # RESTARTING
+    stale = running(state, "alice", "b", 2)
+    state.stopping("alice", "b")
+    assert state.snapshot_taken(stale, 10, "d", max_bytes=100) is None
+
+
+def test_a_crash_restart_or_a_new_version_does_not_get_the_old_snapshot(state):
+    record = running(state, "alice", "a", 1)
+    state.snapshot_taken(record, 10, "d", max_bytes=100)
+    state.crashed("alice", "a", record.generation, 1, "boom", 3)
+    state.started(record, placement(2), restarted=True)
+    assert state.snapshot_for(record) is None  # came back fresh: an older state is not its own
+    _, new = state.plan_deploy("alice", ServiceSpec(name="a", source=SOURCE + "\n", filename="a.py"), True)
+    state.started(new, placement(3))
+    state.snapshot_taken(new, 10, "d", max_bytes=100)
+    assert state.snapshot_for(new) is not None and state.snapshot_for(record) is None
+
+
+def test_a_reschedule_keeps_the_snapshot_for_the_next_node_loss(state):
+    record = running(state, "alice", "a", 1)
+    state.snapshot_taken(record, 10, "d", max_bytes=100)
+    state.node_lost("node-1", "10.0.0.1", "gone")
+    state.rescheduled(record, placement(9, node="node-2"), "node-1", "restored from the last snapshot")
+    assert state.snapshot_for(record) is not None
+
+
+def test_stop_and_remove_drop_the_snapshot(state):
+    a = running(state, "alice", "a", 1)
+    b = running(state, "alice", "b", 2)
+    state.snapshot_taken(a, 10, "d", max_bytes=100)
+    state.snapshot_taken(b, 10, "d", max_bytes=100)
+    state.stopping("alice", "a")
+    state.stopped("alice", "a", remove=False)
+    state.stopping("alice", "b")
+    state.stopped("alice", "b", remove=True)
+    assert state.snapshots == {}
+
+
+def test_snapshots_never_become_events(state):
+    record = running(state, "alice", "a", 1)
+    state.take_events()
+    state.snapshot_taken(record, 10, "d", max_bytes=100)
+    assert state.take_events() == []
+
+
+# -- the rebuild folds node loss -------------------------------------------------------------------
+
+def rows(*events):
+    return [{"id": i + 1, "time": 1000.0 + i, "tenant": t, "type": kind, "subject": subject,
+             "payload": json.dumps(payload)} for i, (t, kind, subject, payload) in enumerate(events)]
+
+
+DEPLOY = {"spec": "f" * 64, "version": "1", "generation": 1}
+
+
+def test_fold_node_lost_then_rescheduled():
+    history = rows(("alice", "service.deploying", "a", DEPLOY),
+                   ("alice", "service.started", "a", {"host": "solo-host-1", "pid": 1, "restarts": 0}),
+                   ("alice", "service.deploying", "b", DEPLOY),
+                   ("alice", "service.started", "b", {"host": "solo-host-2", "pid": 2, "restarts": 0}),
+                   ("alice", "node.lost", "node-1", {"node_id": "node-1", "services": ["a", "b"]}))
+    views = fold(history)
+    assert [(v.state, v.host, v.pid, v.wanted, v.restarts) for v in views.values()] == \
+        [("RESTARTING", "", 0, True, 0)] * 2
+    views = fold(rows(("alice", "service.rescheduled", "a", {"host": "solo-host-9", "pid": 9, "restarts": 0})),
+                 views)
+    a = views[("alice", "a")]
+    assert (a.state, a.host, a.pid, a.restarts) == ("RUNNING", "solo-host-9", 9, 0)
+
+
+def test_fold_node_lost_touches_only_its_own_tenants_services():
+    history = rows(("alice", "service.deploying", "a", DEPLOY),
+                   ("alice", "service.started", "a", {"host": "h1", "pid": 1}),
+                   ("bob", "service.deploying", "a", DEPLOY),
+                   ("bob", "service.started", "a", {"host": "h2", "pid": 2}),
+                   ("alice", "node.lost", "node-1", {"services": ["a"]}))
+    views = fold(history)
+    assert views[("alice", "a")].state == "RESTARTING" and views[("bob", "a")].state == "RUNNING"
+
+
+def test_fold_skips_a_malformed_node_lost():
+    history = rows(("alice", "service.deploying", "a", DEPLOY),
+                   ("alice", "service.started", "a", {"host": "h1", "pid": 1}),
+                   ("alice", "node.lost", "node-1", {"services": "a"}),
+                   ("alice", "node.lost", "node-1", {"services": ["../a"]}))
+    assert fold(history)[("alice", "a")].state == "RUNNING"
+
+
+# -- the snapshot files ----------------------------------------------------------------------------
+
+def info_for(data: bytes, **kw) -> SnapshotInfo:
+    fields = {"generation": 1, "restarts": 0, "version": "1", "taken_at": 5.0, "size": len(data),
+              "digest": hashlib.sha256(data).hexdigest()} | kw
+    return SnapshotInfo(**fields)
+
+
+def test_snapshot_files_round_trip_private(tmp_path):
+    store = SnapshotStore(tmp_path / "snapshots")
+    data = b'{"value": 5}'
+    info = info_for(data)
+    store.put("alice", "a", info, data)
+    path = tmp_path / "snapshots" / "alice" / "a.json"
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert store.info("alice", "a") == info
+    assert store.read("alice", "a", info) == '{"value": 5}'
+    # an unchanged state is not written again: the file's older time still matches
+    assert store.read("alice", "a", info_for(data, taken_at=99.0)) == '{"value": 5}'
+
+
+def test_a_snapshot_file_of_another_run_or_damaged_is_not_read(tmp_path):
+    store = SnapshotStore(tmp_path)
+    data = b'{"value": 5}'
+    store.put("alice", "a", info_for(data), data)
+    assert store.read("alice", "a", info_for(data, restarts=1)) is None
+    assert store.read("alice", "a", info_for(data, generation=2)) is None
+    path = tmp_path / "alice" / "a.json"
+    path.write_bytes(path.read_bytes().replace(b"5}", b"6}"))
+    assert store.read("alice", "a", info_for(data)) is None
+    path.write_bytes(b"not a header\n{}")
+    assert store.info("alice", "a") is None
+    assert store.read("bob", "missing", info_for(data)) is None
+
+
+def test_snapshot_files_refuse_names_that_are_not_names(tmp_path):
+    store = SnapshotStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.put("..", "a", info_for(b"{}"), b"{}")
+    assert store.info("alice", "../x") is None
+
+
+def test_sweep_keeps_only_the_services_it_is_told(tmp_path):
+    store = SnapshotStore(tmp_path)
+    for tenant, name in (("alice", "a"), ("alice", "gone"), ("bob", "b")):
+        store.put(tenant, name, info_for(b"{}"), b"{}")
+    store.sweep({("alice", "a")})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["alice", "alice/a.json"]
+    store.forget("alice", "a")
+    assert store.info("alice", "a") is None
