@@ -140,7 +140,7 @@ def cmd_certs(args) -> int:
         return 0
     if args.certs_command == "node":
         issued = certs.issue_node(directory, args.name, args.host, days or certs.NODE_DAYS,
-                                  Path(args.out) if args.out else None)
+                                  Path(args.out) if args.out else None, force=args.force)
         made = {"dir": str(issued.cert.parent), "cert": str(issued.cert), "key": str(issued.key),
                 "expires": issued.not_after.isoformat()}
         _emit(args, made, lambda d: print(
@@ -230,6 +230,7 @@ def add_security_parsers(sub, local, common) -> None:
     node.add_argument("name", help="the node's name (letters, digits, -)")
     node.add_argument("--host", action="append", default=[], help="a name or IP of the node (repeatable)")
     node.add_argument("--out", help="write ca.crt, node.crt, node.key here (default <tls dir>/nodes/NAME)")
+    node.add_argument("--force", action="store_true", help="replace a node certificate already there")
     node.set_defaults(func=cmd_certs)
     keys = sub.add_parser("keys", parents=[local], help="the root keys that sign tokens (on the Solo machine)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

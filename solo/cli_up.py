@@ -120,8 +120,12 @@ def ensure_local_node_certificate(config) -> bool:
     if config.tls.hosts == "off" or config.tls.node_dir is not None or (config.node_tls_dir / "node.crt").exists():
         return False
     from solo.security.certs import init_ca, issue_node
-    if not (config.tls_dir / "ca.key").exists():
+    if not (config.tls_dir / "ca.crt").exists():
         init_ca(config.tls_dir)
+    elif not (config.tls_dir / "ca.key").exists():
+        raise FailedPrecondition(f"[tls] hosts needs a node certificate in {config.node_tls_dir}, and the CA's key is "
+                                 f"not in {config.tls_dir} to make one: run `solo certs node NAME --out "
+                                 f"{config.node_tls_dir}` where the CA's key is")
     issue_node(config.tls_dir, "local", ["localhost"], out=config.node_tls_dir)
     return True
 

@@ -33,7 +33,7 @@ from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
 from solo.runtime.host_listener import HostListener, connect_authenticated
-from solo.runtime.sandbox import CellPolicy
+from solo.runtime.sandbox import CellPolicy, SandboxUnavailable, check_data_dir
 from solo.security import seal
 from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
@@ -70,8 +70,11 @@ class ServiceHost:
         try:
             self._tls = NodeTls.load(channel.get("tls_mode", "off"), channel.get("tls_dir", ""),
                                      where=f"node {self._bind_host}")
-        except FailedPrecondition as exc:
-            self._tls_problem = exc  # ready() says it: a host that cannot speak the channel must not serve
+            if self._tls is not None and self._policy.mechanism != "off":
+                check_data_dir(self._tls.directory, "[tls] node_dir (the node's private key)")
+        except (FailedPrecondition, SandboxUnavailable) as exc:
+            # ready() says it: a host that cannot speak the channel (or would show its key to cells) must not serve
+            self._tls_problem = exc if isinstance(exc, FailedPrecondition) else FailedPrecondition(str(exc))
         self._listener = HostListener(self._key, self._handoff, self._tls)
         self._cell: CellProcess | None = None
         self._port = 0

@@ -19,7 +19,6 @@ plaintext connection from where TLS is required is refused. No Ray here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
@@ -33,6 +32,7 @@ from solo._proto import host_pb2
 from solo.core import handshake
 from solo.core.frames import frame
 from solo.security.node_tls import NodeTls, node_name
+from solo.security.ratelimit import FailureBudget, Rate
 
 log = logging.getLogger("solo.host")
 
@@ -42,7 +42,12 @@ MAX_HANDSHAKES = 32
 MAX_HANDSHAKES_PER_IP = 8
 _LENGTH = struct.Struct(">I")
 TLS_RECORD = 0x16  # the first byte of a TLS ClientHello; a plaintext Hello starts with its length (< 512)
-RELAY_CHUNK = 256 * 1024
+RELAY_CHUNK = 64 * 1024  # a relay reads this much at a time and lets each writer hold as much before it waits
+MAX_RELAYS = 128  # TLS connections one host relays at once: each holds ~0.3 MiB, up to ~1.5 MiB when both ends flood it
+RELAY_CLOSE_SECONDS = 1.0  # when one end closed, how long the other may take to be sent what is left
+# refused handshakes a source may cause (a TLS handshake costs the host ~1 ms of CPU); past it and the burst
+# its connections are closed at once, before any TLS, until the budget refills
+FAILURES_PER_SECOND, FAILURES_BURST = 20.0, 100.0
 _relays: set[asyncio.Task] = set()  # TLS connections being relayed to and from this process's cell
 
 Handoff = Callable[[socket.socket, float], bool]  # (authenticated socket, ticket expiry or 0) -> taken
@@ -159,6 +164,8 @@ async def _tls_streams(loop, tls: NodeTls, sock: socket.socket | None = None, ho
     else:
         transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=tls.client,
                                                     server_hostname=host, ssl_handshake_timeout=HANDSHAKE_SECONDS)
+    transport.set_write_buffer_limits(high=RELAY_CHUNK)
+    transport.set_read_buffer_limits(high=RELAY_CHUNK)  # decrypted bytes waiting (asyncio's default: 256 KiB)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     try:
         node_name(transport.get_extra_info("ssl_object"))
@@ -170,8 +177,13 @@ async def _tls_streams(loop, tls: NodeTls, sock: socket.socket | None = None, ho
 
 def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> socket.socket:
     """Relay between a TLS connection and a new socket pair; the pair's other end is returned, for the cell.
-    Each direction waits for the other side to take what it wrote (drain), so a relay holds at most a few
-    hundred KiB whatever either end does; when either end closes, both are closed."""
+    Each direction reads at most RELAY_CHUNK and waits for its writer to be below RELAY_CHUNK (drain), so a
+    relay holds about 0.3 MiB, 1.5 MiB at most whatever either end does (measured); when either end
+    closes, what the other is owed is sent (up to RELAY_CLOSE_SECONDS) and both are closed. At most MAX_RELAYS
+    at once per process (Unavailable past it)."""
+    if len(_relays) >= MAX_RELAYS:
+        writer.transport.abort()
+        raise ConnectionError(f"this host already relays {MAX_RELAYS} TLS connections")
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
 
@@ -180,23 +192,44 @@ def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> socket
             sink.write(data)
             await sink.drain()
 
-    async def run() -> None:
-        local_reader, local_writer = await asyncio.open_connection(sock=ours, limit=RELAY_CHUNK)
-        directions = [asyncio.ensure_future(pump(reader, local_writer)),
-                      asyncio.ensure_future(pump(local_reader, writer))]
+    async def end(sink: asyncio.StreamWriter) -> None:
+        sink.close()  # sends what is buffered first
         try:
+            await asyncio.wait_for(sink.wait_closed(), RELAY_CLOSE_SECONDS)
+        except Exception:  # noqa: BLE001 - a peer that does not take it, a reset: the end is the same
+            sink.transport.abort()
+
+    async def run() -> None:
+        local_writer = None
+        directions: list[asyncio.Task] = []
+        try:
+            local_reader, local_writer = await asyncio.open_connection(sock=ours, limit=RELAY_CHUNK)
+            local_writer.transport.set_write_buffer_limits(high=RELAY_CHUNK)
+            directions = [asyncio.ensure_future(pump(reader, local_writer)),
+                          asyncio.ensure_future(pump(local_reader, writer))]
             await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in directions:
                 task.cancel()
-            for end in (local_writer, writer):
-                with contextlib.suppress(Exception):
-                    end.transport.abort()
+            await asyncio.gather(*directions, return_exceptions=True)  # a reset connection is an ordinary end
+            ends = [end(w) for w in (local_writer, writer) if w is not None]
+            await asyncio.shield(asyncio.gather(*ends, return_exceptions=True))
+            ours.close()  # if the relay ended before the pair was opened
 
     task = asyncio.ensure_future(run())
     _relays.add(task)
     task.add_done_callback(_relays.discard)
     return theirs
+
+
+def relays() -> int:
+    """TLS connections this process relays now."""
+    return len(_relays)
+
+
+def end_relays() -> None:
+    for task in list(_relays):
+        task.cancel()
 
 
 async def connect_authenticated(address: str, credential: str, timeout: float = 5.0,
@@ -244,6 +277,7 @@ class HostListener:
         self.handshakes = 0
         self.by_ip: dict[str, int] = {}  # handshakes in progress per source (source_of: an IPv4 address, an IPv6 /64)
         self.refused = 0
+        self.failures = FailureBudget(Rate(FAILURES_PER_SECOND, FAILURES_BURST))  # refused handshakes per source
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
 
@@ -270,7 +304,8 @@ class HostListener:
                 await asyncio.sleep(0.05)
                 continue
             ip = source_of(address[0])
-            if self.handshakes >= MAX_HANDSHAKES or self.by_ip.get(ip, 0) >= MAX_HANDSHAKES_PER_IP:
+            if (self.handshakes >= MAX_HANDSHAKES or self.by_ip.get(ip, 0) >= MAX_HANDSHAKES_PER_IP
+                    or self.failures.exhausted(ip)):
                 self.refused += 1
                 conn.close()
                 continue
@@ -285,6 +320,7 @@ class HostListener:
             await asyncio.wait_for(self._admit_one(loop, conn, peer), HANDSHAKE_SECONDS)
         except (TimeoutError, ConnectionError, OSError, handshake.HandshakeError, DecodeError, ValueError) as exc:
             self.refused += 1
+            self.failures.refused(ip)
             log.info("refused a call connection: %s", exc or type(exc).__name__)
         finally:
             self.handshakes -= 1
@@ -322,6 +358,7 @@ class HostListener:
             theirs.close()  # the cell holds its own copy; closing a refused one ends the relay
 
     def close(self) -> None:
+        end_relays()
         if self._accepting is not None:
             self._accepting.cancel()
         if self._sock is not None:
@@ -329,4 +366,4 @@ class HostListener:
 
 
 __all__ = ["FIRST_FRAME_SECONDS", "HANDSHAKE_SECONDS", "HostListener", "MAX_HANDSHAKES", "MAX_HANDSHAKES_PER_IP",
-           "authenticate", "connect_authenticated", "source_of"]
+           "MAX_RELAYS", "authenticate", "connect_authenticated", "end_relays", "relays", "source_of"]

@@ -88,13 +88,14 @@ def runtime_paths() -> list[str]:
     return found
 
 
-def check_data_dir(data_dir: Path) -> None:
-    """Refuse a data directory that a cell would see (inside the runtime it reads)."""
+def check_data_dir(data_dir: Path, what: str = "the data directory") -> None:
+    """Refuse a data directory (or another private one: the node certificate's) that a cell would see (inside
+    the runtime it reads)."""
     real = os.path.realpath(data_dir)
     for path in runtime_paths() + list(_SYSTEM_DIRS):
         if _covered(real, [os.path.realpath(path)]):
-            raise SandboxUnavailable(f"the data directory {real} is inside {path}, which every service's cell "
-                                     "can read; choose a data directory outside the Python installation")
+            raise SandboxUnavailable(f"{what} {real} is inside {path}, which every service's cell "
+                                     "can read; choose a directory outside the Python installation and system paths")
 
 
 @dataclass(frozen=True)

@@ -128,13 +128,15 @@ def issue_server(directory: Path, hosts: list[str] = (), days: int = SERVER_DAYS
 
 
 def issue_node(directory: Path, name: str, hosts: list[str] = (), days: int = NODE_DAYS,
-               out: Path | None = None) -> Issued:
+               out: Path | None = None, force: bool = False) -> Issued:
     """A node's certificate for the call channel ([tls] hosts), in `out` (default <tls-dir>/nodes/<name>/) with
     the CA's certificate beside it: the directory each node mounts as `[tls] node_dir`. Both a server (its
     hosts' call ports) and a client (its gateway, its services' direct calls); `hosts` (names, IPs) go in the
     SANs too, so the same files can serve Ray's own TLS, which checks them."""
     validate_name(name, "node name")
     target = Path(out) if out is not None else Path(directory) / "nodes" / name
+    if (target / "node.key").exists() and not force:
+        raise FailedPrecondition(f"{target} already holds a node certificate; pass --force to replace it")
     sans = [x509.UniformResourceIdentifier(NODE_URI + name), *_names(["localhost", "127.0.0.1", *hosts])]
     issued = _issue(directory, f"Solo node {name}", target / "node", days, sans, server=True, client=True)
     _write(target / "ca.crt", (Path(directory) / "ca.crt").read_bytes(), private=False)
@@ -161,10 +163,21 @@ def bound_tenant(auth_context: dict) -> str | None:
     return None
 
 
+def is_node(auth_context: dict) -> bool:
+    """Whether a verified client certificate is a node's (solo://node/...): nodes hold theirs on every machine of
+    the cluster, for the call channel; it is no client's certificate at the gateway."""
+    for value in auth_context.get("x509_subject_alternative_name", ()):
+        text = value.decode() if isinstance(value, bytes) else value
+        if text.startswith(NODE_URI):
+            return True
+    return False
+
+
 def check_days(days: int) -> int:
     if not 1 <= days <= 20 * 365:
         raise InvalidRequest("--days must be between 1 and 7300")
     return days
 
 
-__all__ = ["Issued", "NODE_URI", "TENANT_URI", "bound_tenant", "init_ca", "issue_client", "issue_node", "issue_server"]
+__all__ = ["Issued", "NODE_URI", "TENANT_URI", "bound_tenant", "init_ca", "is_node", "issue_client", "issue_node",
+           "issue_server"]

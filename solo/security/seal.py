@@ -37,16 +37,24 @@ def public_text(key: X25519PrivateKey) -> str:
 
 
 def load_or_create(data_dir: Path) -> X25519PrivateKey:
-    """The registry's key pair (0600 in the data directory); a new one when there is none or it is unreadable."""
+    """The registry's key pair (0600 in the data directory), made when there is none. One that exists but cannot
+    be read is an error, not replaced: running hosts sealed their keys to it, and a new one would orphan them."""
     path = Path(data_dir) / SEAL_FILE
     try:
-        raw = base64.urlsafe_b64decode(path.read_text().strip())
-        return X25519PrivateKey.from_private_bytes(raw)
-    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        text = path.read_text().strip()
+    except FileNotFoundError:
         key = new_key()
         raw = key.private_bytes(_RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption())
         write_atomic(path, base64.urlsafe_b64encode(raw).decode() + "\n", 0o600)
         return key
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SealError(f"cannot read {path} ({exc}); restore it from a backup, or remove it to make a new one "
+                        "(services running now must then be started again)") from None
+    try:
+        return X25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(text))
+    except ValueError:
+        raise SealError(f"{path} does not hold a key; restore it from a backup, or remove it to make a new one "
+                        "(services running now must then be started again)") from None
 
 
 def seal(public: str, secret: str, purpose: str) -> str:
@@ -56,8 +64,11 @@ def seal(public: str, secret: str, purpose: str) -> str:
         recipient = X25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(public))
     except (ValueError, TypeError) as exc:
         raise SealError(f"not an X25519 public key: {exc}") from None
-    return PREFIX + base64.urlsafe_b64encode(
-        _SUITE.encrypt(secret.encode(), recipient, info=purpose.encode())).decode()
+    try:
+        sealed = _SUITE.encrypt(secret.encode(), recipient, info=purpose.encode())
+    except ValueError as exc:  # a low-order point: no shared key
+        raise SealError(f"cannot seal to that public key ({exc})") from None
+    return PREFIX + base64.urlsafe_b64encode(sealed).decode()
 
 
 def open_sealed(key: X25519PrivateKey, sealed: object, purpose: str) -> str:

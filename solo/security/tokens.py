@@ -17,7 +17,7 @@ from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
 from solo.files import write_atomic
 from solo.security.capabilities import RIGHTS, Minted, Request, authorize, check_rights, mint, parse
-from solo.security.certs import bound_tenant
+from solo.security.certs import bound_tenant, is_node
 from solo.security.keys import KeyRing
 from solo.security.verifier import RevocationSet, TokenVerifier
 
@@ -74,6 +74,9 @@ class CapabilityAuthenticator:
 
     def authenticate(self, metadata: Iterable[tuple[str, str]], request: Request, context=None) -> Principal:
         grant = self.verifier.verify(bearer(metadata), request)
+        if self.client_certs and context is not None and is_node(context.auth_context()):
+            raise PermissionDenied("this is a node certificate (solo certs node), for the call channel between "
+                                   "Solo's own processes; a client needs a client certificate: solo certs issue")
         bound = bound_tenant(context.auth_context()) if self.client_certs and context is not None else None
         if bound is not None and bound != grant.tenant:
             refusal = PermissionDenied(f"this client certificate is bound to tenant {bound!r}; a token of tenant "

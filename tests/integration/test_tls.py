@@ -81,6 +81,17 @@ def test_a_certificate_bound_to_a_tenant_accepts_only_that_tenants_tokens(mutual
             c.list()
 
 
+def test_a_node_certificate_is_not_a_client_certificate_at_the_gateway(mutual, pki, alice):
+    """Node certificates (solo certs node) sit on every machine of a cluster for the call channel; over mutual
+    TLS at the gateway one must not pass as a client certificate that carries any tenant's token."""
+    from solo.security.certs import issue_node
+
+    node = issue_node(pki["dir"], "worker-7")
+    with SoloClient(mutual, alice.token, tls_ca=pki["ca"], tls_cert=node.cert, tls_key=node.key, timeout=10) as c:
+        with pytest.raises(PermissionDenied, match="node certificate"):
+            c.whoami()
+
+
 def test_tls_settings_come_from_the_environment(tls_only, pki, alice, monkeypatch):
     monkeypatch.setenv("SOLO_TLS_CA", str(pki["ca"]))
     with SoloClient(tls_only, alice.token, timeout=10) as c:

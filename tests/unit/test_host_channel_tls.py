@@ -231,3 +231,80 @@ def test_one_machine_gets_its_node_certificate_on_first_use_and_a_cluster_does_n
     cluster = load_config(None, data_dir=tmp_path / "two", tls__hosts="remote", tls__node_dir=str(tmp_path / "mnt"))
     assert not ensure_local_node_certificate(cluster) and not (tmp_path / "mnt").exists()
     assert not ensure_local_node_certificate(load_config(None, data_dir=tmp_path / "three"))
+
+
+def test_a_host_relays_at_most_max_relays_tls_connections(pki, monkeypatch):
+    from solo.runtime import host_listener
+
+    monkeypatch.setattr(host_listener, "MAX_RELAYS", 2)
+
+    async def scenario():
+        listener, port, _ = await listening(pki)
+        tls = NodeTls.load("all", pki[0] / "nodes" / "head")
+        links = [HostLink(route(port), tls=tls) for _ in range(3)]
+        answers = []
+        for link in links:
+            try:
+                answers.append((await link.call("echo", '"x"', None, 10)).json)
+            except Unavailable:
+                answers.append("refused")
+        during = host_listener.relays()
+        for link in links:
+            await link.aclose()
+        deadline = time.monotonic() + 10
+        while host_listener.relays() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        listener.close()
+        return answers, during, host_listener.relays()
+
+    answers, during, after = run(scenario())
+    assert answers == ['"x"', '"x"', "refused"] and during == 2 and after == 0
+
+
+def test_a_source_past_its_refused_handshakes_is_closed_before_any_tls(pki, monkeypatch):
+    from solo.runtime import host_listener
+
+    monkeypatch.setattr(host_listener, "FAILURES_BURST", 3.0)
+    monkeypatch.setattr(host_listener, "FAILURES_PER_SECOND", 0.01)
+
+    async def scenario():
+        listener, port, cell = await listening(pki)
+        for _ in range(3):  # plaintext where TLS is required: refused, each counted against the source
+            with pytest.raises(Unavailable):
+                await HostLink(route(port)).call("echo", '"x"', None, 10)
+        link = HostLink(route(port), tls=NodeTls.load("all", pki[0] / "nodes" / "head"))
+        with pytest.raises(Unavailable):  # even a good node from that source waits for the budget to refill
+            await link.call("echo", '"x"', None, 10)
+        listener.close()
+        return listener.refused, cell.tasks
+
+    refused, handed = run(scenario())
+    assert refused == 4 and handed == []
+
+
+def test_the_registry_seal_key_is_kept_and_a_damaged_one_is_not_silently_replaced(tmp_path):
+    from solo.security import seal
+
+    key = seal.load_or_create(tmp_path)
+    assert (tmp_path / seal.SEAL_FILE).stat().st_mode & 0o777 == 0o600
+    sealed = seal.seal(seal.public_text(key), "the host key", "host key")
+    assert seal.open_sealed(seal.load_or_create(tmp_path), sealed, "host key") == "the host key"
+    with pytest.raises(seal.SealError):  # bound to its purpose
+        seal.open_sealed(key, sealed, "peer ticket")
+    with pytest.raises(seal.SealError):  # a low-order point is a clear refusal, not a ValueError
+        seal.seal("A" * 43 + "=", "x", "peer ticket")
+    (tmp_path / seal.SEAL_FILE).write_text("garbage")
+    with pytest.raises(seal.SealError) as caught:
+        seal.load_or_create(tmp_path)
+    assert "restore it from a backup" in str(caught.value)
+    assert (tmp_path / seal.SEAL_FILE).read_text() == "garbage"
+
+
+def test_solo_certs_node_does_not_overwrite_a_node_without_force(tmp_path):
+    from solo.errors import FailedPrecondition
+
+    certs.init_ca(tmp_path)
+    first = certs.issue_node(tmp_path, "worker-1").key.read_bytes()
+    with pytest.raises(FailedPrecondition):
+        certs.issue_node(tmp_path, "worker-1")
+    assert certs.issue_node(tmp_path, "worker-1", force=True).key.read_bytes() != first
