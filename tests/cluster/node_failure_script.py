@@ -22,6 +22,32 @@ from solo.runtime.supervisor import ThreadedSolo  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parents[2] / "solo" / "examples"
 WORKER = {"worker": 1}
 graceful = sys.argv[2] != "kill" if len(sys.argv) > 2 else True
+# a counter whose snapshot() answers once, once it has a state, and raises after that: after the registry
+# restarts, no new snapshot can be taken, so a restored state can only come from the one kept on disk
+ONCE = """
+import solo
+
+
+class Once(solo.Service):
+    def __init__(self):
+        self.value, self.given = 0, False
+
+    def incr(self, by: int = 1) -> int:
+        self.value += by
+        return self.value
+
+    def get(self) -> int:
+        return self.value
+
+    def snapshot(self):
+        if self.value == 0 or self.given:
+            raise RuntimeError("no snapshot now")
+        self.given = True
+        return {"value": self.value}
+
+    def restore(self, state):
+        self.value = state["value"]
+"""
 
 
 def wait_for(what: str, predicate, timeout: float = 180.0, every: float = 0.25):
@@ -69,7 +95,7 @@ try:
         before = {
             "acount": alice.deploy(EXAMPLES / "counter.py", "acount", resources=WORKER),
             "aecho": alice.deploy(EXAMPLES / "echo.py", "aecho", resources=WORKER),
-            "bcount": bob.deploy(EXAMPLES / "counter.py", "bcount", resources=WORKER),
+            "bcount": bob.deploy(ONCE, "bcount", filename="once.py", resources=WORKER),
         }
         worker2 = cluster.add_node(num_cpus=2, resources={"worker": 4})
         cluster.wait_for_nodes()
@@ -77,6 +103,15 @@ try:
         bob.call("bcount", "incr", by=7)
         wait_for("alice's snapshot", lambda: snapshot_state(data_dir, "alice", "acount") == {"value": 5})
         wait_for("bob's snapshot", lambda: snapshot_state(data_dir, "bob", "bcount") == {"value": 7})
+        if graceful:  # the registry restarts (Ray brings it back) and takes the hosts over, snapshots included
+            import ray
+
+            from solo.runtime.launcher import REGISTRY_NAME
+
+            before_pid = alice.get("acount")["pid"]
+            ray.kill(ray.get_actor(REGISTRY_NAME, namespace=config.namespace), no_restart=False)
+            wait_for("the registry back", lambda: (i := alice.get("acount"))["state"] == "RUNNING"
+                     and i["pid"] == before_pid and bob.get("bcount")["state"] == "RUNNING")
 
         lost_at = time.monotonic()
         cluster.remove_node(worker1, allow_graceful=graceful)

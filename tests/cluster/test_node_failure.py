@@ -54,6 +54,8 @@ def check(result: dict) -> None:
 
 
 def test_services_on_a_removed_node_come_back_on_a_surviving_one(tmp_path):
+    """Here the registry is also restarted before the node goes: bob's service answers snapshot() only once,
+    so its restored state comes from the snapshot the restarted registry read back from disk."""
     check(run_script(tmp_path, "graceful"))
 
 
