@@ -80,7 +80,7 @@ def events(client: SoloClient, types: tuple) -> list[dict]:
 
 data_dir = Path(sys.argv[1])
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-worker1 = cluster.add_node(num_cpus=2, resources={"worker": 4})
+worker1 = cluster.add_node(num_cpus=2, resources={"worker": 4, "only1": 1})
 cluster.wait_for_nodes()
 solo = None
 try:
@@ -95,6 +95,7 @@ try:
         before = {
             "acount": alice.deploy(EXAMPLES / "counter.py", "acount", resources=WORKER),
             "aecho": alice.deploy(EXAMPLES / "echo.py", "aecho", resources=WORKER),
+            "apinned": alice.deploy(EXAMPLES / "echo.py", "apinned", resources={"only1": 1}),  # nowhere else
             "bcount": bob.deploy(ONCE, "bcount", filename="once.py", resources=WORKER),
         }
         worker2 = cluster.add_node(num_cpus=2, resources={"worker": 4})
@@ -124,16 +125,19 @@ try:
                  "aecho": wait_for("aecho back", lambda: back(alice, "aecho")),
                  "bcount": wait_for("bcount back", lambda: back(bob, "bcount"))}
         seconds = time.monotonic() - lost_at
+        pinned = wait_for("apinned failed", lambda: (i := alice.get("apinned"))["state"] == "FAILED" and i)
         kinds = ("node.lost", "service.rescheduled", "service.crashed", "service.restarting")
+        kinds += ("service.failed",)
         alice_events = wait_for("alice's events", lambda: (e := events(alice, kinds))
                                 and sum(x["type"] == "service.rescheduled" for x in e) >= 2 and e)
         bob_events = wait_for("bob's events", lambda: (e := events(bob, kinds))
                               and any(x["type"] == "service.rescheduled" for x in e) and e)
         result = {
             "worker1": worker1.node_id, "worker2": worker2.node_id, "head": cluster.head_node.node_id,
-            "before": {k: v["node_id"] for k, v in before.items()},
+            "before": {k: v["node_id"] for k, v in before.items() if k != "apinned"},
             "after": {k: v["node_id"] for k, v in after.items()},
             "restarts": {k: v["restarts"] for k, v in after.items()},
+            "pinned": {"node": before["apinned"]["node_id"], "message": pinned["message"]},
             "seconds": round(seconds, 2),
             "alice_value": alice.call("acount", "get"), "bob_value": bob.call("bcount", "get"),
             "alice_incr": alice.call("acount", "incr", by=1), "echo": alice.call("aecho", "echo", "still here"),

@@ -38,7 +38,7 @@ def check(result: dict) -> None:
     assert not of_type(alice, "service.crashed") and not of_type(bob, "service.restarting")
     [lost] = of_type(alice, "node.lost")  # once per node for the tenant
     assert lost["subject"] == lost["payload"]["node_id"] == worker1
-    assert lost["payload"]["services"] == ["acount", "aecho"]
+    assert lost["payload"]["services"] == ["acount", "aecho", "apinned"]
     [bob_lost] = of_type(bob, "node.lost")
     assert bob_lost["payload"]["services"] == ["bcount"]  # never another tenant's service names
     assert "acount" not in json.dumps(bob) and "bcount" not in json.dumps(alice)
@@ -49,6 +49,12 @@ def check(result: dict) -> None:
     assert moved["acount"]["node_id"] == worker2 and moved["acount"]["from_node"] == worker1
     assert moved["acount"]["snapshot_age_seconds"] >= 0
     assert moved["aecho"]["state"].startswith("fresh")  # echo has no snapshot()
+    # a service only the lost node could hold fails with the placement error, like a deploy would
+    assert result["pinned"]["node"] == worker1
+    assert result["pinned"]["message"].startswith("could not be rescheduled after its node was lost: ")
+    assert "no node in the cluster can ever hold this service" in result["pinned"]["message"]
+    [failed] = of_type(alice, "service.failed")
+    assert failed["subject"] == "apinned"
     [bob_moved] = of_type(bob, "service.rescheduled")
     assert bob_moved["payload"]["state"] == "restored from the last snapshot"
 
