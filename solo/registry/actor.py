@@ -102,7 +102,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
             info = await asyncio.to_thread(self.snapshot_files.info, record.tenant, record.name)
             if info is not None:  # kept only for this run (the same generation and restart count, see state)
                 self.state.snapshots[record.key] = info
-            if await self._reattach(record, view):
+            if view.moving:  # its node was lost and it had not run again: moved on, with its snapshot
+                self._spawn(self._reschedule(record, view.moving))
+            elif await self._reattach(record, view):
                 strays.discard(view.host)
             else:
                 self._spawn(self._recover(record))

@@ -42,6 +42,7 @@ class ServiceView:
     created_at: float = 0.0
     message: str = ""
     pending: dict = field(default_factory=dict)  # a replacement that has not switched yet
+    moving: str = ""          # the lost node it is being moved off (node.lost), until it runs again
 
 
 def fold(rows: Iterable[dict], views: dict[tuple[str, str], ServiceView] | None = None,
@@ -80,10 +81,11 @@ def _apply(row: dict, kind: str, views: dict, grants: set | None, granting: bool
         services = payload.get("services")
         if not isinstance(services, list):
             raise BadRow("'services' is not a list")
+        node = readback.text(payload, "node_id", "", readback.PRINTABLE)
         for name in [readback.name(s, "service name") for s in services]:
             view = views.get((tenant, name))
             if view is not None and view.state == "RUNNING":
-                view.state, view.host, view.pid = "RESTARTING", "", 0
+                view.state, view.host, view.pid, view.moving = "RESTARTING", "", 0, node or "unknown"
         return
     key = (tenant, readback.name(row.get("subject"), "service name"))
     view = views.get(key)
@@ -96,6 +98,7 @@ def _apply(row: dict, kind: str, views: dict, grants: set | None, granting: bool
         return
     if view is None:
         return
+    view.moving = ""  # whatever came next (running again, a crash, a stop, a new version) ends the move
     if kind == "service.swap_started":
         view.pending = _version_of(payload)
     elif kind == "service.swapped" and view.pending:
@@ -241,7 +244,8 @@ def _view(entry: object) -> ServiceView:
         state=state, restarts=readback.integer(entry, "restarts", 0),
         host=readback.text(entry, "host", "", readback.PRINTABLE), pid=readback.integer(entry, "pid", 0),
         created_at=readback.number(entry, "created_at", 0.0), message=readback.text(entry, "message", ""),
-        pending=_version_of(pending) if pending else {})
+        pending=_version_of(pending) if pending else {},
+        moving=readback.text(entry, "moving", "", readback.PRINTABLE))
 
 
 def write_checkpoint(data_dir: Path, last_id: int, views: dict, grants: set | None = None) -> None:

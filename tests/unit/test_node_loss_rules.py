@@ -9,7 +9,7 @@ import pytest
 
 from solo.core.spec import ServiceSpec
 from solo.registry.events import event_rows
-from solo.registry.rebuild import fold
+from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
 from solo.registry.snapshots import SnapshotStore
 from solo.registry.state import Placement, RegistryState, SnapshotInfo
 
@@ -234,12 +234,31 @@ def test_fold_node_lost_then_rescheduled():
                    ("alice", "service.started", "b", {"host": "solo-host-2", "pid": 2, "restarts": 0}),
                    ("alice", "node.lost", "node-1", {"node_id": "node-1", "services": ["a", "b"]}))
     views = fold(history)
-    assert [(v.state, v.host, v.pid, v.wanted, v.restarts) for v in views.values()] == \
-        [("RESTARTING", "", 0, True, 0)] * 2
+    assert [(v.state, v.host, v.pid, v.wanted, v.restarts, v.moving) for v in views.values()] == \
+        [("RESTARTING", "", 0, True, 0, "node-1")] * 2  # a rebuild now moves them on (with their snapshots)
     views = fold(rows(("alice", "service.rescheduled", "a", {"host": "solo-host-9", "pid": 9, "restarts": 0})),
                  views)
     a = views[("alice", "a")]
-    assert (a.state, a.host, a.pid, a.restarts) == ("RUNNING", "solo-host-9", 9, 0)
+    assert (a.state, a.host, a.pid, a.restarts, a.moving) == ("RUNNING", "solo-host-9", 9, 0, "")
+    assert views[("alice", "b")].moving == "node-1"
+
+
+def test_a_move_in_progress_survives_the_checkpoint(tmp_path):
+    history = rows(("alice", "service.deploying", "a", DEPLOY),
+                   ("alice", "service.started", "a", {"host": "h1", "pid": 1}),
+                   ("alice", "node.lost", "node-1", {"node_id": "node-1", "services": ["a"]}))
+    write_checkpoint(tmp_path, 3, fold(history))
+    _, views = load_checkpoint(tmp_path)
+    assert views[("alice", "a")].moving == "node-1"
+
+
+def test_anything_after_node_lost_ends_the_move():
+    history = rows(("alice", "service.deploying", "a", DEPLOY),
+                   ("alice", "service.started", "a", {"host": "h1", "pid": 1}),
+                   ("alice", "node.lost", "node-1", {"node_id": "node-1", "services": ["a"]}),
+                   ("alice", "service.failed", "a", {"reason": "could not be rescheduled"}))
+    a = fold(history)[("alice", "a")]
+    assert (a.state, a.wanted, a.moving) == ("FAILED", False, "")
 
 
 def test_fold_node_lost_touches_only_its_own_tenants_services():
