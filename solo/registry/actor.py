@@ -14,7 +14,7 @@ import time
 
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec, check_egress
-from solo.errors import SoloError, Unavailable
+from solo.errors import FailedPrecondition, SoloError, Unavailable
 from solo.events.readback import with_seconds
 from solo.events.reader import read_events
 from solo.registry.convert import record_info
@@ -76,6 +76,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
         self._grants: set[tuple[str, str, str]] = set()  # discovery grants folded with it
         self._checkpoint_id = 0
         self._first_start_failed: dict[tuple[str, str], bool] = {}  # see deploy
+        self._starting: dict[tuple[str, str], asyncio.Task] = {}  # deploys starting their host (stop cancels them)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -292,13 +293,25 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
             return {"service": record_info(record, time.time()), "changed": False,
                     "route_version": self.state.route_version}
         previous = self.hosts.get(key) if action == "replace" else None
+        starting = asyncio.ensure_future(self._start(record))
+        self._starting[key] = starting  # a stop of the service ends the wait (for resources, an autoscaler) at once
         try:
-            record = await self._start(record)
+            record = await starting
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise  # the deploy itself was cancelled
+            self.state.start_failed(record, "stopped while it was starting", replacing=action == "replace")
+            self._first_start_failed[key] = action == "create"
+            await self._commit(who)
+            raise FailedPrecondition(f"service {spec.name!r} was stopped while it was starting") from None
         except SoloError as exc:
             self.state.start_failed(record, exc.message, replacing=action == "replace")
             self._first_start_failed[key] = action == "create"  # nothing can start it again: no spec kept
             await self._commit(who)
             raise
+        finally:
+            if self._starting.get(key) is starting:
+                del self._starting[key]
         try:
             await self._commit(who, strict=True)
         except SoloError:  # running but unrecorded: take it back so nothing is half-done
@@ -435,6 +448,9 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
     async def stop(self, tenant: str, name: str, remove: bool, who: dict | None = None) -> dict:
         await self.start()  # after a restart: answer from the rebuilt state, never an empty one
         acting_for.set(who or {})
+        starting = self._starting.get((tenant, name))
+        if starting is not None:  # a deploy still waiting for its host: it gives up now, then the stop proceeds
+            starting.cancel()
         async with self._lock((tenant, name)):
             await self._settle((tenant, name), "stopped")
             saved = self.state.save((tenant, name))

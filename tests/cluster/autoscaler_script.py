@@ -1,6 +1,6 @@
 """Solo with [runtime] wait_for_autoscaler on a Ray cluster (ray.cluster_utils.Cluster): a deploy asking
 for a resource no node has waits; this script adds a node with it (standing in for the autoscaler) and
-prints what happened as JSON. Then a deploy nobody adds a node for times out while a stop of it waits.
+prints what happened as JSON. Then a deploy nobody adds a node for is stopped while it waits.
 
 Run by tests/cluster/test_autoscaler_wait.py in its own process (one Ray driver per process)."""
 import json
@@ -117,14 +117,15 @@ try:
             result["answer"] = client.call("burst-echo", "echo", "from the new node")
         result["withdrawn"] = eventually(lambda: asked_of_autoscaler() == [])
 
-        # 2. nobody adds a node: the deploy times out; a stop sent while it waits; no pending host is left
+        # 2. nobody adds a node; a stop sent while the deploy waits ends the wait at once; no pending host is left
         deploy, box = in_background(client.deploy, EXAMPLES / "echo.py", "never-echo", resources={"never": 1})
         wait_for("the pending host", pending_hosts)
         stop, stop_box = in_background(client.stop, "never-echo")
         deploy.join(SCHEDULE_TIMEOUT + 120)
         stop.join(SCHEDULE_TIMEOUT + 120)
         result["never"] = {"error": box.get("error"), "seconds": box.get("seconds"), "value": "value" in box}
-        result["stop"] = {"error": stop_box.get("error"), "state": stop_box.get("value", {}).get("state")}
+        result["stop"] = {"error": stop_box.get("error"), "state": stop_box.get("value", {}).get("state"),
+                          "seconds": stop_box.get("seconds")}
         result["none_pending_after"] = eventually(lambda: not pending_hosts())
         result["asked_at_end"] = asked_of_autoscaler()
 

@@ -34,15 +34,14 @@ def test_deploy_waits_for_a_node_with_the_resource_and_lands_on_it(result):
     assert result["withdrawn"]  # placed: the autoscaler is no longer asked for it
 
 
-def test_deploy_nobody_adds_a_node_for_times_out_and_leaves_nothing_behind(result):
+def test_a_stop_ends_a_deploy_waiting_for_a_node_at_once_and_leaves_nothing_behind(result):
     never = result["never"]
-    assert not never["value"] and never["error"].startswith("FAILED_PRECONDITION: Ray could not place the service "
-                                                            "within 60s: asked for num_cpus=0, never=1")
-    assert "the autoscaler did not add one in time" in never["error"]
-    assert never["seconds"] >= 55  # waited instead of being refused at once
-    assert result["stop"]["error"] is None and result["stop"]["state"] == "STOPPED", result["stop"]
-    assert result["none_pending_after"]  # the stop and the timeout left no pending actor
-    assert result["asked_at_end"] == []
+    assert not never["value"] and "was stopped while it was starting" in never["error"], never
+    stop = result["stop"]
+    assert stop["error"] is None and stop["state"] == "STOPPED", stop
+    assert stop["seconds"] < 30  # not held until the 60 s schedule timeout
+    assert result["none_pending_after"]  # no pending actor left
+    assert result["asked_at_end"] == []  # nor an ask to the autoscaler
 
 
 def test_what_no_node_type_of_the_autoscaler_could_hold_is_refused_at_once(result):
