@@ -12,6 +12,8 @@ reports completed requests/s, p50 and p99 latency. Systems (all echo a short JSO
   solo   Solo gateway Invoke of the example echo service (`solo up --foreground` subprocess)
   solo-noauth  the same Solo with authorization switched off (bench/_solo_noauth.py): what token checks cost
   solo-nosandbox  the same Solo with `[runtime] sandbox = "off"`: what the cell's sandbox costs on calls
+  solo-hosttls  the same Solo with `[tls] hosts = "all"`: mutual TLS on the gateway-host channel, relayed by the
+         host (what a gateway pays for a host on another node; here both are on loopback, so TLS is forced)
   bare   a bare grpc.aio echo server (subprocess): the floor for Python gRPC on this box
   ray    a direct Ray actor call: this process is the driver and awaits actor.echo.remote(x)
   naive  the naive gateway: grpc.aio server (subprocess, a Ray driver) awaiting one actor call per request
@@ -44,9 +46,10 @@ ECHO = Path(__import__("solo").__file__).resolve().parent / "examples" / "echo.p
 MESSAGE = "hello, solo"
 PAYLOAD = json.dumps(MESSAGE)  # a JSON string: the single argument of echo(message)
 CONCURRENCY = (1, 64)
-SYSTEMS = ("solo", "solo-noauth", "solo-nosandbox", "bare", "ray", "naive", "serve")
+SYSTEMS = ("solo", "solo-noauth", "solo-nosandbox", "solo-hosttls", "bare", "ray", "naive", "serve")
 TITLES = {"solo": "Solo gateway -> service host", "solo-noauth": "Solo, authorization off (bench/_solo_noauth.py)",
           "solo-nosandbox": "Solo, sandbox off (cells without bwrap)",
+          "solo-hosttls": "Solo, mutual TLS to the host ([tls] hosts = \"all\")",
           "bare": "bare grpc.aio echo", "ray": "direct Ray actor call",
           "naive": "naive gateway (gRPC + 1 actor call/request)", "serve": "Ray Serve gRPC ingress"}
 GW_CHANNELS = 16  # connections of the solo-gwN rows: the kernel spreads connections, not calls, over the processes
@@ -181,11 +184,14 @@ def bench_solo(args, work: Path, system: str = "solo") -> list[dict]:
         base = Path(args.solo_config).read_text() if args.solo_config else ""
         config.write_text(base + f"\n[gateway]\nprocesses = {processes}\n" if "[gateway]" not in base
                           else base.replace("[gateway]", f"[gateway]\nprocesses = {processes}", 1))
-    if system == "solo-nosandbox":  # the same Solo, its cells started without bwrap
-        config = work / "nosandbox.toml"
+    variant = {"solo-nosandbox": ("runtime", 'sandbox = "off"'),  # cells started without bwrap
+               "solo-hosttls": ("tls", 'hosts = "all"')}.get(system)  # TLS and a relay in the host on every call
+    if variant is not None:  # the same Solo with one setting changed
+        section, line = variant
+        config = work / f"{system}.toml"
         base = Path(args.solo_config).read_text() if args.solo_config else ""
-        config.write_text(base + '\n[runtime]\nsandbox = "off"\n' if "[runtime]" not in base
-                          else base.replace("[runtime]", '[runtime]\nsandbox = "off"', 1))
+        config.write_text(base + f"\n[{section}]\n{line}\n" if f"[{section}]" not in base
+                          else base.replace(f"[{section}]", f"[{section}]\n{line}", 1))
     solo = C.SoloProcess(work, config, launcher)
     try:
         solo.start()
@@ -381,6 +387,13 @@ def ratios(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
         p50 = by[("solo", 1)]["p50_ms"]
         out.append(("Solo (sandboxed) c=1 p50 latency, the sandbox target", f"{p50:.2f} ms",
                     f"<= {TARGETS['sandbox_p50_ms']:g} ms", p50 <= TARGETS["sandbox_p50_ms"]))
+    tls = rps("solo-hosttls", 64)
+    if solo64 and tls:
+        out.append(("cost of mutual TLS on the gateway-host channel: 1 - Solo with [tls] hosts = all / Solo, c=64 "
+                    "req/s (context)", f"{(1 - tls / solo64) * 100:.1f} %", "-", None))
+        if ("solo", 1) in by and ("solo-hosttls", 1) in by:
+            extra = by[("solo-hosttls", 1)]["p50_ms"] - by[("solo", 1)]["p50_ms"]
+            out.append(("c=1 p50 latency added by it (context)", f"{extra:+.2f} ms", "-", None))
     for anchor in ("bare", "ray"):
         other = rps(anchor, 64)
         if solo64 and other:
@@ -458,12 +471,12 @@ def main() -> int:
     extra = 45 * len(args.gateway_processes)  # start, c=64 point and stop of each solo-gwN system
     args.retry_until = started + 230 + extra  # retries stop here so the whole run stays inside its budget
     rows: list[dict] = []
-    with C.hard_deadline(340 + extra, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
+    with C.hard_deadline(380 + extra, "bench/invoke.py"), C.workdir("solo-bench-invoke-") as work:
         for system in systems:
             others = C.wait_quiet(args.quiet_wait) if args.quiet_wait > 0 else 0.0
             print(f"[{time.monotonic() - started:5.1f}s] {title(system)} (others' CPU before start: {others:.2f} "
                   f"cores)", flush=True)
-            if system in ("solo", "solo-noauth", "solo-nosandbox") or system.startswith("solo-gw"):
+            if system in ("solo", "solo-noauth", "solo-nosandbox", "solo-hosttls") or system.startswith("solo-gw"):
                 rows += bench_solo(args, work, system)
             elif system in ("bare", "naive"):
                 rows += bench_subprocess_server(system, args, work)
