@@ -147,10 +147,10 @@ class DiscoveryMixin:
         comes back sealed to `seal_to` (a public key the host made for this request: security/seal.py), so
         it crosses Ray between nodes only encrypted."""
         await self.start()
-        if not seal_to:
-            raise InvalidRequest("resolve needs a public key to seal the ticket to (seal_to)")
         if not hmac.compare_digest(ticket, self._ticket(tenant, name, host)):
             raise PermissionDenied("this host was not loaded with the service it claims to run")
+        if not seal_to:
+            raise InvalidRequest("resolve needs a public key to seal the ticket to (seal_to)")
         owner = owner or tenant
         record = self.state.services.get((owner, target)) if self.discovery.visible(tenant, owner, target) else None
         if record is None:
