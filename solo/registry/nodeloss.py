@@ -37,13 +37,15 @@ def says_node_died(exc: BaseException) -> bool:
 
 
 def node_death(exc: BaseException) -> str:
-    """What Ray said about the node's death, in a line (no tenant data: Ray's own words about its node)."""
-    lines = str(exc).splitlines()
-    start = next((i for i, line in enumerate(lines) if "node has died" in line), None)
-    if start is None:
-        return "Ray reports the host's node dead"
-    text = " ".join(line.strip() for line in lines[start:start + 2])
-    return text[:300]
+    """Why the node went, in Solo's own fixed words (tenants see it in `node.lost`): Ray's text about the
+    death can name the cluster's pods, hosts or paths, so it is only read for the cause, never passed on."""
+    log.info("a host's node is gone; Ray says: %s", " ".join(str(exc).split())[:1000])  # operators only
+    text = str(exc).lower()
+    if getattr(exc, "preempted", False) or "preempt" in text:
+        return "the node was preempted"
+    if any(word in text for word in ("drain", "autoscal", "idle", "terminated", "removed", "shut down", "shutdown")):
+        return "the node was removed"
+    return "the node stopped answering"
 
 
 class NodeLossMixin:

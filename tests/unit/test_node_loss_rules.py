@@ -9,6 +9,7 @@ import pytest
 
 from solo.core.spec import ServiceSpec
 from solo.registry.events import event_rows
+from solo.registry.nodeloss import node_death
 from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
 from solo.registry.snapshots import SnapshotStore
 from solo.registry.state import Placement, RegistryState, SnapshotInfo
@@ -148,6 +149,21 @@ def test_node_text_is_capped(state):
     [event] = state.take_events()
     assert len(event.payload["node_id"]) == 200 and len(event.payload["node_ip"]) == 200
     assert len(event.payload["reason"]) == 2000
+
+
+@pytest.mark.parametrize("text, preempted, words", [
+    ("The actor died because its node has died. Node Id: abc\n\tthe actor's node was terminated: node "
+     "ray-worker-pod-7f9c.internal.corp (10.1.2.3) was drained by the autoscaler", False, "the node was removed"),
+    ("The actor died because its node has died. Node Id: abc\n\tThe node (ip: 10.1.2.3, name: gke-secret-pool-1) "
+     "missed too many health checks", False, "the node stopped answering"),
+    ("The actor died because its node has died. Node Id: abc spot-host-42", True, "the node was preempted"),
+    ("The actor died unexpectedly before finishing this task. /home/ray/secret/path", False,
+     "the node stopped answering"),
+])
+def test_node_death_is_solos_fixed_wording_never_rays_text(text, preempted, words):
+    exc = RuntimeError(text)
+    exc.preempted = preempted
+    assert node_death(exc) == words
 
 
 # -- snapshot bounds -------------------------------------------------------------------------------
