@@ -421,3 +421,123 @@ def test_prometheus_scrapes_solo_with_the_token_and_ray():
     mounted = load_yaml(KIT / "docker-compose.yml")["services"]["prometheus"]["volumes"]
     assert any(v.split(":")[1] == token for v in mounted), "compose's prometheus does not mount the token file"
     assert "ray" in jobs
+
+
+# -- what each node holds: the CA nowhere, workers only the node certificate ------------------------------------
+
+def test_make_secrets_keeps_the_ca_outside_everything_mounted_and_no_key_world_readable():
+    script = (KIT / "make-secrets.sh").read_text()
+    ca = re.search(r"^ca=(\S+)$", script, re.M).group(1)
+    assert not Path(ca).is_relative_to("secrets"), "the CA is inside secrets/, which the manifests mount"
+    ignored = (KIT / ".gitignore").read_text().split()
+    assert f"/{ca}/" in ignored and "/secrets/" in ignored
+    for argv in (c for c in shell_commands(script) if c[0] == "chmod"):
+        mode, files = argv[1], argv[2:]
+        for f in files:
+            if f.endswith(".key") or f.endswith("token"):
+                assert int(mode, 8) & 0o007 == 0, f"chmod {mode} {f}: a private key or the token readable by all"
+    assert any(c[0] == "chmod" and "secrets/node/node.key" in c for c in shell_commands(script))
+    compose = load_yaml(KIT / "docker-compose.yml")["services"]
+    launcher = load_yaml(KIT / "ray-cluster.yaml")
+    sources = [v.split(":")[0] for s in compose.values() for v in s.get("volumes", [])]
+    sources += list(launcher["file_mounts"].values())
+    for source in sources:
+        path = Path(source.removeprefix("./").removeprefix("cluster/"))
+        assert not path.is_relative_to(ca) and path != Path("secrets"), f"{source} would put the CA or all secrets on a node"
+    for path in [*KIT.glob("*.y*ml"), *KUBERAY.glob("*.yaml")]:
+        assert "ca.key" not in re.sub(r"#.*", "", path.read_text()), f"{path.name} names the CA's key"
+
+
+def test_the_launcher_puts_only_the_node_certificate_on_workers():
+    launcher, cfg = load_yaml(KIT / "ray-cluster.yaml"), config()
+    # the launcher stages every file mount on every machine: none may hold the gateway's key or the token
+    assert set(launcher["file_mounts"].values()) == {"cluster/solo.toml", "cluster/secrets/node"}
+    workers = " ".join(launcher["worker_setup_commands"])
+    for path in (cfg.tls_dir, Path(cfg.gateway.metrics_token_file).parent, "secrets/tls", "secrets/metrics"):
+        assert str(path) not in workers
+    head = launcher_commands()["head_setup_commands"]
+    init = [check_solo(solo_argv(c)) for c in head if solo_argv(c) and solo_argv(c)[:2] == ["certs", "init"]]
+    assert len(init) == 1 and Path(init[0].config) == solo_up("ray-cluster.yaml").config  # the head's own gateway CA
+    assert any(c[:2] == ["ln", "-sfn"] and c[3] == str(cfg.tls_dir) and c[2].startswith("/data/") for c in head), \
+        "the head's gateway CA must live on the solo-data volume"
+    readme = (KIT / "README.md").read_text()
+    assert "ray rsync-down cluster/ray-cluster.yaml /data/solo/tls/ca.crt" in readme
+
+
+def test_kuberay_workers_mount_only_the_node_certificate():
+    cfg = config()
+    for group, template in pod_templates().items():
+        if group == "head":
+            continue
+        for container in template["spec"]["containers"]:
+            secrets = {v["secret"]["secretName"] for v in mounts(template, container).values() if "secret" in v}
+            node = mounted_from(mounts(template, container), Path(cfg.tls.node_dir))["secret"]["secretName"]
+            assert secrets == {node}, group
+
+
+# -- who reaches Ray's ports ----------------------------------------------------------------------------------------
+
+def test_compose_publishes_no_ray_port_and_drops_privileges():
+    services = load_yaml(KIT / "docker-compose.yml")["services"]
+    for name, service in services.items():
+        published = {int(p.rsplit(":", 1)[1]) for p in service.get("ports", [])}
+        assert not published & {6379, 8265, 10001, 8080}, f"{name} publishes a Ray port: {published}"
+        if name != "prometheus":
+            assert "no-new-privileges:true" in service["security_opt"] and service["cap_drop"] == ["ALL"], name
+    assert "1000" in [str(g) for g in services["prometheus"]["group_add"]]  # the token is 0640, group 1000
+
+
+def network_policies() -> list[dict]:
+    return [d for p in sorted(KUBERAY.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())
+            if d["kind"] == "NetworkPolicy"]
+
+
+def _matches(selector: dict | None, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
+
+
+def reaches(source: dict, pod: dict, port: int) -> bool:
+    """Whether `source` ({"namespace": labels, "pod": labels}, None namespace = the same one) may open `port` on
+    a pod with labels `pod`, under the kit's NetworkPolicies (only the features they use)."""
+    selecting = [p for p in network_policies() if _matches(p["spec"]["podSelector"], pod)]
+    assert selecting, f"no NetworkPolicy selects {pod}: every port is open to every pod"
+    for policy in selecting:
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" in rule and port not in {p["port"] for p in rule["ports"]}:
+                continue
+            if "from" not in rule:
+                return True
+            for peer in rule["from"]:
+                if "namespaceSelector" in peer:
+                    if source["namespace"] is None or not _matches(peer["namespaceSelector"], source["namespace"]):
+                        continue
+                elif source["namespace"] is not None:
+                    continue
+                if _matches(peer.get("podSelector"), source["pod"]):
+                    return True
+    return False
+
+
+def test_network_policy_keeps_rays_ports_to_the_cluster_and_metrics_to_prometheus():
+    name, cfg = kube("RayCluster")["metadata"]["name"], config()
+    pods = {group: {**t["metadata"]["labels"], "ray.io/cluster": name,
+                    "ray.io/node-type": "head" if group == "head" else "worker"} for group, t in pod_templates().items()}
+    head, worker = pods["head"], next(p for g, p in pods.items() if g != "head")
+    stranger = {"namespace": None, "pod": {"app": "something-else"}}
+    elsewhere = {"namespace": {"kubernetes.io/metadata.name": "other"}, "pod": {}}
+    peer = {"namespace": None, "pod": worker}
+    prometheus_peer = next(p for pol in network_policies() for r in pol["spec"]["ingress"] for p in r.get("from", [])
+                           if "namespaceSelector" in p)
+    assert "REPLACE_WITH" in json.dumps(prometheus_peer)  # a placeholder to set, not a guess
+    prometheus = {"namespace": prometheus_peer["namespaceSelector"]["matchLabels"],
+                  "pod": prometheus_peer["podSelector"]["matchLabels"]}
+    for port in (6379, 8265, 10001, 8080):
+        for source in (stranger, elsewhere):
+            assert not reaches(source, head, port) and not reaches(source, worker, port), port
+        assert reaches(peer, head, port)
+    assert reaches(peer, worker, 40000) and not reaches(stranger, worker, 40000)  # hosts' ephemeral ports
+    assert reaches(stranger, head, cfg.gateway.port) and reaches(elsewhere, head, cfg.gateway.port)
+    assert not reaches(stranger, head, cfg.gateway.metrics_port) and not reaches(elsewhere, head, cfg.gateway.metrics_port)
+    assert reaches(prometheus, head, cfg.gateway.metrics_port) and reaches(prometheus, worker, 8080)
+    assert not reaches(prometheus, head, 6379) and not reaches(prometheus, head, 8265)
