@@ -115,6 +115,9 @@ class RuntimeConfig(_Section):
     snapshot_seconds: float = Field(default=30.0, ge=0, description="how often the registry keeps the snapshot() of "
                                     "each running service that has one, so a service moved off a lost node comes "
                                     "back with it (0 = never)")
+    snapshot_tenant_bytes: int = Field(default=256 << 20, ge=0, description="the most disk a tenant's periodic "
+                                       "snapshots may take together; past it its new snapshots are skipped (logged) "
+                                       "and its older ones stay (0 = no limit)")
 
 
 class EventsConfig(_Section):

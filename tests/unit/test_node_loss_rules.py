@@ -2,12 +2,16 @@
 bounds, the rebuild's fold of `node.lost` / `service.rescheduled`, and the snapshot files."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from solo.core.spec import ServiceSpec
+from solo.registry import snapshots
 from solo.registry.events import event_rows
 from solo.registry.nodeloss import node_death
 from solo.registry.rebuild import fold, load_checkpoint, write_checkpoint
@@ -345,3 +349,176 @@ def test_sweep_keeps_only_the_services_it_is_told(tmp_path):
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["alice", "alice/a.json"]
     store.forget("alice", "a")
     assert store.info("alice", "a") is None
+
+
+# -- hostile tenants: fairness, disk budget, a stop during a write -----------------------------------
+
+class FakeHost:
+    def __init__(self, delay: float, taken: list, who: str):
+        self.delay, self.taken, self.who = delay, taken, who
+
+    def remote(self, max_bytes):
+        async def answer():
+            await asyncio.sleep(self.delay)
+            self.taken.append((self.who, time.monotonic()))
+            return {"has_snapshot": True, "state": json.dumps({"t": time.monotonic()})}  # changes every time
+        return answer()
+
+
+class FakeRegistry(snapshots.SnapshotMixin):
+    def __init__(self, state, store, every=0.3, budget=0):
+        self.state, self.snapshot_files = state, store
+        self.hosts, self.standby, self._no_snapshot, self._snapshot_warned = {}, {}, {}, {}
+        self.config = SimpleNamespace(swap=SimpleNamespace(max_state_bytes=1 << 20),
+                                      runtime=SimpleNamespace(snapshot_seconds=every, snapshot_tenant_bytes=budget))
+        self.locks, self.tasks = {}, set()
+
+    def _lock(self, key):
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    def _spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    async def call_host(ref, timeout, what):
+        return await asyncio.wait_for(ref, timeout)
+    monkeypatch.setattr(snapshots, "call_host", call_host)
+    monkeypatch.setattr(snapshots, "TICK", 0.01)
+
+
+def test_a_tenants_slow_snapshots_do_not_delay_another_tenants(state, tmp_path, no_ray):
+    """mallory's 20 snapshot()s each take a third of the interval; alice's snapshot is still taken about
+    every interval (one round at a time, four at once, made it about three intervals)."""
+    every, taken = 0.3, []
+    state = RegistryState(max_services_per_tenant=100, clock=time.time)
+    registry = FakeRegistry(state, SnapshotStore(tmp_path), every)
+    for i in range(20):
+        record = running(state, "mallory", f"s{i}", 100 + i)
+        registry.hosts[record.key] = SimpleNamespace(snapshot=FakeHost(0.099, taken, "mallory"))
+    record = running(state, "alice", "kv", 1)
+    registry.hosts[record.key] = SimpleNamespace(snapshot=FakeHost(0, taken, "alice"))
+
+    async def run():
+        loop = asyncio.ensure_future(registry._snapshot_loop())
+        await asyncio.sleep(every * 6.5)
+        loop.cancel()
+    asyncio.run(run())
+    alice = [t for who, t in taken if who == "alice"]
+    gaps = [b - a for a, b in zip(alice, alice[1:])]
+    assert len(alice) >= 5 and max(gaps) < every * 1.5, gaps
+    assert sum(who == "mallory" for who, _ in taken) >= 5  # mallory is served too, one at a time
+
+
+def test_the_schedule_gives_a_free_slot_to_the_tenant_served_longest_ago():
+    schedule = snapshots.SnapshotSchedule(every=10, parallel=2, per_tenant=1)
+    keys = [("mallory", f"s{i}") for i in range(5)] + [("alice", "a"), ("bob", "b")]
+    assert schedule.pick(keys, 0) == []  # first seen: due one interval later
+    first = schedule.pick(keys, 10)
+    assert len(first) == 2 and len({k[0] for k in first}) == 2  # one per tenant
+    schedule.done(first[0], 11)
+    [then] = schedule.pick(keys, 11)
+    assert then[0] not in {k[0] for k in first}  # the tenant not served yet goes first
+    schedule.done(then, 12)
+    assert schedule.due[then] == 21  # due again one interval after it started
+    assert first == [("alice", "a"), ("bob", "b")] and then == ("mallory", "s0")
+    assert schedule.pick(keys, 12) == [("mallory", "s1")]  # s0 is not due again yet; bob is still in flight
+    assert schedule.pick(keys, 13) == []  # mallory has one in flight: its others wait, nobody else's do
+
+
+def test_a_tenant_over_its_snapshot_budget_keeps_its_older_snapshots(tmp_path):
+    store = SnapshotStore(tmp_path)
+    data = b"x" * 1000
+    store.put("alice", "a", info_for(data), data, tenant_budget=2500)
+    store.put("alice", "b", info_for(data), data, tenant_budget=2500)
+    with pytest.raises(snapshots.NoRoom) as refused:
+        store.put("alice", "c", info_for(data), data, tenant_budget=2500)
+    assert refused.value.tenant_wide and not (tmp_path / "alice" / "c.json").exists()
+    store.put("alice", "a", info_for(b"y" * 900), b"y" * 900, tenant_budget=2500)  # its own file is replaced
+    store.put("bob", "c", info_for(data), data, tenant_budget=2500)  # other tenants have their own budget
+    assert store.read("alice", "b", info_for(data)) == data.decode()
+    store.forget("alice", "b")
+    store.put("alice", "c", info_for(data), data, tenant_budget=2500)
+    store.put("alice", "d", info_for(data), data, tenant_budget=0)  # 0: no limit
+
+
+def test_the_budget_counts_files_found_at_start(tmp_path):
+    data = b"x" * 1000
+    SnapshotStore(tmp_path).put("alice", "a", info_for(data), data)
+    store = SnapshotStore(tmp_path)  # a registry restart
+    assert store.info("alice", "a") is not None
+    with pytest.raises(snapshots.NoRoom):
+        store.put("alice", "b", info_for(data), data, tenant_budget=1500)
+
+
+def test_nothing_is_written_on_a_nearly_full_disk(tmp_path, monkeypatch):
+    store = SnapshotStore(tmp_path)
+    monkeypatch.setattr(snapshots.shutil, "disk_usage",
+                        lambda path: SimpleNamespace(total=100 << 30, used=0, free=(1 << 30) + 500))
+    with pytest.raises(snapshots.NoRoom) as refused:
+        store.put("alice", "a", info_for(b"x" * 1000), b"x" * 1000)
+    assert not refused.value.tenant_wide and not (tmp_path / "alice" / "a.json").exists()
+    store.put("alice", "a", info_for(b"{}"), b"{}")  # what fits above the reserve is written
+
+
+def test_a_snapshot_over_the_budget_is_skipped_and_counted(state, tmp_path, no_ray):
+    registry = FakeRegistry(state, SnapshotStore(tmp_path), budget=100)
+    record = running(state, "alice", "a", 1)
+    registry.hosts[record.key] = SimpleNamespace(snapshot=FakeHost(0, [], "alice"))
+    big = SimpleNamespace(snapshot=SimpleNamespace(
+        remote=lambda max_bytes: asyncio.sleep(0, {"has_snapshot": True, "state": json.dumps("x" * 500)})))
+    registry.hosts[record.key] = big
+    asyncio.run(registry._take_snapshot(record))
+    assert state.snapshot_for(record) is None and not (tmp_path / "alice" / "a.json").exists()
+    assert registry.snapshots_skipped_for_room["alice"] == 1
+
+
+class SlowStore(SnapshotStore):
+    def put(self, *args, **kwargs):
+        time.sleep(0.3)  # a large write and its fsync
+        super().put(*args, **kwargs)
+
+
+def test_a_stop_during_a_snapshot_write_leaves_no_file(state, tmp_path, no_ray):
+    registry = FakeRegistry(state, SlowStore(tmp_path))
+    record = running(state, "alice", "a", 1)
+    registry.hosts[record.key] = SimpleNamespace(snapshot=FakeHost(0, [], "alice"))
+
+    async def stop():  # what RegistryActor.stop does, under the service's lock
+        await asyncio.sleep(0.1)
+        async with registry._lock(record.key):
+            registry.hosts.pop(record.key)
+            state.stopped("alice", "a", remove=True)
+            await asyncio.to_thread(registry.snapshot_files.forget, "alice", "a")
+
+    async def both():
+        await asyncio.gather(registry._take_snapshot(record), stop())
+    asyncio.run(both())
+    assert not (tmp_path / "alice" / "a.json").exists()
+
+
+@pytest.mark.parametrize("lost", [True, False])
+def test_a_crash_during_a_snapshot_write_drops_the_file_a_lost_node_keeps_it(state, tmp_path, no_ray, lost):
+    registry = FakeRegistry(state, SlowStore(tmp_path))
+    record = running(state, "alice", "a", 1)
+    registry.hosts[record.key] = SimpleNamespace(snapshot=FakeHost(0, [], "alice"))
+
+    async def die():  # neither takes the service's lock
+        await asyncio.sleep(0.1)
+        registry.hosts.pop(record.key)
+        if lost:
+            state.node_lost("node-1", "10.0.0.1", "the node stopped answering")
+        else:
+            state.crashed("alice", "a", record.generation, 1, "boom", 3)
+
+    async def both():
+        await asyncio.gather(registry._take_snapshot(record), die())
+    asyncio.run(both())
+    if lost:  # it moves on with the snapshot just written
+        info = state.snapshot_for(record)
+        assert info is not None and registry.snapshot_files.read("alice", "a", info) is not None
+    else:
+        assert not (tmp_path / "alice" / "a.json").exists()
