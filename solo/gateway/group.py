@@ -5,17 +5,20 @@ host:port with SO_REUSEPORT, so the kernel spreads incoming connections over the
 the routes, the revocations and the root keys by itself, exactly as a single gateway does; what they
 share is this module:
 
-- `GroupFile`: `<data-dir>/gateway-group`, one 32-byte slot per process (pid, route version, the port
-  of its internal metrics endpoint, ready), memory-mapped by every process. A deploy answered by one
+- `GroupFile`: `<data-dir>/gateway-group`, one 40-byte slot per process (pid, the process's start time,
+  route version, the port of its internal metrics endpoint, ready), memory-mapped by every process. A deploy answered by one
   process waits until every live process routes with the new version (`wait_version`), so the reply
   means "callable" whichever process the client's next connection reaches.
 - `claim_port`: SO_REUSEPORT lets any socket of the same user join the port. Before binding, the
   supervisor takes a per-user lock on the port number (a second Solo, whatever its data directory,
   is refused) and binds the address once without SO_REUSEPORT (anything already listening there
   is refused), so no other Solo and no earlier server silently shares the port.
-- `Member`: one process's view of the group: its index, its internal `/metrics` (loopback, behind a
-  token only the group knows), the merged `/metrics` (every process's series, labelled
-  `gateway_process`), and `tenant_summary` summed over the processes for `GetMetrics`.
+- `Member`: one process's view of the group: its index, its internal `/metrics` and `/summary`
+  (loopback, behind a token only the group knows), the merged `/metrics` (every process's series,
+  labelled `gateway_process`), and `summary`, one tenant's figures summed over the processes for
+  `GetMetrics`: each peer answers `/summary?tenant=` with that tenant's figures only (JSON, from its own
+  registry), the sum is kept for a second and shared by concurrent callers, and at most two are
+  computed at once, so a tenant calling GetMetrics in a loop cannot multiply the gateways' CPU.
 
 Ray-free, like the rest of solo/gateway.
 """
@@ -24,13 +27,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
-import math
 import mmap
 import os
+import pwd
 import socket
+import stat
 import struct
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,21 +52,45 @@ from solo.errors import FailedPrecondition
 log = logging.getLogger("solo.gateway")
 GROUP_FILE = "gateway-group"
 PROCESS_LABEL = "gateway_process"
-_SLOT = struct.Struct("<qqqq")  # pid, route version, internal metrics port, ready (0/1)
+_SLOT = struct.Struct("<qqqqq")  # pid, its start time, route version, internal metrics port, ready (0/1)
 MAX_PROCESSES = 64
+SUMMARY_TTL = 1.0  # seconds a GetMetrics sum is reused
+SUMMARY_CONCURRENCY = 2  # sums computed at once by one process (each in a thread of the default pool)
+_SUMMARY_CACHE_MAX = 1024
 
 
 @dataclass(frozen=True)
 class Slot:
     index: int
     pid: int
+    started: int  # the process's start time (clock ticks after boot, /proc/<pid>/stat), 0 if unknown
     route_version: int
     metrics_port: int
     ready: bool
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of `pid` from /proc/<pid>/stat; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+
+
+def start_time(pid: int) -> int:
+    """When `pid` started (clock ticks after boot), 0 if it cannot be read."""
+    try:
+        found = _stat(pid)
+    except (OSError, ValueError, IndexError):
+        return 0
+    return found[1] if found else 0
+
+
+def alive(pid: int, started: int = 0) -> bool:
+    """The process exists, is not a zombie, and (given `started`, its start time when it took its slot) is
+    the same process, not a later one that was given the same pid."""
     if pid <= 0:
         return False
     try:
@@ -68,10 +98,13 @@ def alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+        found = _stat(pid)
+    except (OSError, ValueError, IndexError):
+        return True  # no /proc: the signal says it exists
+    if found is None:
+        return False
+    state, since = found
+    return state != "Z" and (not started or since == started)
 
 
 class GroupFile:
@@ -97,15 +130,17 @@ class GroupFile:
 
     def write(self, index: int, pid: int | None = None, route_version: int | None = None,
               metrics_port: int | None = None, ready: bool | None = None) -> None:
+        """A new `pid` also records its start time (0 for pid 0), which `alive` compares."""
         old = self.slot(index)
-        _SLOT.pack_into(self._map, index * _SLOT.size, old.pid if pid is None else pid,
+        started = old.started if pid is None or pid == old.pid and old.started else (start_time(pid) if pid else 0)
+        _SLOT.pack_into(self._map, index * _SLOT.size, old.pid if pid is None else pid, started,
                         old.route_version if route_version is None else route_version,
                         old.metrics_port if metrics_port is None else metrics_port,
                         int(old.ready if ready is None else ready))
 
     def slot(self, index: int) -> Slot:
-        pid, version, port, ready = _SLOT.unpack_from(self._map, index * _SLOT.size)
-        return Slot(index, pid, version, port, bool(ready))
+        pid, started, version, port, ready = _SLOT.unpack_from(self._map, index * _SLOT.size)
+        return Slot(index, pid, started, version, port, bool(ready))
 
     def slots(self, count: int) -> list[Slot]:
         return [self.slot(i) for i in range(count)]
@@ -117,15 +152,48 @@ class GroupFile:
 
 # -- the port ------------------------------------------------------------------------------------------
 
+def _own_folder(path: Path) -> Path:
+    """`path` made (0700) if missing; FailedPrecondition unless it is a real folder of this user that no one else
+    may write to (so another local user cannot pre-create it, plant a lock in it or swap it for a symlink)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise FailedPrecondition(f"{path} is not a folder of this user only; remove it so Solo can lock its "
+                                 "gateway port")
+    return path
+
+
+def _lock_dirs() -> list[Path]:
+    """Where the per-user port locks may live, best first: `~/.cache/solo/ports` (home from the password
+    database, so every Solo of this user finds the same folder whatever its environment, and no other user can
+    create it), then `$XDG_RUNTIME_DIR/solo-ports` (a folder of this user only), then `/tmp/solo-ports-<uid>`
+    (the one another local user could squat: used only when the others cannot be made)."""
+    out = []
+    with contextlib.suppress(KeyError, OSError):
+        home = pwd.getpwuid(os.getuid()).pw_dir
+        if home and home != "/":
+            out.append(Path(home) / ".cache" / "solo" / "ports")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_absolute():
+        out.append(Path(runtime) / "solo-ports")
+    out.append(Path("/tmp") / f"solo-ports-{os.getuid()}")
+    return out
+
+
 def _lock_dir() -> Path:
     """A per-user folder every Solo of this user sees, whatever its data directory: SO_REUSEPORT only lets
-    sockets of the same user share a port, so the lock needs to be no wider than the user."""
-    path = Path("/tmp") / f"solo-ports-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    st = path.lstat()
-    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid():
-        raise FailedPrecondition(f"{path} is not a folder of this user; remove it so Solo can lock its gateway port")
-    return path
+    sockets of the same user share a port, so the lock needs to be no wider than the user. The first of
+    `_lock_dirs` that can be made; one that exists but belongs to someone else is refused, not skipped (a
+    Solo that skipped it would lock elsewhere than one that did not)."""
+    candidates = _lock_dirs()
+    for path in candidates[:-1]:
+        try:
+            return _own_folder(path)
+        except FailedPrecondition:
+            raise
+        except OSError as exc:
+            log.info("the gateway port lock cannot live in %s (%s); trying the next place", path, exc.strerror)
+    return _own_folder(candidates[-1])
 
 
 def lock_port(port: int, data_dir: Path) -> int:
@@ -183,10 +251,21 @@ def share(value: float, processes: int) -> float:
     return value / processes if value else value
 
 
-def per_process(config: SoloConfig) -> SoloConfig:
-    """The config one of N gateway processes enforces: every per-token, per-tenant and per-source rate and
-    each tenant's max_concurrent_calls divided by N (calls rounded up), so the totals over the processes
-    stay what the operator set. Per-process protections (max_in_flight, service_queue_limit) are not split."""
+def calls_share(value: int, processes: int, index: int) -> int:
+    """Process `index`'s share of a call quota set for the whole gateway: `value` split as evenly as whole
+    calls allow (10 over 4 processes: 3, 3, 2, 2), so the shares add up to exactly `value`; but never below
+    one call (a process with none would refuse every call of the tenant on the connections the kernel gives
+    it), so a quota below N becomes 1 per process, N in all. 0 (unlimited) stays 0."""
+    if not value:
+        return value
+    return max(1, value // processes + (1 if index % processes < value % processes else 0))
+
+
+def per_process(config: SoloConfig, index: int = 0) -> SoloConfig:
+    """The config gateway process `index` of N enforces: every per-token, per-tenant and per-source rate
+    divided by N, and each tenant's max_concurrent_calls split by `calls_share`, so the totals over the
+    processes stay what the operator set (a call quota below N: one call per process). Per-process
+    protections (max_in_flight, service_queue_limit) are not split."""
     n = config.gateway.processes
     if n <= 1:
         return config
@@ -195,7 +274,7 @@ def per_process(config: SoloConfig) -> SoloConfig:
         return r.model_copy(update={"rate_per_second": share(r.rate_per_second, n), "burst": share(r.burst, n)})
 
     def calls(value):
-        return value if not value else max(1, math.ceil(value / n))
+        return calls_share(value, n, index)
     lim, quotas = config.limits, config.quotas
     limits = lim.model_copy(update={
         "token_rate_per_second": share(lim.token_rate_per_second, n), "token_burst": share(lim.token_burst, n),
@@ -210,6 +289,35 @@ def per_process(config: SoloConfig) -> SoloConfig:
     return config.model_copy(update={"limits": limits, "quotas": quotas})
 
 
+def local_summary(tenant: str) -> dict[str, dict[str, float]]:
+    """`metrics.tenant_summary(tenant)` of this process, read from the labelled metrics' children directly
+    rather than by collecting every tenant's samples (the peers' `/summary`: a few microseconds per series
+    instead of building every bucket of every histogram). Falls back to `metrics.tenant_summary` if
+    prometheus_client's internals are not what this expects."""
+    try:
+        children = {metric: list(metric._metrics.items())  # noqa: SLF001 - see the docstring
+                    for metric in (metrics.CALLS, metrics.IN_FLIGHT, metrics.CALL_SECONDS)}
+        services: dict[str, dict[str, float]] = {}
+
+        def entry(name: str) -> dict[str, float]:
+            return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
+        for (owner, service, code), child in children[metrics.CALLS]:
+            if owner == tenant:
+                value = child._value.get()  # noqa: SLF001
+                entry(service)["calls"] += value
+                if code != "OK":
+                    entry(service)["errors"] += value
+        for (owner, service), child in children[metrics.IN_FLIGHT]:
+            if owner == tenant:
+                entry(service)["in_flight"] += child._value.get()  # noqa: SLF001
+        for (owner, service), child in children[metrics.CALL_SECONDS]:
+            if owner == tenant:
+                entry(service)["latency_seconds_sum"] += child._sum.get()  # noqa: SLF001
+        return services
+    except (AttributeError, TypeError, ValueError):
+        return metrics.tenant_summary(tenant)
+
+
 # -- one process's view ------------------------------------------------------------------------------
 
 class Member:
@@ -221,6 +329,10 @@ class Member:
         self.index = index
         self.processes = processes
         self.token = internal_token
+        self._lagging: dict[tuple[int, int, int], int] = {}  # (index, pid, started) -> version it missed
+        self._summaries: dict[str, tuple[float, dict]] = {}  # tenant -> (when, sum over the processes)
+        self._pending: dict[str, asyncio.Task] = {}  # tenant -> the sum being computed
+        self._summary_slots: asyncio.Semaphore | None = None
 
     def joined(self, metrics_port: int) -> None:
         self.group.write(self.index, pid=os.getpid(), metrics_port=metrics_port, ready=False)
@@ -232,21 +344,35 @@ class Member:
         self.group.write(self.index, pid=os.getpid(), route_version=version)
 
     def _peers(self) -> list[Slot]:
-        return [s for s in self.group.slots(self.processes) if s.index != self.index and s.pid and alive(s.pid)]
+        return [s for s in self.group.slots(self.processes)
+                if s.index != self.index and s.pid and alive(s.pid, s.started)]
 
-    async def wait_version(self, version: int, timeout: float) -> None:
+    async def wait_version(self, version: int, timeout: float, poll: float = 0.01) -> None:
         """Until every other live process routes with at least `version` (a restarting process loads the whole
-        table before it serves, so one that is not alive needs no wait)."""
+        table before it serves, so one that is not alive needs no wait). A process that did not catch up within
+        `timeout` is not waited for again until it reaches the version it missed (it is alive but stuck: every
+        deploy would otherwise wait the whole `timeout`); each deploy that skips it logs so."""
         deadline = time.monotonic() + timeout
+        peers = self._peers()
+        for key, missed in list(self._lagging.items()):
+            slot = next((s for s in peers if (s.index, s.pid, s.started) == key), None)
+            if slot is None or slot.route_version >= missed:
+                del self._lagging[key]  # gone (restarted: it loads the whole table), or caught up
+        if self._lagging:
+            log.warning("not waiting for gateway process(es) %s, still behind route version %s",
+                        sorted(k[0] for k in self._lagging), min(self._lagging.values()))
         while True:
-            behind = [s for s in self._peers() if s.route_version < version]
+            behind = [s for s in peers if s.route_version < version and (s.index, s.pid, s.started) not in self._lagging]
             if not behind:
                 return
             if time.monotonic() >= deadline:
                 log.warning("gateway process(es) %s did not reach route version %s within %ss",
                             [s.index for s in behind], version, timeout)
+                for s in behind:
+                    self._lagging[(s.index, s.pid, s.started)] = version
                 return
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(poll)
+            peers = self._peers()
 
     # -- metrics ---------------------------------------------------------------------------------
     def _fetch(self, slot: Slot, timeout: float = 2.0) -> list[Metric]:
@@ -254,6 +380,13 @@ class Member:
                                          headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - loopback, our own peer
             return list(text_string_to_metric_families(answer.read().decode()))
+
+    def _fetch_summary(self, slot: Slot, tenant: str, timeout: float = 2.0) -> dict[str, dict[str, float]]:
+        query = urllib.parse.urlencode({"tenant": tenant})
+        request = urllib.request.Request(f"http://127.0.0.1:{slot.metrics_port}/summary?{query}",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - loopback, our own peer
+            return json.loads(answer.read())
 
     def families(self) -> list[tuple[int, list]]:
         """(process index, metric families) for this process and every peer that answers."""
@@ -286,8 +419,54 @@ class Member:
         return generate_latest(registry)
 
     def tenant_summary(self, tenant: str) -> dict[str, dict[str, float]]:
-        """`metrics.tenant_summary` over every process that answers."""
-        return metrics.tenant_summary(tenant, [f for _, families in self.families() for f in families])
+        """`metrics.tenant_summary` over every process that answers: this process's from its registry, each
+        peer's from its `/summary?tenant=` (that tenant's figures only, no text to parse). Blocking; computed
+        every time (GetMetrics goes through `summary`)."""
+        total = local_summary(tenant)
+        for slot in self._peers():
+            if not slot.metrics_port:
+                continue
+            try:
+                theirs = self._fetch_summary(slot, tenant)
+            except (OSError, ValueError) as exc:  # restarting or gone: its calls are missing from this answer
+                log.info("gateway process %d's summary not read (%s)", slot.index, exc)
+                continue
+            for service, figures in theirs.items():
+                into = total.setdefault(service, {"calls": 0, "errors": 0, "in_flight": 0,
+                                                  "latency_seconds_sum": 0.0})
+                for name in into:
+                    into[name] += float(figures.get(name, 0))
+        return total
+
+    async def summary(self, tenant: str) -> dict[str, dict[str, float]]:
+        """`tenant_summary` for GetMetrics: reused for `SUMMARY_TTL` seconds, one computation shared by the
+        callers that ask for the same tenant meanwhile, and at most `SUMMARY_CONCURRENCY` computed at once (the
+        others wait here, not in the thread pool that token and event calls share)."""
+        loop = asyncio.get_running_loop()
+        cached = self._summaries.get(tenant)
+        if cached is not None and loop.time() - cached[0] < SUMMARY_TTL:
+            return cached[1]
+        task = self._pending.get(tenant)
+        if task is None:
+            task = self._pending[tenant] = asyncio.ensure_future(self._compute(tenant))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if every caller left
+        return await asyncio.shield(task)  # a caller that gives up does not cancel the others' answer
+
+    async def _compute(self, tenant: str) -> dict[str, dict[str, float]]:
+        try:
+            if self._summary_slots is None:
+                self._summary_slots = asyncio.Semaphore(SUMMARY_CONCURRENCY)
+            async with self._summary_slots:
+                result = await asyncio.to_thread(self.tenant_summary, tenant)
+        finally:
+            del self._pending[tenant]
+        now = asyncio.get_running_loop().time()
+        if len(self._summaries) >= _SUMMARY_CACHE_MAX:
+            self._summaries = {t: v for t, v in self._summaries.items() if now - v[0] < SUMMARY_TTL}
+            if len(self._summaries) >= _SUMMARY_CACHE_MAX:
+                self._summaries.clear()
+        self._summaries[tenant] = (now, result)
+        return result
 
 
 class _Fixed:
@@ -298,4 +477,5 @@ class _Fixed:
         return self._families
 
 
-__all__ = ["GROUP_FILE", "PROCESS_LABEL", "GroupFile", "Member", "claim_port", "lock_port", "per_process"]
+__all__ = ["GROUP_FILE", "PROCESS_LABEL", "GroupFile", "Member", "alive", "calls_share", "claim_port", "lock_port",
+           "per_process", "start_time"]

@@ -8,7 +8,10 @@ metrics_host` (127.0.0.1 unless the operator says otherwise).
 from __future__ import annotations
 
 import hmac
+import json
 import threading
+import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,15 +35,22 @@ def read_token(path: Path | None) -> str:
 
 
 class MetricsServer:
-    def __init__(self, host: str, port: int, token: str = "", body=None):
+    def __init__(self, host: str, port: int, token: str = "", body=None,
+                 summary: Callable[[str], dict] | None = None):
         """`body` makes the exposition (default: this process's registry; several gateway processes serve
-        every process's series from process 0, see gateway/group.py)."""
+        every process's series from process 0, see gateway/group.py). `summary` (only with a token: the
+        internal endpoint of one of several gateway processes) also serves `/summary?tenant=T`, that
+        tenant's figures as JSON, so a peer answering GetMetrics needs neither the whole exposition nor a
+        text parser."""
         body = body or (lambda: generate_latest(metrics.REGISTRY))
         expected = f"Bearer {token}".encode()
+        if summary is not None and not token:
+            raise ValueError("/summary is served only behind a token")
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                path, _, query = self.path.partition("?")
+                if path not in ("/metrics", "/") and not (path == "/summary" and summary is not None):
                     return self._answer(404, b"not found; scrape /metrics\n")
                 if token:
                     given = self.headers.get("Authorization")
@@ -49,6 +59,12 @@ class MetricsServer:
                                                  b"metrics_token_file)\n", {"WWW-Authenticate": "Bearer"})
                     if not hmac.compare_digest(given.strip().encode(), expected):
                         return self._answer(403, b"wrong metrics token\n")
+                if path == "/summary":
+                    tenant = urllib.parse.parse_qs(query).get("tenant", [""])[0]
+                    if not tenant:
+                        return self._answer(400, b"/summary?tenant=<tenant>\n")
+                    return self._answer(200, json.dumps(summary(tenant)).encode(),
+                                        {"Content-Type": "application/json"})
                 self._answer(200, body(), {"Content-Type": CONTENT_TYPE_LATEST})
 
             def _answer(self, status: int, body: bytes, headers: dict | None = None) -> None:

@@ -16,7 +16,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.audit import Audit
-from solo.gateway.group import Member, per_process
+from solo.gateway.group import Member, local_summary, per_process
 from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
@@ -72,7 +72,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     """The gateway of this process. With `group` (one of [gateway] processes > 1, gateway/group.py) it binds
     its port with SO_REUSEPORT, enforces its share of the rates and call quotas, publishes its route
     version, and serves its own series on an internal loopback endpoint; process 0 serves /metrics for all."""
-    config = per_process(config)
+    config = per_process(config, group.index if group is not None else 0)
     tokens = TokenService(config.data_dir, authenticator, event_feed)
     follow_from = await tokens.load_revocations()  # a revoked token is refused from the first call on
     audit = Audit(event_feed)
@@ -103,7 +103,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
                                  "this machine's; pick another with --port (0 = any free port) or --host")
     internal = None
     if group is not None:
-        internal = MetricsServer("127.0.0.1", 0, group.token)
+        internal = MetricsServer("127.0.0.1", 0, group.token, summary=local_summary)
         group.joined(internal.address[1])
     metrics_server = start_metrics(config, group)  # before serving: a token file that cannot be read stops the start
     await server.start()
