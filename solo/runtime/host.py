@@ -32,7 +32,7 @@ from solo.errors import (
 from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
-from solo.runtime.host_listener import HostListener, connect_authenticated
+from solo.runtime.host_listener import HANDSHAKE_SECONDS, HostListener, connect_authenticated, end_relays
 from solo.runtime.sandbox import CellPolicy, SandboxUnavailable, check_data_dir
 from solo.security import seal
 from solo.security.node_tls import NodeTls
@@ -363,8 +363,11 @@ class ServiceHost:
     async def stop(self, grace_seconds: float = 5.0) -> str:
         """Drain in-flight calls (up to the grace period), run the stop hook, end the cell."""
         message = ""
-        self._stopping = True
         self._listener.close()
+        # connections being authenticated right now were opened by gateways before the stop: they go to the cell
+        # too, so the calls on them are drained like the others instead of failing
+        await self._listener.settle(min(max(grace_seconds, 0.1), HANDSHAKE_SECONDS))
+        self._stopping = True
         cell = self._cell
         if cell is not None:
             if self._loaded is not None:
@@ -376,6 +379,7 @@ class ServiceHost:
                 except SoloError as exc:
                     message = exc.message
             cell.kill()
+        end_relays()
         self._closed.set()
         return message
 

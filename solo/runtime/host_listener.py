@@ -357,8 +357,15 @@ class HostListener:
         finally:
             theirs.close()  # the cell holds its own copy; closing a refused one ends the relay
 
+    async def settle(self, timeout: float) -> None:
+        """Wait (up to `timeout`) for the handshakes already under way: a connection a gateway opened before a
+        stop still reaches the cell, so the calls it carries are drained, not cut."""
+        deadline = time.monotonic() + timeout
+        while self.handshakes and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
     def close(self) -> None:
-        end_relays()
+        """Stop accepting; connections already handed over (and their relays) stay until the cell ends them."""
         if self._accepting is not None:
             self._accepting.cancel()
         if self._sock is not None:

@@ -6,6 +6,8 @@ import json
 import socket
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from solo import SoloClient
@@ -29,6 +31,14 @@ KV = textwrap.dedent("""
 
         def get(self, key):
             return self.data.get(key)
+""")
+SLOW = textwrap.dedent("""
+    import time
+
+    class Slow:
+        def work(self, seconds):
+            time.sleep(seconds)
+            return "done"
 """)
 RELAY = textwrap.dedent("""
     import solo
@@ -66,6 +76,19 @@ try:
         route = next(r for r in solo.supervisor.gateway.dispatcher.routes._routes.values() if r.name == "kv")
         result = {"direct": client.call("kv", "get", "a"), "via_discover": answers,
                   "plaintext_refused": plaintext_refused(route.address), "address": route.address}
+        # a stop drains the calls in flight on relayed (TLS) connections as on handed-over ones
+        (data / "slow.py").write_text(SLOW)
+        client.deploy(data / "slow.py", "slow")
+        box = {}
+        worker = threading.Thread(target=lambda: box.setdefault("value", client.call("slow", "work", 1.0)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                s["service"] == "slow" and s["in_flight"] for s in client.metrics()["services"]):
+            time.sleep(0.02)
+        client.stop("slow")
+        worker.join(20)
+        result["drained"] = box.get("value")
     print("RESULT " + json.dumps(result))
 finally:
     solo.stop()

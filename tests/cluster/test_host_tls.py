@@ -22,3 +22,4 @@ def test_calls_and_direct_calls_run_over_mutual_tls_and_plaintext_is_refused(tmp
     assert result["direct"] == 41
     assert result["via_discover"] == [41] * 20
     assert result["plaintext_refused"], result
+    assert result["drained"] == "done"  # a stop lets the call in flight on a TLS connection finish
