@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported: every node on 127.0.0.1
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
+from scripted import report, teardown  # noqa: E402
 
 from solo import SoloClient, SoloError  # noqa: E402
 from solo.config import load_config  # noqa: E402
@@ -139,9 +140,6 @@ try:
             result["no_type"] = {"error": f"{exc.code}: {exc.message}"}
         result["no_type"]["seconds"] = time.monotonic() - started
         client.stop("burst-echo")
-    print("RESULT " + json.dumps(result))
+    report(result)
 finally:
-    if solo is not None:
-        solo.stop()
-    ray.shutdown()
-    cluster.shutdown()
+    teardown(solo, cluster)

@@ -2,13 +2,14 @@
 happened as JSON. Run by tests/cluster/test_host_tls.py in its own process (its own embedded Ray).
 
 argv: data dir. Node certificates come from `solo certs` functions, as an operator would make them."""
-import json
 import socket
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
+
+from scripted import report, teardown
 
 from solo import SoloClient
 from solo.config import load_config
@@ -89,6 +90,6 @@ try:
         client.stop("slow")
         worker.join(20)
         result["drained"] = box.get("value")
-    print("RESULT " + json.dumps(result))
+    report(result)
 finally:
-    solo.stop()
+    teardown(solo)

@@ -1,13 +1,13 @@
 """Run Solo against a two-node Ray cluster (ray.cluster_utils.Cluster) and print what happened as JSON.
 
 Run by tests/cluster/test_multinode.py in its own process (one Ray driver per process)."""
-import json
 import os
 import sys
 from pathlib import Path
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported: every node on 127.0.0.1
 from ray.cluster_utils import Cluster  # noqa: E402
+from scripted import report, teardown  # noqa: E402
 
 from solo import SoloClient  # noqa: E402
 from solo.config import load_config  # noqa: E402
@@ -33,10 +33,6 @@ try:
         }
         client.stop("edge-echo")
         client.stop("head-echo")
-    print("RESULT " + json.dumps(result))
+    report(result)
 finally:
-    if solo is not None:
-        solo.stop()
-    import ray
-    ray.shutdown()
-    cluster.shutdown()
+    teardown(solo, cluster)

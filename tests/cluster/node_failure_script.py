@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported: every node on 127.0.0.1
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from ray.cluster_utils import Cluster  # noqa: E402
+from scripted import report, teardown  # noqa: E402
 
 from solo import SoloClient  # noqa: E402
 from solo.config import load_config  # noqa: E402
@@ -145,10 +146,6 @@ try:
             "bob_events": [{"type": e["type"], "subject": e["subject"], "payload": e["payload"]} for e in bob_events],
             "operator_lost": [e["tenant"] for e in operator.events(types=["node.lost"])],
         }
-    print("RESULT " + json.dumps(result))
+    report(result)
 finally:
-    if solo is not None:
-        solo.stop()
-    import ray
-    ray.shutdown()
-    cluster.shutdown()
+    teardown(solo, cluster)

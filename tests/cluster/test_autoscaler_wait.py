@@ -3,24 +3,16 @@ waits for a node with it instead of FAILED_PRECONDITION at once (the flag off is
 tests/integration/test_bad_input.py::test_request_ray_can_never_schedule_fails_at_once)."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.cluster.scripted import run_script
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    script = Path(__file__).with_name("autoscaler_script.py")
-    run = subprocess.run([sys.executable, str(script), str(tmp_path_factory.mktemp("solo-data"))],
-                         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2])
-    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    assert run.returncode == 0 and lines, f"autoscaler run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_script("autoscaler_script.py", tmp_path_factory.mktemp("solo-data"), timeout=900)
 
 
 def test_deploy_waits_for_a_node_with_the_resource_and_lands_on_it(result):

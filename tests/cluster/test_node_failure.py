@@ -3,22 +3,16 @@ their last periodic snapshot, and a `node.lost` per tenant that names only that 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.cluster.scripted import run_script
 
 pytestmark = pytest.mark.slow
 
 
-def run_script(tmp_path: Path, how: str) -> dict:
-    script = Path(__file__).with_name("node_failure_script.py")
-    run = subprocess.run([sys.executable, str(script), str(tmp_path), how], capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).resolve().parents[2])
-    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    assert run.returncode == 0 and lines, f"node-failure run failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+def lose_a_node(tmp_path, how: str) -> dict:
+    return run_script("node_failure_script.py", tmp_path, how, timeout=600)
 
 
 def of_type(events: list[dict], kind: str) -> list[dict]:
@@ -62,10 +56,10 @@ def check(result: dict) -> None:
 def test_services_on_a_removed_node_come_back_on_a_surviving_one(tmp_path):
     """Here the registry is also restarted before the node goes: bob's service answers snapshot() only once,
     so its restored state comes from the snapshot the restarted registry read back from disk."""
-    check(run_script(tmp_path, "graceful"))
+    check(lose_a_node(tmp_path, "graceful"))
 
 
 def test_services_come_back_after_a_node_is_killed_without_warning(tmp_path):
     """Raylet and workers SIGKILLed: Ray first says only "unavailable", and marks the node dead after its
     health checks fail; the registry waits for that instead of restarting a host that may still run."""
-    check(run_script(tmp_path, "kill"))
+    check(lose_a_node(tmp_path, "kill"))
