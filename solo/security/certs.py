@@ -29,9 +29,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from solo.core.spec import validate_name
 from solo.errors import FailedPrecondition, InvalidRequest
 from solo.files import write_atomic
+from solo.security.node_tls import NODE_URI
 
 TENANT_URI = "solo://tenant/"
-NODE_URI = "solo://node/"
 CA_DAYS, SERVER_DAYS, CLIENT_DAYS, NODE_DAYS = 5 * 365, 365, 90, 365
 
 
@@ -154,23 +154,24 @@ def issue_client(directory: Path, name: str, tenant: str | None = None, days: in
     return _issue(directory, name, Path(directory) / "clients" / name, days, sans, server=False)
 
 
-def bound_tenant(auth_context: dict) -> str | None:
-    """The tenant a verified client certificate is bound to (from gRPC's auth context), if any."""
+def _named(auth_context: dict, prefix: str) -> str | None:
+    """The rest of the first SAN of a verified client certificate (gRPC's auth context) that starts with `prefix`."""
     for value in auth_context.get("x509_subject_alternative_name", ()):
         text = value.decode() if isinstance(value, bytes) else value
-        if text.startswith(TENANT_URI):
-            return text[len(TENANT_URI):]
+        if text.startswith(prefix):
+            return text[len(prefix):]
     return None
+
+
+def bound_tenant(auth_context: dict) -> str | None:
+    """The tenant a verified client certificate is bound to, if any."""
+    return _named(auth_context, TENANT_URI)
 
 
 def is_node(auth_context: dict) -> bool:
     """Whether a verified client certificate is a node's (solo://node/...): nodes hold theirs on every machine of
     the cluster, for the call channel; it is no client's certificate at the gateway."""
-    for value in auth_context.get("x509_subject_alternative_name", ()):
-        text = value.decode() if isinstance(value, bytes) else value
-        if text.startswith(NODE_URI):
-            return True
-    return False
+    return _named(auth_context, NODE_URI) is not None
 
 
 def check_days(days: int) -> int:
