@@ -79,15 +79,48 @@ def forget_service(tenant: str, service: str) -> None:
                 pass
 
 
+def _entry(services: dict, name: str) -> dict[str, float]:
+    return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
+
+
+def _own_summary(tenant: str) -> dict[str, dict[str, float]] | None:
+    """This process's figures for `tenant`, read from the labelled metrics' children directly rather than by
+    collecting every tenant's samples (a few microseconds per series instead of building every bucket of every
+    histogram: GetMetrics must not let a tenant make the gateway burn CPU). None if prometheus_client's
+    internals are not what this expects."""
+    try:
+        services: dict[str, dict[str, float]] = {}
+        for (owner, service, code), child in list(CALLS._metrics.items()):  # noqa: SLF001 - see the docstring
+            if owner == tenant:
+                value = child._value.get()  # noqa: SLF001
+                _entry(services, service)["calls"] += value
+                if code != "OK":
+                    _entry(services, service)["errors"] += value
+        for (owner, service), child in list(IN_FLIGHT._metrics.items()):  # noqa: SLF001
+            if owner == tenant:
+                _entry(services, service)["in_flight"] += child._value.get()  # noqa: SLF001
+        for (owner, service), child in list(CALL_SECONDS._metrics.items()):  # noqa: SLF001
+            if owner == tenant:
+                _entry(services, service)["latency_seconds_sum"] += child._sum.get()  # noqa: SLF001
+        return services
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def tenant_summary(tenant: str, families=None) -> dict[str, dict[str, float]]:
-    """Per-service calls, errors, in-flight and latency sum for one tenant, read from the metrics (this
-    process's, or `families` collected from several gateway processes)."""
+    """Per-service calls, errors, in-flight and latency sum for one tenant, read from this process's metrics, or
+    from `families` (samples collected, e.g. from several gateway processes)."""
+    if families is None:
+        own = _own_summary(tenant)
+        if own is not None:
+            return own
+        families = REGISTRY.collect()
     services: dict[str, dict[str, float]] = {}
 
     def entry(name: str) -> dict[str, float]:
-        return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
+        return _entry(services, name)
 
-    for metric in REGISTRY.collect() if families is None else families:
+    for metric in families:
         for sample in metric.samples:
             if sample.labels.get("tenant") != tenant:
                 continue

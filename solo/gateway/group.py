@@ -9,10 +9,8 @@ share is this module:
   route version, the port of its internal metrics endpoint, ready), memory-mapped by every process. A deploy answered by one
   process waits until every live process routes with the new version (`wait_version`), so the reply
   means "callable" whichever process the client's next connection reaches.
-- `claim_port`: SO_REUSEPORT lets any socket of the same user join the port. Before binding, the
-  supervisor takes a per-user lock on the port number (a second Solo, whatever its data directory,
-  is refused) and binds the address once without SO_REUSEPORT (anything already listening there
-  is refused), so no other Solo and no earlier server silently shares the port.
+- `per_process`: each process's share of the rates and call quotas the operator set for the gateway.
+  (Keeping other servers off the shared port: `port_lock.py`.)
 - `Member`: one process's view of the group: its index, its internal `/metrics` and `/summary`
   (loopback, behind a token only the group knows), the merged `/metrics` (every process's series,
   labelled `gateway_process`), and `summary`, one tenant's figures summed over the processes for
@@ -26,14 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import mmap
 import os
-import pwd
-import socket
-import stat
 import struct
 import time
 import urllib.parse
@@ -47,7 +41,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from solo import metrics
 from solo.config import SoloConfig
-from solo.errors import FailedPrecondition
 
 log = logging.getLogger("solo.gateway")
 GROUP_FILE = "gateway-group"
@@ -150,102 +143,6 @@ class GroupFile:
             self._map.close()
 
 
-# -- the port ------------------------------------------------------------------------------------------
-
-def _own_folder(path: Path) -> Path:
-    """`path` made (0700) if missing; FailedPrecondition unless it is a real folder of this user that no one else
-    may write to (so another local user cannot pre-create it, plant a lock in it or swap it for a symlink)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise FailedPrecondition(f"{path} is not a folder of this user only; remove it so Solo can lock its "
-                                 "gateway port")
-    return path
-
-
-def _lock_dirs() -> list[Path]:
-    """Where the per-user port locks may live, best first: `~/.cache/solo/ports` (home from the password
-    database, so every Solo of this user finds the same folder whatever its environment, and no other user can
-    create it), then `$XDG_RUNTIME_DIR/solo-ports` (a folder of this user only), then `/tmp/solo-ports-<uid>`
-    (the one another local user could squat: used only when the others cannot be made)."""
-    out = []
-    with contextlib.suppress(KeyError, OSError):
-        home = pwd.getpwuid(os.getuid()).pw_dir
-        if home and home != "/":
-            out.append(Path(home) / ".cache" / "solo" / "ports")
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_absolute():
-        out.append(Path(runtime) / "solo-ports")
-    out.append(Path("/tmp") / f"solo-ports-{os.getuid()}")
-    return out
-
-
-def _lock_dir() -> Path:
-    """A per-user folder every Solo of this user sees, whatever its data directory: SO_REUSEPORT only lets
-    sockets of the same user share a port, so the lock needs to be no wider than the user. The first of
-    `_lock_dirs` that can be made; one that exists but belongs to someone else is refused, not skipped (a
-    Solo that skipped it would lock elsewhere than one that did not)."""
-    candidates = _lock_dirs()
-    for path in candidates[:-1]:
-        try:
-            return _own_folder(path)
-        except FailedPrecondition:
-            raise
-        except OSError as exc:
-            log.info("the gateway port lock cannot live in %s (%s); trying the next place", path, exc.strerror)
-    return _own_folder(candidates[-1])
-
-
-def lock_port(port: int, data_dir: Path) -> int:
-    """Hold the per-user lock on `port` for the life of this process (an fd); FailedPrecondition naming the
-    data directory of the Solo that holds it."""
-    path = _lock_dir() / f"port-{port}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise FailedPrecondition(f"the gateway port {port} is taken by another Solo with several gateway processes "
-                                 f"({holder}); stop it or pick another --port") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()}, data directory {data_dir}".encode(), 0)
-    return fd
-
-
-def probe_free(host: str, port: int) -> None:
-    """Bind every address of host:port once without SO_REUSEPORT: fails when anything listens there (a
-    SO_REUSEPORT bind would join it instead)."""
-    try:
-        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise FailedPrecondition(f"the gateway cannot listen on {host}:{port} ({exc.strerror}); check --host") from None
-    for family, kind, proto, _, address in infos:
-        with socket.socket(family, kind, proto) as sock:
-            if family == socket.AF_INET6:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                raise FailedPrecondition(f"the gateway cannot listen on {host}:{port}: {exc.strerror} (another "
-                                         "process listens there); pick another with --port or --host") from None
-
-
-def claim_port(host: str, port: int, data_dir: Path) -> int | None:
-    """Before N gateway processes bind host:port with SO_REUSEPORT: the port lock, then the exclusive probe.
-    Returns the lock's fd (None for port 0: the caller locks the port the kernel picked)."""
-    if port == 0:
-        return None
-    fd = lock_port(port, data_dir)
-    try:
-        probe_free(host, port)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def share(value: float, processes: int) -> float:
     """One process's share of a rate the operator set for the whole gateway."""
     return value / processes if value else value
@@ -287,35 +184,6 @@ def per_process(config: SoloConfig, index: int = 0) -> SoloConfig:
                if q.max_concurrent_calls is not None else q for t, q in quotas.tenants.items()}
     quotas = quotas.model_copy(update={"max_concurrent_calls": calls(quotas.max_concurrent_calls), "tenants": tenants})
     return config.model_copy(update={"limits": limits, "quotas": quotas})
-
-
-def local_summary(tenant: str) -> dict[str, dict[str, float]]:
-    """`metrics.tenant_summary(tenant)` of this process, read from the labelled metrics' children directly
-    rather than by collecting every tenant's samples (the peers' `/summary`: a few microseconds per series
-    instead of building every bucket of every histogram). Falls back to `metrics.tenant_summary` if
-    prometheus_client's internals are not what this expects."""
-    try:
-        children = {metric: list(metric._metrics.items())  # noqa: SLF001 - see the docstring
-                    for metric in (metrics.CALLS, metrics.IN_FLIGHT, metrics.CALL_SECONDS)}
-        services: dict[str, dict[str, float]] = {}
-
-        def entry(name: str) -> dict[str, float]:
-            return services.setdefault(name, {"calls": 0, "errors": 0, "in_flight": 0, "latency_seconds_sum": 0.0})
-        for (owner, service, code), child in children[metrics.CALLS]:
-            if owner == tenant:
-                value = child._value.get()  # noqa: SLF001
-                entry(service)["calls"] += value
-                if code != "OK":
-                    entry(service)["errors"] += value
-        for (owner, service), child in children[metrics.IN_FLIGHT]:
-            if owner == tenant:
-                entry(service)["in_flight"] += child._value.get()  # noqa: SLF001
-        for (owner, service), child in children[metrics.CALL_SECONDS]:
-            if owner == tenant:
-                entry(service)["latency_seconds_sum"] += child._sum.get()  # noqa: SLF001
-        return services
-    except (AttributeError, TypeError, ValueError):
-        return metrics.tenant_summary(tenant)
 
 
 # -- one process's view ------------------------------------------------------------------------------
@@ -422,7 +290,7 @@ class Member:
         """`metrics.tenant_summary` over every process that answers: this process's from its registry, each
         peer's from its `/summary?tenant=` (that tenant's figures only, no text to parse). Blocking; computed
         every time (GetMetrics goes through `summary`)."""
-        total = local_summary(tenant)
+        total = metrics.tenant_summary(tenant)
         for slot in self._peers():
             if not slot.metrics_port:
                 continue
@@ -477,5 +345,4 @@ class _Fixed:
         return self._families
 
 
-__all__ = ["GROUP_FILE", "PROCESS_LABEL", "GroupFile", "Member", "alive", "calls_share", "claim_port", "lock_port",
-           "per_process", "start_time"]
+__all__ = ["GROUP_FILE", "PROCESS_LABEL", "GroupFile", "Member", "alive", "calls_share", "per_process", "start_time"]

@@ -16,7 +16,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.audit import Audit
-from solo.gateway.group import Member, local_summary, per_process
+from solo.gateway.group import Member, per_process
 from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
@@ -103,7 +103,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
                                  "this machine's; pick another with --port (0 = any free port) or --host")
     internal = None
     if group is not None:
-        internal = MetricsServer("127.0.0.1", 0, group.token, summary=local_summary)
+        internal = MetricsServer("127.0.0.1", 0, group.token, summary=metrics.tenant_summary)
         group.joined(internal.address[1])
     metrics_server = start_metrics(config, group)  # before serving: a token file that cannot be read stops the start
     await server.start()

@@ -17,7 +17,6 @@ from solo.gateway.admission import Admission
 from solo.gateway.audit import Audit
 from solo.gateway.breaker import FAILURE_CODES, Breakers
 from solo.gateway.convert import info_to_proto, spec_from_proto
-from solo.gateway.group import local_summary
 from solo.gateway.routes import RouteFollower
 from solo.gateway.status import request_id, rpc
 from solo.gateway.tokens import TokenService
@@ -297,7 +296,8 @@ class GatewayServicer(solo_pb2_grpc.GatewayServicer):
     async def GetMetrics(self, request, context, principal):
         # this process's series of the tenant, read without collecting every tenant's histograms (microseconds per
         # series: a tenant cannot make the gateway burn CPU by asking); several processes: summed, reused for 1 s
-        summary = local_summary(principal.tenant) if self.group is None else await self.group.summary(principal.tenant)
+        summary = metrics.tenant_summary(principal.tenant) if self.group is None \
+            else await self.group.summary(principal.tenant)
         services = [pb.ServiceMetrics(service=name, calls=int(v["calls"]), errors=int(v["errors"]),
                                       in_flight=max(0, int(v["in_flight"])),
                                       latency_seconds_sum=v["latency_seconds_sum"])

@@ -21,7 +21,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
 from solo.errors import FailedPrecondition
-from solo.gateway.group import GROUP_FILE, GroupFile, Member, claim_port, lock_port, probe_free
+from solo.gateway.group import GROUP_FILE, GroupFile, Member
+from solo.gateway.port_lock import claim_port, lock_port, probe_free
 from solo.gateway.server import Gateway, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry

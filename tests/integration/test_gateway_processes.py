@@ -24,7 +24,8 @@ from solo._proto import solo_pb2 as pb
 from solo._proto import solo_pb2_grpc
 from solo.client import spec_message
 from solo.errors import FailedPrecondition
-from solo.gateway.group import GROUP_FILE, GroupFile, claim_port
+from solo.gateway.group import GROUP_FILE, GroupFile
+from solo.gateway.port_lock import claim_port
 from tests.conftest import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,8 @@ from solo import metrics
 from solo.config import load_config
 from solo.errors import FailedPrecondition
 from solo.gateway import group as group_module
-from solo.gateway.group import GroupFile, Member, alive, calls_share, local_summary, per_process, start_time
+from solo.gateway import port_lock
+from solo.gateway.group import GroupFile, Member, alive, calls_share, per_process, start_time
 from solo.gateway.metrics_http import MetricsServer
 
 
@@ -87,10 +88,10 @@ def _series(tenants=("acme", "other"), services=4):
     return cache
 
 
-def test_local_summary_is_what_tenant_summary_reads_from_the_registry():
+def test_reading_a_tenants_series_directly_equals_collecting_them():
     _series(("sum-a", "sum-b"))
     for tenant in ("sum-a", "sum-b", "nobody"):
-        assert local_summary(tenant) == metrics.tenant_summary(tenant)
+        assert metrics.tenant_summary(tenant) == metrics.tenant_summary(tenant, list(metrics.REGISTRY.collect()))
 
 
 def test_peers_answer_one_tenants_summary_without_the_whole_exposition(tmp_path):
@@ -102,7 +103,7 @@ def test_peers_answer_one_tenants_summary_without_the_whole_exposition(tmp_path)
         scraped.append(1)
         return b""
     group = GroupFile.create(tmp_path)
-    peers = [MetricsServer("127.0.0.1", 0, "tok", body, summary=local_summary) for _ in range(2)]
+    peers = [MetricsServer("127.0.0.1", 0, "tok", body, summary=metrics.tenant_summary) for _ in range(2)]
     try:
         for index, peer in enumerate(peers, start=1):
             group.write(index, pid=os.getpid(), metrics_port=peer.address[1], ready=True)
@@ -118,7 +119,7 @@ def test_peers_answer_one_tenants_summary_without_the_whole_exposition(tmp_path)
 
 
 def test_the_summary_endpoint_needs_the_group_token(tmp_path):
-    server = MetricsServer("127.0.0.1", 0, "tok", summary=local_summary)
+    server = MetricsServer("127.0.0.1", 0, "tok", summary=metrics.tenant_summary)
     plain = MetricsServer("127.0.0.1", 0, "tok")
     try:
         def get(srv, path, token=None):
@@ -139,7 +140,7 @@ def test_the_summary_endpoint_needs_the_group_token(tmp_path):
         server.close()
         plain.close()
     with pytest.raises(ValueError):
-        MetricsServer("127.0.0.1", 0, "", summary=local_summary)
+        MetricsServer("127.0.0.1", 0, "", summary=metrics.tenant_summary)
 
 
 def test_concurrent_get_metrics_share_one_computation_reused_for_a_second(tmp_path, monkeypatch):
@@ -206,17 +207,17 @@ def test_a_stuck_process_delays_one_deploy_not_every_one(tmp_path, caplog):
 def test_the_port_lock_lives_in_the_users_home_not_in_a_shared_tmp(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setattr(group_module.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir=str(home)))
+    monkeypatch.setattr(port_lock.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir=str(home)))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    assert group_module._lock_dirs()[:2] == [home / ".cache" / "solo" / "ports", tmp_path / "run" / "solo-ports"]
-    fd = group_module.lock_port(65001, tmp_path)
+    assert port_lock._lock_dirs()[:2] == [home / ".cache" / "solo" / "ports", tmp_path / "run" / "solo-ports"]
+    fd = port_lock.lock_port(65001, tmp_path)
     try:
         assert (home / ".cache" / "solo" / "ports" / "port-65001.lock").exists()
     finally:
         os.close(fd)
     (home / ".cache" / "solo" / "ports").chmod(0o777)  # writable by others: refused, not used
     with pytest.raises(FailedPrecondition, match="not a folder of this user only"):
-        group_module._lock_dir()
-    monkeypatch.setattr(group_module.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir="/proc/nonexistent"))
+        port_lock._lock_dir()
+    monkeypatch.setattr(port_lock.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir="/proc/nonexistent"))
     (tmp_path / "run").mkdir(mode=0o700)
-    assert group_module._lock_dir() == tmp_path / "run" / "solo-ports"  # no usable home: the runtime folder
+    assert port_lock._lock_dir() == tmp_path / "run" / "solo-ports"  # no usable home: the runtime folder
