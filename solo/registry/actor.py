@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import dataclasses
 import logging
 import time
@@ -15,8 +14,6 @@ import time
 from solo.config import SoloConfig
 from solo.core.spec import Resources, ServiceSpec, check_egress
 from solo.errors import FailedPrecondition, SoloError, Unavailable
-from solo.events.readback import with_seconds
-from solo.events.reader import read_events
 from solo.registry.convert import record_info
 from solo.registry.discovery import Discovery
 from solo.registry.discovery_actor import DiscoveryMixin
@@ -24,12 +21,11 @@ from solo.registry.events import event_rows
 from solo.registry.history import VersionHistory
 from solo.registry.nodeloss import NodeLossMixin, node_death
 from solo.registry.quotas import quota_for
-from solo.registry.rebuild import CHECKPOINT_FILE, fold, load_checkpoint, load_grants, write_checkpoint
+from solo.registry.recovery import RecoveryMixin, placement_of
 from solo.registry.snapshots import SnapshotMixin, SnapshotStore
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.registry.swap import Standby, SwapMixin
-from solo.runtime import limits
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
 from solo.runtime.sandbox import sandbox_options
@@ -38,7 +34,7 @@ from solo.security import seal
 log = logging.getLogger("solo.registry")
 
 
-class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
+class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
     def __init__(self, config: dict, bind_host: str = "", control_secret: str = ""):
         """`control_secret`: what the event log asks of its callers (solo/security/control.py); it
         stays here and never goes to a host."""
@@ -86,38 +82,6 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
         await asyncio.shield(self._started)
         return self.state.route_version
 
-    async def _rebuild(self) -> None:
-        """Every service the event log says should run comes back: its host taken over if it still
-        runs (a registry restart), else started again (Solo restarted). Stray hosts are removed."""
-        views = await asyncio.to_thread(self._checkpoint)
-        for owner, name, grantee in self._grants:
-            self.discovery.grants.setdefault((owner, name), set()).add(grantee)
-        self._spawn(self._checkpoint_loop())
-        self._spawn(self._expiry_loop())
-        self._spawn(self._snapshot_loop())
-        strays = set(self.launcher.host_names())
-        for view in [copy.copy(v) for v in views.values()]:  # the checkpoint loop folds into views
-            record = self.state.restore(view, self.specs.get(view.spec, view.tenant, view.name))
-            if record.state != "RESTARTING":
-                continue
-            info = await asyncio.to_thread(self.snapshot_files.info, record.tenant, record.name)
-            if info is not None:  # kept only for this run (the same generation and restart count, see state)
-                self.state.snapshots[record.key] = info
-            if view.moving:  # its node was lost and it had not run again: moved on, with its snapshot
-                self._spawn(self._reschedule(record, view.moving))
-            elif await self._reattach(record, view):
-                strays.discard(view.host)
-            else:
-                self._spawn(self._recover(record))
-        for name in strays:
-            self.launcher.kill_named(name)
-        await self._commit()
-        try:  # nothing else runs yet: every service's folder keeps only what it needs
-            await asyncio.to_thread(self.specs.sweep, await asyncio.to_thread(self._needed_specs))
-            await asyncio.to_thread(self.snapshot_files.sweep, set(self.state.snapshots))
-        except OSError as exc:
-            log.warning("sweeping the specs or snapshots folder failed: %s", exc)
-
     def _needed_specs(self) -> dict[tuple[str, str], set[str]]:
         """The spec fingerprints each service needs: its current version's and its history's."""
         needed = {key: {r.spec.fingerprint()} for key, r in self.state.services.items() if r.spec.source}
@@ -142,70 +106,6 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
             await asyncio.to_thread(self.specs.prune, key[0], key[1], keep)
         except (OSError, ValueError, TypeError) as exc:  # a later operation or start prunes again
             log.warning("pruning the spec files of %s/%s failed: %s", key[0], key[1], exc)
-
-    def _checkpoint(self) -> dict:
-        """Fold the events after the last checkpoint into it and write it (in a worker thread):
-        the next rebuild then reads only what came later."""
-        data_dir = self.config.data_dir
-        if self._views is None:
-            self._checkpoint_id, self._views = load_checkpoint(data_dir)
-            self._grants = load_grants(data_dir)
-        table = read_events(data_dir, min_id=self._checkpoint_id + 1)
-        if table.num_rows or not (data_dir / CHECKPOINT_FILE).exists():
-            # time as float seconds: cheaper than datetimes, and no forged time can fail the read
-            rows = with_seconds(table).select(["id", "time", "tenant", "type", "subject", "payload"]).to_pylist()
-            self._views = fold(rows, self._views, self._grants)
-            self._checkpoint_id = rows[-1]["id"] if rows else self._checkpoint_id
-            write_checkpoint(data_dir, self._checkpoint_id, self._views, self._grants)
-        return self._views
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.events.checkpoint_seconds)
-            try:
-                await asyncio.to_thread(self._checkpoint)
-            except Exception:  # noqa: BLE001 - a later round retries; the rebuild just reads more
-                log.exception("writing the registry checkpoint failed")
-            await asyncio.to_thread(limits.sweep)  # cgroups of hosts that are gone (this node)
-
-    async def _reattach(self, record: ServiceRecord, view) -> bool:
-        handle = self.launcher.find(view.host) if view.host else None
-        if handle is None:
-            return False
-        try:
-            found = await call_host(handle.describe.remote(), 5.0, "taking over a host")
-        except SoloError:
-            return False
-        if not found or found["pid"] != view.pid:
-            return False
-        try:
-            key = self._host_key(found["key"])
-        except Unavailable as exc:  # sealed to another key (registry.seal replaced): start it again instead
-            log.warning("cannot take over the host of %s/%s: %s", record.tenant, record.name, exc)
-            return False
-        try:  # a registry that died in the middle of a swap may have left it frozen
-            await call_host(handle.thaw.remote(), 5.0, "resuming a taken-over host")
-        except SoloError:
-            pass
-        self.state.started(record, Placement(
-            address=found["address"], key=key, pid=found["pid"], node_id=found["node_id"],
-            node_ip=found["node_ip"], started_at=found["started_at"], methods=tuple(found["methods"]),
-            class_name=found["class_name"], host=found["host"], limits=found.get("limits", "")),
-            recovered="reattached")
-        self.hosts[record.key] = handle
-        self._spawn(self._watch(record.tenant, record.name, record.generation, found["pid"], handle))
-        return True
-
-    async def _recover(self, record: ServiceRecord) -> None:
-        async with self._lock(record.key):
-            if self.state.services.get(record.key) is not record or record.state != "RESTARTING":
-                return
-            self.state.snapshots.pop(record.key, None)  # it comes back fresh: an older state is not for it
-            try:
-                await self._start(record, recovered="started again")
-            except SoloError as exc:
-                self.state.start_failed(record, f"recovery failed: {exc.message}", replacing=False)
-            await self._commit()
 
     def _spawn(self, coro) -> None:
         """Background work acts for Solo, not for the operation that started it (a fresh context)."""
@@ -344,10 +244,7 @@ class RegistryActor(SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
         except BaseException:
             self.launcher.kill(handle)
             raise
-        return handle, Placement(
-            address=loaded["address"], key=self._host_key(loaded["key"]), pid=loaded["pid"], node_id=loaded["node_id"],
-            node_ip=loaded["node_ip"], started_at=loaded["started_at"], methods=tuple(loaded["methods"]),
-            class_name=loaded["class_name"], host=loaded["host"], limits=loaded.get("limits", ""))
+        return handle, placement_of(loaded, self._host_key(loaded["key"]))
 
     async def _start(self, record: ServiceRecord, restarted: bool = False, recovered: str = "") -> ServiceRecord:
         handle, placement = await self._load_host(record)
