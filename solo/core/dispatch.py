@@ -95,9 +95,10 @@ class HostLink(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self._transport = transport
-        if self._tls is not None and transport.get_extra_info("ssl_object") is not None:
+        ssl_object = transport.get_extra_info("ssl_object") if self._tls is not None else None
+        if ssl_object is not None:
             try:
-                node_name(transport.get_extra_info("ssl_object"))
+                node_name(ssl_object)
             except handshake.HandshakeError as exc:
                 self._close(f"the process at {self.address} is not on a Solo node ({exc})")
                 return

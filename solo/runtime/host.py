@@ -64,7 +64,8 @@ class ServiceHost:
         self._key = secrets.token_urlsafe(24)
         self._policy = CellPolicy(**(sandbox or {}))
         channel = channel or {}
-        self._seal_to = channel.get("seal_to", "")
+        seal_to = channel.get("seal_to", "")  # the key leaves this host only sealed (once, here)
+        self._key_out = seal.seal(seal_to, self._key, "host key") if seal_to else self._key
         self._tls_problem: Exception | None = None
         self._tls = None
         try:
@@ -110,8 +111,7 @@ class ServiceHost:
                 self._cell.exited.add_done_callback(self._cell_ended)
             if not self._port:
                 self._port = await self._listener.start(self._bind_host)
-        key = seal.seal(self._seal_to, self._key, "host key") if self._seal_to else self._key
-        return {"address": f"{self._bind_host}:{self._port}", "key": key, "pid": os.getpid(),
+        return {"address": f"{self._bind_host}:{self._port}", "key": self._key_out, "pid": os.getpid(),
                 "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name,
                 "cell_pid": self._cell.pid, "sandbox": self._policy.describe()}
 

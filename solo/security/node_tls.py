@@ -53,8 +53,8 @@ def node_name(ssl_object) -> str:
 class NodeTls:
     mode: str
     directory: Path
-    _server: ssl.SSLContext | None = field(default=None, repr=False)
-    _client: ssl.SSLContext | None = field(default=None, repr=False)
+    server: ssl.SSLContext | None = field(default=None, repr=False)  # a host's call port
+    client: ssl.SSLContext | None = field(default=None, repr=False)  # a gateway, or a host calling for its cell
 
     @classmethod
     def load(cls, mode: str, directory: Path | str, where: str = "this node") -> NodeTls | None:
@@ -70,8 +70,8 @@ class NodeTls:
                 f"[tls] hosts = {mode!r} but {where} has no {', '.join(missing)} in {tls.directory}: create them with "
                 "`solo certs node NAME --host <the node's IP>` and put that directory on every node at [tls] node_dir")
         try:
-            tls._server = tls._context(ssl.Purpose.CLIENT_AUTH)
-            tls._client = tls._context(ssl.Purpose.SERVER_AUTH)
+            tls.server = tls._context(ssl.Purpose.CLIENT_AUTH)
+            tls.client = tls._context(ssl.Purpose.SERVER_AUTH)
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise FailedPrecondition(f"the node certificate in {tls.directory} cannot be used ({exc}); issue it "
                                      "again with `solo certs node`") from None
@@ -84,14 +84,6 @@ class NodeTls:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_cert_chain(str(self.directory / "node.crt"), str(self.directory / "node.key"))
         return context
-
-    @property
-    def server(self) -> ssl.SSLContext:
-        return self._server
-
-    @property
-    def client(self) -> ssl.SSLContext:
-        return self._client
 
     def required(self, peer_host: str) -> bool:
         return required(self.mode, peer_host)

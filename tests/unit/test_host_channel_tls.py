@@ -214,7 +214,9 @@ def test_a_direct_call_between_services_is_relayed_over_tls(pki):
 
 
 def test_missing_node_files_say_what_to_run(tmp_path):
-    with pytest.raises(Exception) as caught:
+    from solo.errors import FailedPrecondition
+
+    with pytest.raises(FailedPrecondition) as caught:
         NodeTls.load("remote", tmp_path / "nowhere")
     assert "solo certs node" in str(caught.value) and "node.crt" in str(caught.value)
     assert NodeTls.load("off", tmp_path / "nowhere") is None
