@@ -10,7 +10,6 @@ SO_REUSEPORT. It follows the routes, the revocations (from the event log) and th
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -20,8 +19,8 @@ import sys
 import ray
 
 from solo.config import SoloConfig, loop_factory
-from solo.gateway.group import GroupFile, Member
-from solo.gateway.server import start_gateway
+from solo.gateway.group import GROUP_FILE, GroupFile, Member
+from solo.gateway.server import settle_collector, start_gateway
 from solo.registry.handle import RegistryHandle, find_registry
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.security.keys import KeyRing
@@ -38,12 +37,11 @@ async def serve(config: SoloConfig, index: int, secret: str, internal_token: str
     actor = find_registry(config.namespace)
     if actor is None:
         raise SystemExit(f"gateway process {index}: no registry in namespace {config.namespace!r}")
-    group = Member(GroupFile(config.data_dir / "gateway-group"), index, config.gateway.processes, internal_token)
+    group = Member(GroupFile(config.data_dir / GROUP_FILE), index, config.gateway.processes, internal_token)
     gateway = await start_gateway(config, RegistryHandle(actor, secret),
                                   authenticator(config, KeyRing(config.data_dir / "keys")),
                                   EventLogHandle(config.namespace, secret), group)
-    gc.freeze()  # as the supervisor does after start-up (see Supervisor.serve)
-    gc.set_threshold(700, 10, 10)
+    settle_collector()
     log.info("gateway process %d (pid %d) serves %s:%d", index, os.getpid(), config.gateway.host, gateway.port)
     while not stop.is_set():
         if os.getppid() != parent:  # the supervisor is gone (killed): nobody would stop us

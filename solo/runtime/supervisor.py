@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import gc
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from solo.config import SoloConfig, loop_factory
 from solo.errors import FailedPrecondition
 from solo.gateway.group import GROUP_FILE, GroupFile, Member
 from solo.gateway.port_lock import claim_port, lock_port, probe_free
-from solo.gateway.server import Gateway, start_gateway
+from solo.gateway.server import Gateway, settle_collector, start_gateway
 from solo.registry.actor import REGISTRY_NAME
 from solo.registry.handle import RegistryHandle, find_registry, get_or_create_registry
 from solo.registry.rebuild import CHECKPOINT_FILE
@@ -176,12 +175,7 @@ class Supervisor:
                 self._release_group()
                 raise
             log.info("%d gateway processes serve port %d (pids %s)", n, self.gateway.port, self.gateway_pids())
-        # Long-lived start-up objects leave the collector's view. Collections stay small and frequent (Python's
-        # default thresholds): grpc.aio leaves a little cyclic garbage on every call, and a gen0 threshold of
-        # 20,000 made each collection a 7-19 ms pause of the event loop; at 700 they stay under 1 ms and the
-        # throughput is the same (bench/RESULTS.md, overload notes).
-        gc.freeze()
-        gc.set_threshold(700, 10, 10)
+        settle_collector()
         return self.gateway
 
     def gateway_pids(self) -> list[int]:
