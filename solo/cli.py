@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from solo import cli_config, cli_logs, cli_secrets
 from solo.cli_discovery import add_discovery_parsers
 from solo.cli_output import (
     Progress,
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.set_defaults(func=cmd_metrics)
     add_security_parsers(sub, local, common)
     add_discovery_parsers(sub, common)
+    cli_logs.add_parsers(sub, local, common)
+    cli_secrets.add_parsers(sub, local, common)
+    cli_config.add_parsers(sub, local, common)
     events = sub.add_parser("events", parents=[common], help="the event history (--follow for live)")
     events.add_argument("--tenant", help="operator only: one tenant's events (default: all, or your own)")
     events.add_argument("--type", action="append", help="event type, e.g. service.crashed (repeatable)")

@@ -13,7 +13,8 @@ from solo.cli_output import emit as _emit
 from solo.cli_output import parse_duration, print_table
 from solo.errors import InvalidRequest
 
-RIGHTS_HELP = "deploy, swap, stop, invoke, discover, read_events, watch, secrets.read, secrets.write, mint"
+RIGHTS_HELP = ("deploy, swap, stop, invoke, discover, read_events, watch, logs, secrets.read, secrets.write, mint, "
+               "config")
 
 
 def cmd_tokens_mint(args) -> int:

@@ -135,6 +135,46 @@ class GatewayStub:
                 request_serializer=solo_dot_v1_dot_solo__pb2.WatchRequest.SerializeToString,
                 response_deserializer=solo_dot_v1_dot_solo__pb2.Event.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/solo.v1.Gateway/Logs',
+                request_serializer=solo_dot_v1_dot_solo__pb2.LogsRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.LogLine.FromString,
+                _registered_method=True)
+        self.PutSecret = channel.unary_unary(
+                '/solo.v1.Gateway/PutSecret',
+                request_serializer=solo_dot_v1_dot_solo__pb2.PutSecretRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.PutSecretResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/solo.v1.Gateway/GetSecret',
+                request_serializer=solo_dot_v1_dot_solo__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.GetSecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/solo.v1.Gateway/ListSecrets',
+                request_serializer=solo_dot_v1_dot_solo__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSecret = channel.unary_unary(
+                '/solo.v1.Gateway/DeleteSecret',
+                request_serializer=solo_dot_v1_dot_solo__pb2.DeleteSecretRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.DeleteSecretResponse.FromString,
+                _registered_method=True)
+        self.RotateMasterKey = channel.unary_unary(
+                '/solo.v1.Gateway/RotateMasterKey',
+                request_serializer=solo_dot_v1_dot_solo__pb2.RotateMasterKeyRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.RotateMasterKeyResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/solo.v1.Gateway/GetConfig',
+                request_serializer=solo_dot_v1_dot_solo__pb2.GetConfigRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.GetConfigResponse.FromString,
+                _registered_method=True)
+        self.ReloadConfig = channel.unary_unary(
+                '/solo.v1.Gateway/ReloadConfig',
+                request_serializer=solo_dot_v1_dot_solo__pb2.ReloadConfigRequest.SerializeToString,
+                response_deserializer=solo_dot_v1_dot_solo__pb2.ReloadConfigResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -268,6 +308,55 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """A service's output: what is kept, then (follow) new lines live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateMasterKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -370,6 +459,46 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=solo_dot_v1_dot_solo__pb2.WatchRequest.FromString,
                     response_serializer=solo_dot_v1_dot_solo__pb2.Event.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.LogsRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.LogLine.SerializeToString,
+            ),
+            'PutSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSecret,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.PutSecretRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.PutSecretResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.GetSecretRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.GetSecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.ListSecretsRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'DeleteSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecret,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.DeleteSecretRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.DeleteSecretResponse.SerializeToString,
+            ),
+            'RotateMasterKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateMasterKey,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.RotateMasterKeyRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.RotateMasterKeyResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.GetConfigRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.GetConfigResponse.SerializeToString,
+            ),
+            'ReloadConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadConfig,
+                    request_deserializer=solo_dot_v1_dot_solo__pb2.ReloadConfigRequest.FromString,
+                    response_serializer=solo_dot_v1_dot_solo__pb2.ReloadConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -912,6 +1041,222 @@ class Gateway:
             '/solo.v1.Gateway/Watch',
             solo_dot_v1_dot_solo__pb2.WatchRequest.SerializeToString,
             solo_dot_v1_dot_solo__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solo.v1.Gateway/Logs',
+            solo_dot_v1_dot_solo__pb2.LogsRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.LogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/PutSecret',
+            solo_dot_v1_dot_solo__pb2.PutSecretRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.PutSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/GetSecret',
+            solo_dot_v1_dot_solo__pb2.GetSecretRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.GetSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/ListSecrets',
+            solo_dot_v1_dot_solo__pb2.ListSecretsRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/DeleteSecret',
+            solo_dot_v1_dot_solo__pb2.DeleteSecretRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.DeleteSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateMasterKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/RotateMasterKey',
+            solo_dot_v1_dot_solo__pb2.RotateMasterKeyRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.RotateMasterKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/GetConfig',
+            solo_dot_v1_dot_solo__pb2.GetConfigRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.GetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solo.v1.Gateway/ReloadConfig',
+            solo_dot_v1_dot_solo__pb2.ReloadConfigRequest.SerializeToString,
+            solo_dot_v1_dot_solo__pb2.ReloadConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,8 +16,11 @@ from solo.gateway import events
 from solo.gateway.admission import Admission
 from solo.gateway.audit import Audit
 from solo.gateway.breaker import FAILURE_CODES, Breakers
+from solo.gateway.config_rpc import ConfigRpcs
 from solo.gateway.convert import info_to_proto, spec_from_proto
+from solo.gateway.logs_rpc import LogsRpcs
 from solo.gateway.routes import RouteFollower
+from solo.gateway.secrets_rpc import SecretsRpcs
 from solo.gateway.status import request_id, rpc
 from solo.gateway.tokens import TokenService
 from solo.gateway.validation import SpecValidator
@@ -55,7 +58,7 @@ def _check_call(request: pb.InvokeRequest) -> None:
         raise InvalidRequest(f"invalid method name {request.method!r}: call a public method of the service")
 
 
-class GatewayServicer(solo_pb2_grpc.GatewayServicer):
+class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewayServicer):
     def __init__(self, config: SoloConfig, registry, authenticator: Authenticator, routes: RouteFollower,
                  dispatcher: Dispatcher, event_feed: events.EventFeed, tokens: TokenService, audit: Audit,
                  limiter: RateLimiter, group=None):

@@ -19,13 +19,16 @@ from solo.registry.discovery import Discovery
 from solo.registry.discovery_actor import DiscoveryMixin
 from solo.registry.events import event_rows
 from solo.registry.history import VersionHistory
+from solo.registry.logs import LogsMixin
 from solo.registry.nodeloss import NodeLossMixin, node_death
 from solo.registry.quotas import quota_for
 from solo.registry.recovery import RecoveryMixin, placement_of
+from solo.registry.reload import ReloadMixin
 from solo.registry.snapshots import SnapshotMixin, SnapshotStore
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.registry.swap import Standby, SwapMixin
+from solo.registry.vault import VaultMixin
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
 from solo.runtime.sandbox import sandbox_options
@@ -34,7 +37,8 @@ from solo.security import seal
 log = logging.getLogger("solo.registry")
 
 
-class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin):
+class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin, LogsMixin, VaultMixin,
+                    ReloadMixin):
     def __init__(self, config: dict, bind_host: str = "", control_secret: str = ""):
         """`control_secret`: what the event log asks of its callers (solo/security/control.py); it
         stays here and never goes to a host."""

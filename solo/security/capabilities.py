@@ -31,9 +31,9 @@ from solo.core.spec import validate_name
 from solo.errors import InvalidRequest, PermissionDenied, SoloError, Unauthenticated
 
 # what a token can allow (the gRPC methods map onto these: see gateway/status.py)
-RIGHTS = ("deploy", "swap", "stop", "invoke", "discover", "read_events", "watch", "secrets.read", "secrets.write",
-          "mint")
-READ_ONLY = ("discover", "read_events", "watch", "secrets.read")
+RIGHTS = ("deploy", "swap", "stop", "invoke", "discover", "read_events", "watch", "logs", "secrets.read",
+          "secrets.write", "mint", "config")
+READ_ONLY = ("discover", "read_events", "watch", "logs", "secrets.read")
 WHOAMI = "whoami"  # any valid token may ask who it is; attenuation checks always let it through
 
 POLICY = """

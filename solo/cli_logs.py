@@ -1,0 +1,9 @@
+"""`solo logs NAME [-f] [--since] [--tail]`: a service's output."""
+from __future__ import annotations
+
+
+def add_parsers(sub, local, common) -> None:
+    """Add this module's commands to the `solo` parser (cli.build_parser)."""
+
+
+__all__ = ["add_parsers"]
