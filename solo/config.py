@@ -199,6 +199,20 @@ class SwapConfig(_Section):
                                  "hands over; a larger one abandons the swap")
 
 
+class VaultConfig(_Section):
+    max_secret_bytes: int = Field(default=64 * 1024, ge=1, le=1 << 20, description="the largest value one secret "
+                                  "version may hold")
+    max_secrets_per_tenant: int = Field(default=1000, ge=1, description="keys a tenant may store; more puts of new "
+                                        "keys are RESOURCE_EXHAUSTED")
+    max_versions_per_key: int = Field(default=10, ge=1, le=1000, description="versions kept per key; a put past it "
+                                      "drops the oldest")
+    max_tenant_bytes: int = Field(default=8 << 20, ge=1024, description="bytes of encrypted values (every version "
+                                  "kept) a tenant may store; past it a put is RESOURCE_EXHAUSTED")
+    master_key_file: Path | None = Field(default=None, description="the vault's master key (32 bytes, base64) "
+                                         "somewhere off the data disk, e.g. a mounted Kubernetes Secret; unset = "
+                                         "<data_dir>/vault/master-<id>.key, made on first start")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -210,6 +224,7 @@ class SoloConfig(_Section):
     quotas: QuotasConfig = QuotasConfig()
     tls: TlsConfig = TlsConfig()
     swap: SwapConfig = SwapConfig()
+    vault: VaultConfig = VaultConfig()
 
     @property
     def tls_dir(self) -> Path:

@@ -1,0 +1,236 @@
+"""The vault's envelope encryption and its store (solo/security/vault.py), on real files in a temporary directory."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+
+import pytest
+
+from solo.errors import FailedPrecondition, InvalidRequest, NotFound, Overloaded
+from solo.security.vault import Vault, VaultCorrupt, VaultLimits, key_id, open_value, seal_value, write_durably
+
+PLAIN = b"hunter2-the-plaintext-\x00\xff"
+
+
+def vault_files(directory) -> dict:
+    return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_put_get_versions_list_delete(tmp_path):
+    clock = iter(range(100, 200))
+    vault = Vault(tmp_path / "vault", clock=lambda: float(next(clock)))
+    assert vault.put("alice", "db/password", b"one").version == 1
+    assert vault.put("alice", "db/password", b"two").version == 2
+    assert vault.put("alice", "api/key", b"k").version == 1
+    assert vault.get("alice", "db/password").value == b"two"
+    assert vault.get("alice", "db/password", 1).value == b"one"
+    assert [(s.key, s.version, s.versions) for s in vault.list("alice")] == [("api/key", 1, 1), ("db/password", 2, 2)]
+    assert [s.key for s in vault.list("alice", "db/")] == ["db/password"]
+    assert vault.delete("alice", "db/password") == 2
+    with pytest.raises(NotFound):
+        vault.get("alice", "db/password")
+    assert vault.put("alice", "db/password", b"again").version == 1  # a removed key starts again
+
+
+def test_a_new_vault_survives_reopening_and_its_files_are_private(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    again = Vault(tmp_path / "vault")
+    assert again.get("alice", "db/password").value == PLAIN
+    assert again.active == vault.active
+    for path in (tmp_path / "vault").rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_no_plaintext_on_disk(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    vault.put("alice", "db/password", b"second-plaintext-value")
+    vault.rotate()
+    for path, data in vault_files(tmp_path).items():
+        for secret in (PLAIN, b"second-plaintext-value", PLAIN[:12]):
+            assert secret not in data, path
+            assert base64.b64encode(secret) not in data, path
+
+
+def test_tenants_are_separate_and_another_tenants_key_is_not_found(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    with pytest.raises(NotFound) as missing:
+        vault.get("bob", "db/never-put")
+    for call in (lambda: vault.get("bob", "db/password"), lambda: vault.delete("bob", "db/password"),
+                 lambda: vault.versions("bob", "db/password")):
+        with pytest.raises(NotFound) as refused:
+            call()
+        assert str(refused.value).replace("db/password", "K") == str(missing.value).replace("db/never-put", "K")
+    assert vault.list("bob") == []
+    assert vault.put("bob", "db/password", b"bob's").version == 1  # bob's own key, not a version of alice's
+    assert vault.get("alice", "db/password").value == PLAIN
+
+
+def test_a_ciphertext_moved_to_another_tenant_key_or_version_does_not_decrypt(tmp_path):
+    masters = {"k1": os.urandom(32)}
+    record = seal_value(masters, "k1", "alice", "db/password", 1, PLAIN)
+    assert open_value(masters, record, "alice", "db/password", 1) == PLAIN
+    for tenant, key, version in (("bob", "db/password", 1), ("alice", "db/other", 1), ("alice", "db/password", 2)):
+        with pytest.raises(VaultCorrupt):
+            open_value(masters, record, tenant, key, version)
+
+
+def test_moving_a_record_between_tenant_files_is_detected(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    vault.put("bob", "db/password", b"bob's")
+    alice = json.loads((tmp_path / "vault/tenants/alice.json").read_text())
+    bob_path = tmp_path / "vault/tenants/bob.json"
+    bob = json.loads(bob_path.read_text())
+    bob["keys"]["db/password"] = alice["keys"]["db/password"]
+    bob_path.write_text(json.dumps(bob))
+    with pytest.raises(FailedPrecondition, match="cannot be decrypted"):
+        Vault(tmp_path / "vault").get("bob", "db/password")
+
+
+@pytest.mark.parametrize("field", ["ciphertext", "nonce", "wrapped"])
+def test_tampering_is_detected(tmp_path, field):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    path = tmp_path / "vault/tenants/alice.json"
+    data = json.loads(path.read_text())
+    record = data["keys"]["db/password"]["versions"][0]
+    raw = bytearray(base64.b64decode(record[field]))
+    raw[-1] ^= 1
+    record[field] = base64.b64encode(bytes(raw)).decode()
+    path.write_text(json.dumps(data))
+    with pytest.raises(FailedPrecondition, match="cannot be decrypted"):
+        Vault(tmp_path / "vault").get("alice", "db/password")
+
+
+def test_each_version_has_its_own_data_key_and_nonce(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "a", PLAIN)
+    vault.put("alice", "a", PLAIN)
+    versions = json.loads((tmp_path / "vault/tenants/alice.json").read_text())["keys"]["a"]["versions"]
+    assert versions[0]["ciphertext"] != versions[1]["ciphertext"]
+    assert versions[0]["wrapped"] != versions[1]["wrapped"]
+
+
+def test_rotation_rewraps_every_data_key_and_retires_the_old_key(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    for tenant in ("alice", "bob"):
+        vault.put(tenant, "db/password", tenant.encode())
+        vault.put(tenant, "db/password", tenant.encode() * 2)
+    old = vault.active
+    new, rewrapped = vault.rotate()
+    assert new != old and rewrapped == 4
+    assert sorted(p.name for p in (tmp_path / "vault").glob("master-*.key")) == [f"master-{new}.key"]
+    ciphertexts = json.loads((tmp_path / "vault/tenants/bob.json").read_text())["keys"]["db/password"]["versions"]
+    assert {r["kid"] for r in ciphertexts} == {new}
+    reopened = Vault(tmp_path / "vault")
+    assert reopened.active == new
+    assert reopened.get("bob", "db/password", 1).value == b"bob"
+    assert reopened.get("alice", "db/password").value == b"alicealice"
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs, the in-memory vault is dropped."""
+
+
+def crashing_writer(after: int):
+    writes = []
+
+    def write(path, data):
+        if len(writes) >= after:
+            raise Crash(f"crashed before writing {path.name}")
+        writes.append(path.name)
+        write_durably(path, data)
+    return write, writes
+
+
+@pytest.mark.parametrize("after", [*range(0, 5), "retire"])
+def test_a_rotation_interrupted_at_any_step_loses_nothing(tmp_path, after):
+    """A rotation over three tenants writes the new key, `active`, then three tenant files, then deletes the
+    old key: cut before each of them."""
+    vault = Vault(tmp_path / "vault")
+    for tenant in ("alice", "bob", "carol"):
+        vault.put(tenant, "db/password", tenant.encode())
+    old = vault.active
+    if after == "retire":
+        writes, after = [], 5
+        vault.keys.retire = lambda keep: (_ for _ in ()).throw(Crash("crashed before deleting the old key"))
+    else:
+        write, writes = crashing_writer(after)
+        vault.write = vault.keys.write = write
+    with pytest.raises(Crash):
+        vault.rotate()
+    reopened = Vault(tmp_path / "vault")  # opening finishes (or undoes) the rotation
+    for tenant in ("alice", "bob", "carol"):
+        assert reopened.get(tenant, "db/password").value == tenant.encode()
+    keys = sorted(p.name for p in (tmp_path / "vault").glob("master-*.key"))
+    assert keys == [f"master-{reopened.active}.key"]
+    assert (reopened.active == old) == (after < 2), writes  # active once `active` was written
+    assert not list((tmp_path / "vault").rglob("*.tmp"))
+    reopened.rotate()
+    assert Vault(tmp_path / "vault").get("carol", "db/password").value == b"carol"
+
+
+def test_master_key_file_off_the_data_directory(tmp_path):
+    keyfile = tmp_path / "mounted" / "master.key"
+    keyfile.parent.mkdir()
+    with pytest.raises(FailedPrecondition, match="does not exist"):
+        Vault(tmp_path / "vault", master_key_file=keyfile)
+    raw = os.urandom(32)
+    keyfile.write_text(base64.b64encode(raw).decode() + "\n")
+    vault = Vault(tmp_path / "vault", master_key_file=keyfile)
+    assert vault.active == key_id(raw)
+    vault.put("alice", "db/password", PLAIN)
+    assert not list((tmp_path / "vault").glob("master-*"))  # no key on the data disk
+    write, _ = crashing_writer(1)  # the old key kept as .retiring, then the crash before the new one lands
+    vault.write = vault.keys.write = write
+    with pytest.raises(Crash):
+        vault.rotate()
+    reopened = Vault(tmp_path / "vault", master_key_file=keyfile)
+    assert reopened.get("alice", "db/password").value == PLAIN
+    assert not keyfile.with_name("master.key.retiring").exists()
+    new, rewrapped = reopened.rotate()
+    assert rewrapped == 1 and new != key_id(raw) and key_id(base64.b64decode(keyfile.read_text())) == new
+    assert Vault(tmp_path / "vault", master_key_file=keyfile).get("alice", "db/password").value == PLAIN
+
+
+def test_a_lost_master_key_is_said_not_replaced(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "a", PLAIN)
+    (tmp_path / "vault" / f"master-{vault.active}.key").unlink()
+    with pytest.raises(FailedPrecondition, match="restore it from your backup"):
+        Vault(tmp_path / "vault")
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 128, "db/*", "ключ", "a\nb", None])
+def test_bad_keys_are_invalid(tmp_path, key):
+    vault = Vault(tmp_path / "vault")
+    with pytest.raises(InvalidRequest, match="invalid secret key"):
+        vault.put("alice", key, b"v")
+    with pytest.raises(InvalidRequest):
+        vault.get("alice", key)
+
+
+def test_bounds(tmp_path):
+    vault = Vault(tmp_path / "vault", VaultLimits(max_secret_bytes=100, max_secrets_per_tenant=3,
+                                                  max_versions_per_key=2, max_tenant_bytes=250))
+    with pytest.raises(InvalidRequest, match="max_secret_bytes"):
+        vault.put("alice", "big", b"x" * 101)
+    for i in range(1, 5):
+        vault.put("alice", "a", b"v%d" % i)
+    assert vault.versions("alice", "a") == [3, 4]  # the oldest versions go
+    with pytest.raises(NotFound, match="versions kept are 3, 4"):
+        vault.get("alice", "a", 1)
+    vault.put("alice", "b", b"x" * 100)
+    with pytest.raises(Overloaded, match="max_tenant_bytes"):
+        vault.put("alice", "c", b"x" * 100)
+    vault.put("alice", "c", b"small")
+    with pytest.raises(Overloaded, match="max_secrets_per_tenant"):
+        vault.put("alice", "d", b"v")
+    vault.put("bob", "d", b"v")  # bounds are per tenant
+    assert vault.get("alice", "c").value == b"small"
