@@ -213,6 +213,24 @@ class VaultConfig(_Section):
                                          "<data_dir>/vault/master-<id>.key, made on first start")
 
 
+class LogsConfig(_Section):
+    service_bytes: int = Field(default=4 << 20, ge=64 << 10, description="disk kept per service for its output "
+                               "(`solo logs`), in rotating segments; the oldest lines go first")
+    segments: int = Field(default=4, ge=2, le=64, description="segments a service's output rotates through "
+                          "(each service_bytes / segments)")
+    tenant_bytes: int = Field(default=64 << 20, ge=64 << 10, description="disk kept for all of a tenant's services' "
+                              "output; past it the tenant's oldest segment goes, whichever service wrote it")
+    total_bytes: int = Field(default=1 << 30, ge=1 << 20, description="disk kept for every tenant's output; past "
+                             "it the oldest segment of the tenant holding the most goes")
+    tenant_rate_bytes: int = Field(default=256 << 10, ge=0, description="bytes a second of a tenant's output the "
+                                   "registry keeps (burst 4 s of it; each service is also held to 64 KiB/s by its "
+                                   "host); what is over it is dropped and noted in the log (0 = no limit)")
+    max_followers: int = Field(default=256, ge=1, description="`solo logs -f` streams one gateway process serves "
+                               "at once")
+    followers_per_tenant: int = Field(default=8, ge=1, description="`solo logs -f` streams of one tenant at once "
+                                      "on one gateway process")
+
+
 class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
@@ -225,6 +243,7 @@ class SoloConfig(_Section):
     tls: TlsConfig = TlsConfig()
     swap: SwapConfig = SwapConfig()
     vault: VaultConfig = VaultConfig()
+    logs: LogsConfig = LogsConfig()
 
     @property
     def tls_dir(self) -> Path:
