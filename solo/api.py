@@ -32,10 +32,35 @@ are JSON values or raw bytes. Sync methods run in a thread, `max_concurrency` at
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 HOOKS = frozenset({"start", "stop", "health", "snapshot", "restore"})
+
+
+class Secrets(Mapping[str, str]):
+    """The vault secrets the service was deployed with (`solo deploy --secret db/password`), read-only:
+    `self.context.secrets["db/password"]` is the value as text (UTF-8), `.raw("db/password")` as bytes.
+    Read at each start of the service: a new version (`solo secrets put`) reaches it at its next start."""
+
+    def __init__(self, values: Mapping[str, bytes] | None = None):
+        self._values = dict(values or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key].decode()
+
+    def raw(self, key: str) -> bytes:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:  # keys only: a context printed in a log or a traceback shows no value
+        return f"Secrets({sorted(self._values)})"
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class Context:
     version: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    secrets: Secrets = field(default_factory=Secrets, repr=False)
 
 
 class Service:
@@ -93,6 +119,8 @@ async def adiscover(name: str, owner: str = ""):
     return await _discoverer.adiscover(name, owner)
 
 
-def context_from(tenant: str, name: str, version: str, config_json: str, labels: dict[str, str]) -> Context:
+def context_from(tenant: str, name: str, version: str, config_json: str, labels: dict[str, str],
+                 secrets: Mapping[str, bytes] | None = None) -> Context:
     return Context(tenant=tenant, name=name, version=version,
-                   config=json.loads(config_json) if config_json else {}, labels=dict(labels))
+                   config=json.loads(config_json) if config_json else {}, labels=dict(labels),
+                   secrets=Secrets(secrets))

@@ -54,7 +54,7 @@ def cmd_deploy(args) -> int:
                 resources=parse_amounts(args.resource, "--resource"),
                 env=parse_pairs(args.env, "--env"), config=config, labels=parse_pairs(args.label, "--label"),
                 max_concurrency=args.concurrency or 0, max_restarts=args.max_restarts,
-                allow_egress=args.allow_egress or ())
+                allow_egress=args.allow_egress or (), secrets=args.secret or ())
     with _client(args) as client, Progress(f"deploying {args.file}", enabled=not args.json):
         info = client.deploy(args.file, args.name, replace=args.replace, **spec)
     _emit(args, info, print_service)
@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--allow-egress", action="append", metavar="HOST:PORT",
                         help="a TCP destination the service may connect to (repeatable); the operator must allow it "
                         "for your tenant ([runtime] tenant_egress). Default: no network")
+    deploy.add_argument("--secret", action="append", metavar="KEY",
+                        help="a vault secret handed to the service as self.context.secrets[KEY] at each start "
+                        "(repeatable; `solo secrets put KEY` first; your token needs secrets.read on it)")
     deploy.add_argument("--concurrency", type=int_arg(1, UINT32), help="concurrent calls of sync methods (default 1)")
     deploy.add_argument("--max-restarts", type=int_arg(0, INT32), help="restarts after crashes before FAILED")
     deploy.add_argument("--replace", action="store_true", help="replace a running service with a different spec")

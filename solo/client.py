@@ -87,9 +87,10 @@ def spec_message(source: str | Path, name: str | None = None, *, filename: str |
                  resources: Mapping[str, float] | None = None, env: Mapping[str, str] | None = None,
                  config: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None,
                  max_concurrency: int = 0, max_restarts: int | None = None,
-                 allow_egress: Sequence[str] = ()) -> pb.ServiceSpec:
+                 allow_egress: Sequence[str] = (), secrets: Sequence[str] = ()) -> pb.ServiceSpec:
     """A ServiceSpec from a path (or source text with `name`): the name defaults to the file's stem.
-    `allow_egress`: "host:port" TCP destinations the service may open (the operator must allow them)."""
+    `allow_egress`: "host:port" TCP destinations the service may open (the operator must allow them).
+    `secrets`: vault keys handed to the service at start as self.context.secrets[key]."""
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".py")):
         path = Path(source)
         if not path.exists():
@@ -101,7 +102,7 @@ def spec_message(source: str | Path, name: str | None = None, *, filename: str |
         name=name, source=source, filename=filename or f"{name}.py", version=version, class_name=class_name,
         resources=pb.Resources(num_cpus=num_cpus, num_gpus=num_gpus, memory_bytes=memory, custom=dict(resources or {})),
         env=dict(env or {}), config_json=json.dumps(dict(config)) if config else "", labels=dict(labels or {}),
-        max_concurrency=max_concurrency, allow_egress=list(allow_egress))
+        max_concurrency=max_concurrency, allow_egress=list(allow_egress), secrets=list(secrets))
     if max_restarts is not None:
         spec.max_restarts = max_restarts
     return spec
@@ -207,6 +208,29 @@ class SoloClient(_Base):
     def deploy(self, source: str | Path, name: str | None = None, *, replace: bool = False, **spec) -> dict:
         request = pb.DeployServiceRequest(spec=spec_message(source, name, **spec), replace=replace)
         return to_dict(self._rpc("DeployService", request, timeout=max(self.timeout or 0, 300)).service)
+
+    # -- the vault (secrets of the caller's tenant) --
+    def put_secret(self, key: str, value: bytes | str) -> dict:
+        """Store a new version of `key`; returns {"key", "version"}."""
+        value = value.encode() if isinstance(value, str) else value
+        return to_dict(self._rpc("PutSecret", pb.PutSecretRequest(key=key, value=value)))
+
+    def get_secret(self, key: str, version: int = 0) -> dict:
+        """{"key", "version", "value" (bytes), "created_at"}: the newest version, or `version`."""
+        response = self._rpc("GetSecret", pb.GetSecretRequest(key=key, version=version))
+        return {"key": response.key, "version": response.version, "value": response.value,
+                "created_at": response.created_at}
+
+    def list_secrets(self, prefix: str = "") -> list[dict]:
+        return [to_dict(s) for s in self._rpc("ListSecrets", pb.ListSecretsRequest(prefix=prefix)).secrets]
+
+    def delete_secret(self, key: str) -> int:
+        """Remove every version of `key`; returns how many were removed."""
+        return self._rpc("DeleteSecret", pb.DeleteSecretRequest(key=key)).versions
+
+    def rotate_master_key(self) -> dict:
+        """Operator only: a new master key for the vault; returns {"key_id", "rewrapped"}."""
+        return to_dict(self._rpc("RotateMasterKey", pb.RotateMasterKeyRequest()))
 
     def call(self, service: str, method: str, *args: Any, _timeout: float | None = None, **kwargs: Any) -> Any:
         return result_value(self._rpc("Invoke", invoke_request(service, method, args, kwargs), _timeout))

@@ -53,12 +53,15 @@ class ServiceSpec:
     max_concurrency: int = 1
     max_restarts: int = -1
     allow_egress: tuple[str, ...] = ()  # "host:port" destinations the service's cell may connect to
+    secrets: tuple[str, ...] = ()  # vault keys handed to the service at start (keys only, never values)
 
     def fingerprint(self) -> str:
         """Identity of the spec for idempotent deploys (the generated version is not part of it)."""
         fields = asdict(self)
         if not self.allow_egress:  # specs from before egress existed keep their fingerprint
             del fields["allow_egress"]
+        if not self.secrets:  # likewise specs from before the vault
+            del fields["secrets"]
         body = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -124,6 +127,20 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 MAX_EGRESS_RULES = 32
+MAX_SERVICE_SECRETS = 32
+SECRET_KEY_RE = re.compile(r"[A-Za-z0-9_./:-]{1,127}")  # a vault key (security/vault.py)
+
+
+def validate_secret_keys(keys) -> tuple[str, ...]:
+    """The vault keys a service asks for, checked and sorted (without duplicates)."""
+    keys = sorted(set(keys))
+    if len(keys) > MAX_SERVICE_SECRETS:
+        raise InvalidRequest(f"at most {MAX_SERVICE_SECRETS} secrets per service, not {len(keys)}")
+    bad = [k for k in keys if not isinstance(k, str) or not SECRET_KEY_RE.fullmatch(k)]
+    if bad:
+        raise InvalidRequest(f"invalid secret key {str(bad[0])[:64]!r}: use 1-127 letters, digits and '_', '.', '/', "
+                             "':', '-' (e.g. db/password)")
+    return tuple(keys)
 _EGRESS_HOST_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
@@ -206,4 +223,5 @@ def validate_spec(spec: ServiceSpec, limits: LimitsConfig, default_num_cpus: flo
     if spec.max_restarts < -1 or spec.max_restarts > 1000:
         raise InvalidRequest(f"max_restarts must be between 0 and 1000 (-1 for the default), got {spec.max_restarts}")
     return replace(spec, filename=filename, max_concurrency=concurrency, allow_egress=validate_egress(spec.allow_egress),
+                   secrets=validate_secret_keys(spec.secrets),
                    resources=validate_resources(spec.resources, limits, default_num_cpus))

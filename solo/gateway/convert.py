@@ -13,7 +13,8 @@ def spec_from_proto(msg: pb.ServiceSpec) -> ServiceSpec:
                             custom=dict(r.custom)),
         env=dict(msg.env), config_json=msg.config_json, labels=dict(msg.labels),
         max_concurrency=msg.max_concurrency,
-        max_restarts=msg.max_restarts if msg.HasField("max_restarts") else -1, allow_egress=tuple(msg.allow_egress))
+        max_restarts=msg.max_restarts if msg.HasField("max_restarts") else -1, allow_egress=tuple(msg.allow_egress),
+        secrets=tuple(msg.secrets))
 
 
 def info_to_proto(info: dict) -> pb.ServiceInfo:

@@ -115,6 +115,7 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         spec = await self.validator.validate(spec_from_proto(request.spec), self.config.limits,
                                              self.config.runtime.default_num_cpus)
         check_egress(spec, principal.tenant, self.config.runtime.tenant_egress)
+        await self._check_spec_secrets(principal, context, spec.secrets)
         result = await self.registry.deploy(principal.tenant, spec, request.replace, self._who(principal, context))
         await self.routes.synced(result["route_version"])
         return pb.DeployServiceResponse(service=info_to_proto(result["service"]), changed=result["changed"])
@@ -146,6 +147,9 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
             ServiceSpec(name=request.name, source=request.source, filename=request.filename,
                         class_name=request.class_name, version=request.version),
             self.config.limits, self.config.runtime.default_num_cpus)
+        # the new code gets the service's secrets: the token must be allowed to read them
+        await self._check_spec_secrets(principal, context, await self.registry.secret_keys(principal.tenant, spec.name),
+                                       must_exist=False)
         result = await self.registry.swap(principal.tenant, spec.name, spec.source, spec.filename, spec.class_name,
                                           spec.version,
                                           request.watch_seconds if request.HasField("watch_seconds") else None,

@@ -238,12 +238,14 @@ class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, Nod
         check_egress(spec, record.tenant, self.config.runtime.tenant_egress)
         handle, ready = await self._acquire_host(spec.resources)
         try:
+            secrets = await self._sealed_secrets(record, ready)  # read again at every start, sealed to this host
             loaded = await call_host(
                 handle.load.remote(record.tenant, spec.name, record.version, spec.source, spec.filename,
                                    spec.class_name, spec.env, spec.config_json, spec.labels, spec.max_concurrency,
                                    spec.resources.memory_bytes, spec.resources.num_cpus,
                                    self.config.runtime.memory_check_seconds,
-                                   self._ticket(record.tenant, spec.name, ready["host"]), spec.allow_egress),
+                                   self._ticket(record.tenant, spec.name, ready["host"]), spec.allow_egress,
+                                   secrets=secrets),
                 self.config.runtime.start_timeout_seconds, f"starting service {spec.name!r}")
         except BaseException:
             self.launcher.kill(handle)

@@ -94,6 +94,28 @@ class RegistryHandle:
     async def grants(self, tenant: str) -> dict:
         return await self._call("grants", tenant)
 
+    # the vault (registry/vault.py): values cross Ray only on the head node, between the gateway and the registry
+    async def secret_put(self, tenant: str, key: str, value: bytes, who: dict) -> dict:
+        return await self._call("secret_put", tenant, key, value, who)
+
+    async def secret_get(self, tenant: str, key: str, version: int, who: dict) -> dict:
+        return await self._call("secret_get", tenant, key, version, who)
+
+    async def secret_list(self, tenant: str, prefix: str) -> list[dict]:
+        return await self._call("secret_list", tenant, prefix)
+
+    async def secret_delete(self, tenant: str, key: str, who: dict) -> dict:
+        return await self._call("secret_delete", tenant, key, who)
+
+    async def secret_check(self, tenant: str, keys: list[str]) -> None:
+        return await self._call("secret_check", tenant, keys)
+
+    async def secret_keys(self, tenant: str, name: str) -> list[str]:
+        return await self._call("secret_keys", tenant, name)
+
+    async def vault_rotate(self, tenant: str, who: dict) -> dict:
+        return await self._call("vault_rotate", tenant, who)
+
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
         return await self._call("wait_routes", known_version, timeout)
 

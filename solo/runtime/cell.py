@@ -12,6 +12,7 @@ host: the host validates every answer, and this process holds no secret of Solo'
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -101,7 +102,8 @@ class Cell:
 
             egress.install(socket.socket(fileno=self.egress_fd), h["egress"])
         api._discoverer = Discoverer(self, h["tenant"])
-        context = context_from(h["tenant"], h["name"], h["version"], h["config_json"], h["labels"])
+        secrets = {k: base64.b64decode(v) for k, v in (h.get("secrets") or {}).items()}  # the vault's, by key
+        context = context_from(h["tenant"], h["name"], h["version"], h["config_json"], h["labels"], secrets)
         instance = await ServiceInstance.load(source.decode(), h["filename"], h["class_name"], context,
                                               h["max_concurrency"])
         healthy, why = await instance.healthy()

@@ -11,6 +11,7 @@ lifecycle and control calls only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -37,6 +38,7 @@ from solo.runtime.sandbox import CellPolicy, SandboxUnavailable, check_data_dir
 from solo.security import seal
 from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
+from solo.security.vault import SEAL_PURPOSE
 
 log = logging.getLogger("solo.host")
 DISCOVER_RATE = 20.0  # lookups a second a cell may ask its host for (each is a registry call), burst 2 s of it
@@ -66,6 +68,7 @@ class ServiceHost:
         channel = channel or {}
         seal_to = channel.get("seal_to", "")  # the key leaves this host only sealed (once, here)
         self._key_out = seal.seal(seal_to, self._key, "host key") if seal_to else self._key
+        self._secrets_key = seal.new_key()  # the registry seals a service's vault secrets to it (registry/vault.py)
         self._tls_problem: Exception | None = None
         self._tls = None
         try:
@@ -113,7 +116,8 @@ class ServiceHost:
                 self._port = await self._listener.start(self._bind_host)
         return {"address": f"{self._bind_host}:{self._port}", "key": self._key_out, "pid": os.getpid(),
                 "node_id": self._node_id, "node_ip": self._bind_host, "host": self._name,
-                "cell_pid": self._cell.pid, "sandbox": self._policy.describe()}
+                "cell_pid": self._cell.pid, "sandbox": self._policy.describe(),
+                "seal_key": seal.public_text(self._secrets_key)}
 
     async def _start_cell(self) -> CellProcess:
         try:
@@ -147,7 +151,8 @@ class ServiceHost:
     async def load(self, tenant: str, name: str, version: str, source: str, filename: str, class_name: str,
                    env: dict, config_json: str, labels: dict, max_concurrency: int, memory_bytes: int = 0,
                    num_cpus: float = 0.0, check_seconds: float = 0.1, discovery_ticket: str = "",
-                   allow_egress: tuple[str, ...] = ()) -> dict:
+                   allow_egress: tuple[str, ...] = (), secrets: str = "") -> dict:
+        """`secrets`: the service's vault secrets sealed to this host (registry/vault.py), handed to the cell."""
         async with self._load_lock:
             if self._loaded is not None:
                 raise FailedPrecondition("this host already runs a service")
@@ -164,7 +169,8 @@ class ServiceHost:
             self._tenant, self._service, self._ticket = tenant, name, discovery_ticket
             header = {"tenant": tenant, "name": name, "version": version, "filename": filename,
                       "class_name": class_name, "env": dict(env), "config_json": config_json, "labels": dict(labels),
-                      "max_concurrency": max_concurrency, "egress": list(allow_egress)}
+                      "max_concurrency": max_concurrency, "egress": list(allow_egress),
+                      "secrets": self._open_secrets(secrets)}
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
             cell.output.label = f"{tenant}/{name}"  # its output is labelled with the service from now on
             # the watchdog runs from before the source is sent: what the service's imports and constructor allocate
@@ -203,6 +209,17 @@ class ServiceHost:
         if why:
             raise _exited_while_starting(why)
         return answer
+
+    def _open_secrets(self, sealed: str) -> dict:
+        """{key: base64 value} from the registry's sealed answer (never logged; only the cell gets it)."""
+        if not sealed:
+            return {}
+        try:
+            values = json.loads(seal.open_sealed(self._secrets_key, sealed, SEAL_PURPOSE))
+        except (seal.SealError, ValueError):
+            raise Unavailable("the service's secrets could not be opened on this host (sealed for another host); "
+                              "start the service again") from None
+        return {k: v for k, v in values.items() if isinstance(k, str) and isinstance(v, str)}
 
     def _over_memory_while_loading(self) -> ServiceFailed:
         v = self._violation

@@ -42,6 +42,7 @@ from solo.files import write_atomic
 
 KEY_RE = re.compile(r"[A-Za-z0-9_./:-]{1,127}")  # capabilities._SECRET_PATTERN without the prefix star
 FORMAT = 1
+SEAL_PURPOSE = "service secrets"  # what the registry seals a service's secrets to its host for (security/seal.py)
 _NONCE = 12
 _MASTER_FILE = re.compile(r"master-([0-9a-f]{16})\.key")
 
@@ -417,5 +418,5 @@ class Vault:
         return len(entry["versions"])
 
 
-__all__ = ["KEY_RE", "SecretInfo", "Vault", "VaultCorrupt", "VaultLimits", "Version", "key_id", "open_value",
+__all__ = ["KEY_RE", "SEAL_PURPOSE", "SecretInfo", "Vault", "VaultCorrupt", "VaultLimits", "Version", "key_id", "open_value",
            "rewrap", "seal_value", "validate_key", "write_durably"]

@@ -1,0 +1,231 @@
+"""The vault with real Solo: secrets put, read, listed, removed and injected into services; tenants kept apart,
+attenuated tokens kept to their keys, values kept out of everything Solo writes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from solo import InvalidRequest, NotFound, PermissionDenied, SoloClient
+from solo.errors import SoloError
+from solo.security.capabilities import attenuate
+from solo.security.keys import KeyRing
+from tests.conftest import source, wait_for
+
+READER = source("""
+    import os
+    import solo
+
+    class Reader(solo.Service):
+        def secret(self, key):
+            return self.context.secrets[key]
+
+        def keys(self):
+            return sorted(self.context.secrets)
+
+        def shown(self):
+            return repr(self.context)
+
+        def crash(self):
+            os._exit(3)
+""")
+
+
+def unique(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def plaintext() -> bytes:
+    return f"PLAINTEXT-{uuid.uuid4().hex}".encode()
+
+
+def data_dir(solo) -> Path:
+    return solo.supervisor.config.data_dir
+
+
+def files_holding(roots, needle: bytes) -> list[str]:
+    found = []
+    for root in roots:
+        for path in Path(root).rglob("*"):
+            try:
+                if path.is_file() and needle in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                pass
+    return found
+
+
+def ray_logs() -> list[Path]:
+    import ray
+    try:
+        return [Path(ray._private.worker._global_node.get_logs_dir_path())]
+    except Exception:  # noqa: BLE001 - a private API: without it only the data directory is searched
+        return []
+
+
+def narrowed(solo, client, patterns) -> SoloClient:
+    token = attenuate(client.token, KeyRing(data_dir(solo) / "keys").public_key, secrets=patterns)
+    return SoloClient(solo.address, token)
+
+
+def test_put_get_list_versions_remove(alice):
+    key = unique("db/")
+    assert alice.put_secret(key, b"one") == {"key": key, "version": 1}
+    assert alice.put_secret(key, "two")["version"] == 2
+    assert alice.get_secret(key)["value"] == b"two"
+    assert alice.get_secret(key, 1)["value"] == b"one"
+    listed = [s for s in alice.list_secrets("db/") if s["key"] == key]
+    assert [(s["version"], s["versions"]) for s in listed] == [(2, 2)]
+    assert "value" not in listed[0]
+    with pytest.raises(NotFound, match="no version 7"):
+        alice.get_secret(key, 7)
+    assert alice.delete_secret(key) == 2
+    with pytest.raises(NotFound):
+        alice.get_secret(key)
+    assert not [s for s in alice.list_secrets() if s["key"] == key]
+
+
+def test_another_tenant_cannot_read_list_overwrite_remove_or_detect(alice, bob):
+    key, value = unique("shared/"), plaintext()
+    alice.put_secret(key, value)
+    with pytest.raises(NotFound) as theirs:
+        bob.get_secret(key)
+    with pytest.raises(NotFound) as missing:
+        bob.get_secret(key + "-never-put")
+    assert str(theirs.value).replace(key, "K") == str(missing.value).replace(key + "-never-put", "K")
+    with pytest.raises(NotFound):
+        bob.delete_secret(key)
+    assert key not in [s["key"] for s in bob.list_secrets()]
+    assert bob.put_secret(key, b"bob's own") == {"key": key, "version": 1}  # a key of bob's, not a version of alice's
+    assert alice.get_secret(key)["value"] == value
+    assert bob.get_secret(key)["value"] == b"bob's own"
+    # the events of alice's secret are alice's
+    assert not [e for e in bob.events(types=["secret.put", "secret.read"]) if e.get("tenant") == "alice"]
+
+
+def test_an_attenuated_token_reaches_only_its_keys(solo, alice):
+    tag = unique()
+    alice.put_secret(f"db{tag}/x", b"db value")
+    alice.put_secret(f"api{tag}/y", b"api value")
+    with narrowed(solo, alice, [f"db{tag}/*"]) as only_db:
+        assert only_db.get_secret(f"db{tag}/x")["value"] == b"db value"
+        with pytest.raises(PermissionDenied):
+            only_db.get_secret(f"api{tag}/y")
+        with pytest.raises(PermissionDenied):
+            only_db.put_secret(f"api{tag}/y", b"overwritten")
+        with pytest.raises(PermissionDenied):
+            only_db.delete_secret(f"api{tag}/y")
+        assert [s["key"] for s in only_db.list_secrets(f"db{tag}/")] == [f"db{tag}/x"]
+        with pytest.raises(PermissionDenied):
+            only_db.list_secrets()  # everything: more than the token may see
+        assert only_db.put_secret(f"db{tag}/x", b"v2")["version"] == 2
+    with narrowed(solo, alice, [f"db{tag}/x"]) as one_key:
+        # a prefix the token allows as a key lists only what it may read (not db{tag}/x2's name)
+        alice.put_secret(f"db{tag}/x2", b"other")
+        assert [s["key"] for s in one_key.list_secrets(f"db{tag}/x")] == [f"db{tag}/x"]
+    assert alice.get_secret(f"api{tag}/y")["value"] == b"api value"
+
+
+def test_a_service_gets_its_secrets_and_nothing_solo_writes_holds_them(solo, alice, bob, name):
+    key, value = unique("db/") + "/password", plaintext()
+    alice.put_secret(key, value)
+    alice.deploy(READER, name, secrets=[key])
+    assert alice.call(name, "secret", key) == value.decode()
+    assert alice.call(name, "keys") == [key]
+    assert value.decode() not in alice.call(name, "shown")  # the context's repr names keys only
+    status = alice.get(name)
+    assert value.decode() not in str(status)
+    # a new version reaches the service at its next start (here: a restart after a crash)
+    second = plaintext()
+    alice.put_secret(key, second)
+    assert alice.call(name, "secret", key) == value.decode()
+    with pytest.raises(SoloError):
+        alice.call(name, "crash")
+    wait_for(lambda: alice.call(name, "secret", key) == second.decode(), timeout=90, tolerate=(SoloError,))
+    injected = wait_for(lambda: [e for e in alice.events(types=["secret.injected"], subject=name)], timeout=30)
+    assert len(injected) >= 2 and key in str(injected[0]["payload"])
+    assert not [e for e in bob.events(types=["secret.injected"]) if e.get("subject") == name]
+    alice.stop(name, remove=True)
+    # the events are rolled into Parquet within [events] roll_seconds; the spec files, WAL, segments, vault files
+    # and Ray's logs (Solo's logs among them) are searched for both values
+    wait_for(lambda: list((data_dir(solo) / "events").rglob("*.parquet")), timeout=30)
+    for secret in (value, second):
+        assert files_holding([data_dir(solo), *ray_logs()], secret) == []
+
+
+def test_deploys_and_swaps_need_secrets_read_on_each_key(solo, alice, name):
+    key = unique("db/")
+    with pytest.raises(NotFound, match="put it first"):
+        alice.deploy(READER, name, secrets=[key])
+    alice.put_secret(key, b"v")
+    with narrowed(solo, alice, ["other/*"]) as other:
+        with pytest.raises(PermissionDenied, match=key):
+            other.deploy(READER, name, secrets=[key])
+    with pytest.raises(InvalidRequest, match="invalid secret key"):
+        alice.deploy(READER, name, secrets=["not a key"])
+    alice.deploy(READER, name, secrets=[key])
+    with narrowed(solo, alice, ["other/*"]) as other:
+        with pytest.raises(PermissionDenied, match=key):
+            other.swap(name, READER.replace("def keys", "def keys2"))
+    alice.delete_secret(key)  # removed while running: the next start fails and says why
+    with pytest.raises(SoloError):
+        alice.call(name, "crash")
+    wait_for(lambda: alice.get(name)["state"] == "FAILED" or "no longer in the vault" in alice.get(name)["message"],
+             timeout=90)
+    assert "no longer in the vault" in alice.get(name)["message"]
+    alice.stop(name, remove=True)
+
+
+def test_rotation_by_the_operator_keeps_every_secret_readable(alice, operator):
+    key, value = unique("rot/"), plaintext()
+    alice.put_secret(key, value)
+    with pytest.raises(PermissionDenied, match="only the operator"):
+        alice.rotate_master_key()
+    rotated = operator.rotate_master_key()
+    assert rotated["rewrapped"] >= 1
+    assert alice.get_secret(key)["value"] == value
+    events = wait_for(lambda: operator.events(types=["vault.key_rotated"]), timeout=30)
+    assert events[-1]["subject"] == "vault"
+
+
+def test_bad_input_gets_a_clear_status(alice):
+    for bad in ("", "a b", "x" * 128, "db/*", "ключ"):
+        with pytest.raises(InvalidRequest, match="invalid secret key"):
+            alice.put_secret(bad, b"v")
+        with pytest.raises(InvalidRequest, match="invalid secret key"):
+            alice.get_secret(bad)
+    with pytest.raises(InvalidRequest, match="max_secret_bytes"):
+        alice.put_secret(unique("big/"), b"x" * (64 * 1024 + 1))
+    with pytest.raises(NotFound):
+        alice.delete_secret(unique("none/"))
+
+
+def test_the_cli(solo, alice):
+    key, value = unique("cli/"), plaintext()
+    env = {**os.environ, "SOLO_ADDRESS": solo.address, "SOLO_TOKEN": alice.token}
+
+    def run(*args, stdin: bytes = b""):
+        result = subprocess.run([sys.executable, "-m", "solo.cli", "secrets", *args], env=env, input=stdin,
+                                capture_output=True, timeout=120)
+        return result.returncode, result.stdout, result.stderr
+
+    assert run("put", key, stdin=value)[0] == 0  # from stdin: not in the shell's history
+    code, out, _ = run("get", key)
+    assert code == 0 and out == value
+    assert run("put", key, "second")[0] == 0
+    code, out, _ = run("get", key, "--version", "1")
+    assert out == value
+    code, out, _ = run("ls", "cli/")
+    assert key.encode() in out and value not in out
+    code, _, err = run("get", "bad key")
+    assert code != 0 and b"invalid secret key" in err
+    code, _, err = run("rotate")
+    assert code != 0 and b"only the operator" in err
+    code, out, _ = run("rm", key)
+    assert code == 0 and b"2 versions" in out
+    code, _, err = run("get", key)
+    assert code != 0 and b"not found" in err
