@@ -135,6 +135,11 @@ class EventsConfig(_Section):
     watch_poll_seconds: float = Field(default=15.0, gt=0, description="how long one Watch long-poll waits")
     watch_slow_consumer_seconds: float = Field(
         default=30.0, gt=0, description="a watcher that takes no event for this long is ended (resume by id)")
+    encrypt: bool = Field(default=False, description="encrypt the event log at rest: Parquet modular encryption of "
+                          "the segments and AES-GCM of every WAL record (see OPERATIONS, Encryption at rest)")
+    key_file: Path | None = Field(default=None, description="the events key (64 hex characters, 0600; made on the "
+                                  "first start with encrypt; default <data_dir>/keys/events.key). Back it up apart "
+                                  "from the data: without it the encrypted log cannot be read")
 
 
 class SecurityConfig(_Section):

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from solo.events import crypto
 from solo.events.reader import read_events
 from solo.events.schema import EVENT_SCHEMA, SCHEMA_VERSION
-from solo.events.segments import INDEXES, covered, segment_files, segment_range, write_segment
+from solo.events.segments import INDEXES, covered, read_segment, segment_files, segment_range, write_segment
 from solo.events.wal import WriteAheadLog, fsync_dir
 
 _PAYLOAD = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": "))
@@ -95,10 +95,6 @@ def _cutoff(now_us: int, age_seconds: float | None) -> int:
     return -(2 ** 63) if age_seconds is None else now_us - int(age_seconds * 1_000_000)
 
 
-def _read_segment(path: Path) -> pa.Table:
-    return pq.read_table(path, schema=EVENT_SCHEMA).replace_schema_metadata(None)
-
-
 def _to_micros(value) -> int:
     if value is None:
         return int(time.time() * 1_000_000)
@@ -121,13 +117,20 @@ class EventLog:
     appends never wait for a segment to be written, only for the moment the tail is sealed."""
 
     def __init__(self, directory: Path, clock: Callable[[], float] = time.time, roll_rows: int = 100_000,
-                 auto_roll: bool = True):
+                 auto_roll: bool = True, key: crypto.EventKey | None = None, encrypt: bool = False):
+        """`key` reads encrypted files (events/crypto.open_key finds or makes it); with `encrypt`, every
+        new WAL record and segment (rolls, merges, retention rewrites) is encrypted with it."""
+        if encrypt and key is None:
+            raise ValueError("encrypt needs a key (solo.events.crypto.open_key)")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.roll_rows = roll_rows
         self.auto_roll = auto_roll  # roll inside append_many once roll_rows are committed (in-process use)
-        self.wal = WriteAheadLog(self.directory)
+        if key is not None:
+            crypto.register(self.directory, key)  # this process's readers of the directory use it
+        self.write_key = key if encrypt else None
+        self.wal = WriteAheadLog(self.directory, self.write_key)
         self._lock = threading.Lock()  # the tail, the sealed part and the WAL file
         self._tail: list[pa.RecordBatch] = []
         self._tail_rows = 0
@@ -261,7 +264,7 @@ class EventLog:
         if sealed is None:
             return None
         final = write_segment(self.directory, pa.Table.from_batches(sealed.batches, schema=EVENT_SCHEMA),
-                              sealed.first, sealed.last)
+                              sealed.first, sealed.last, self.write_key)
         with self._lock:
             self._sealed = None
             for old in sealed.wal_files:
@@ -291,9 +294,9 @@ class EventLog:
         return merged
 
     def _merge(self, parts: list[Path]) -> Path:
-        table = pa.concat_tables([_read_segment(p) for p in parts])
+        table = pa.concat_tables([read_segment(p) for p in parts])
         first, last = segment_range(parts[0])[0], segment_range(parts[-1])[1]
-        final = write_segment(self.directory, table, first, last)
+        final = write_segment(self.directory, table, first, last, self.write_key)
         for part in parts:
             part.unlink()
         fsync_dir(self.directory)
@@ -345,7 +348,7 @@ class EventLog:
     def _drop_rows(self, path: Path, expired: pa.ChunkedArray | None) -> bool:
         """Drop the `expired` rows (None: all) of a segment, except those of the kept types: the file is
         deleted, or rewritten under the same name (same id range) without them. False if nothing went."""
-        types = pq.read_table(path, columns=["type"]).column("type")
+        types = read_segment(path, ["type"]).column("type")
         keep = pc.is_in(types, value_set=pa.array(sorted(KEEP_TYPES), types.type))
         if expired is not None:
             keep = pc.or_(keep, pc.invert(expired))
@@ -355,7 +358,8 @@ class EventLog:
             return False
         else:
             first, last = segment_range(path)
-            write_segment(self.directory, _read_segment(path).filter(keep), first, last)  # replaces it atomically
+            write_segment(self.directory, read_segment(path).filter(keep), first, last,  # replaces it atomically
+                          self.write_key)
         return True
 
     def _expired(self, path: Path, default_age: float | None, tenant_ages: dict) -> pa.ChunkedArray | None:
@@ -364,7 +368,7 @@ class EventLog:
         ages = [a for a in (default_age, *tenant_ages.values()) if a is not None]
         if not ages or min(t[0] for t in INDEXES.get(path).times) >= _cutoff(now_us, min(ages)):
             return None  # even the shortest retention keeps every event here (statistics only)
-        table = pq.read_table(path, columns=["tenant", "time"])
+        table = read_segment(path, ["tenant", "time"])
         tenants = pc.unique(table.column("tenant"))
         cutoffs = pa.array([_cutoff(now_us, tenant_ages[t] if t in tenant_ages else default_age)
                             for t in tenants.to_pylist()], pa.int64())

@@ -1,4 +1,8 @@
-"""Reading the event history for notebooks and scripts (works while Solo runs or after it stopped)."""
+"""Reading the event history for notebooks and scripts (works while Solo runs or after it stopped).
+
+Encrypted files ([events] encrypt) are read with the key of the directory (events/crypto.py: the
+key file named at start, else `<data-dir>/keys/events.key`); `key_file=` names another one.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,8 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from solo.events import crypto
 from solo.events.schema import EVENT_SCHEMA
-from solo.events.segments import INDEXES, covered, read_row_groups, segment_files, segment_range
+from solo.events.segments import INDEXES, covered, read_row_groups, read_segment, segment_files, segment_range
 from solo.events.wal import read_records, wal_files
 
 
@@ -32,14 +37,18 @@ def _wal_table(directory: Path, after_id: int) -> pa.Table:
 
 def read_events(data_dir: str | Path, *, tenant: str | None = None, type: str | list[str] | None = None,
                 subject: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                min_id: int | None = None, max_id: int | None = None, include_wal: bool = True) -> pa.Table:
+                min_id: int | None = None, max_id: int | None = None, include_wal: bool = True,
+                key_file: str | Path | None = None) -> pa.Table:
     """All events under `data_dir` (or its events/ folder) matching the filters, ordered by id.
 
     `type` is one type or a list of them. Reads the immutable segments (only the row groups that
     can match: see segments.py) and, with `include_wal`, the events committed since the last roll,
     so a notebook sees the history up to the moment it asks, while Solo runs or after it stopped.
+    `key_file`: the events key, if the files are encrypted and the key is not where Solo keeps it.
     """
     directory = events_dir(data_dir)
+    if key_file is not None:
+        crypto.use_key_file(directory, key_file)
     types = [type] if isinstance(type, str) else list(type) if type else None
     expression = _expression(tenant, types, subject, since, until, min_id, max_id)
     prune = {"tenant": tenant, "types": types, "min_id": min_id, "max_id": max_id,
@@ -97,22 +106,39 @@ def _expression(tenant, types, subject, since, until, min_id, max_id) -> ds.Expr
     return expression
 
 
-def events_duckdb(data_dir: str | Path, con=None):
+def events_duckdb(data_dir: str | Path, con=None, key_file: str | Path | None = None):
     """A DuckDB connection with an `events` view over the whole history (segments and WAL).
 
         con = events_duckdb("~/.solo")
         con.sql("select tenant, type, count(*) from events group by all").df()
+
+    DuckDB reads plaintext segments itself (read_parquet). It cannot open pyarrow's encrypted
+    segments (their data keys are wrapped by Solo's key), so those are decrypted here and handed to
+    DuckDB as one Arrow table, in memory: with encryption on, the view costs the whole history's
+    memory; filter first with read_events() for a large one.
     """
     import duckdb  # optional: `pip install duckdb` (in the dev extras)
 
     con = con or duckdb.connect()
     directory = events_dir(data_dir)
-    wal = _wal_table(directory, 0)  # before listing segments: a roll in between duplicates, never drops
-    listed = segment_files(directory)
-    files = [str(f) for f in listed if f not in covered(listed)]
-    last_segment_id = max((segment_range(Path(f))[1] for f in files), default=0)
+    if key_file is not None:
+        crypto.use_key_file(directory, key_file)
+    for _ in range(20):
+        try:
+            wal = _wal_table(directory, 0)  # before listing segments: a roll in between duplicates, never drops
+            listed = segment_files(directory)
+            current = [f for f in listed if f not in covered(listed)]
+            sealed = [f for f in current if crypto.parquet_encrypted(f)]
+            opened = pa.concat_tables([read_segment(f) for f in sealed]) if sealed else EVENT_SCHEMA.empty_table()
+            break
+        except FileNotFoundError:
+            continue  # a roll or a merge replaced files while we read: read again
+    else:
+        raise RuntimeError(f"the event files in {directory} kept changing while being read")
+    files = [str(f) for f in current if f not in sealed]
+    last_segment_id = max((segment_range(f)[1] for f in current), default=0)
     wal = wal.filter(pc.greater(wal["id"], last_segment_id)) if wal.num_rows else wal
-    con.register("solo_events_wal", wal)
+    con.register("solo_events_wal", pa.concat_tables([opened, wal]))
     parts = ["select * from solo_events_wal"]
     if files:
         parts.insert(0, f"select * from read_parquet({files!r})")

@@ -9,6 +9,11 @@ it, not every group whose min/max statistics happen to straddle it.
 Readers keep each segment's parsed index in a small cache keyed by path, size and mtime:
 segments are immutable (a retention rewrite gives a new mtime), so a repeated query does not
 parse footers again.
+
+With `[events] encrypt`, a segment is written with Parquet modular encryption (events/crypto.py): the
+footer (statistics and the row-group keys too) and every column. Readers take the key of the
+directory (crypto.key_for) for such a file; a plaintext segment is read as before, so a directory
+holding both kinds reads whole.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from solo.events import crypto
 from solo.events.schema import EVENT_SCHEMA
 from solo.events.wal import fsync_dir
 
@@ -61,8 +67,9 @@ def segment_name(first: int, last: int) -> str:
     return f"segment-{first:020d}-{last:020d}.parquet"
 
 
-def write_segment(directory: Path, table: pa.Table, first: int, last: int) -> Path:
-    """Sort `table`, write it under a temporary name, fsync, rename: a reader never sees half a segment."""
+def write_segment(directory: Path, table: pa.Table, first: int, last: int, key: crypto.EventKey | None = None) -> Path:
+    """Sort `table`, write it under a temporary name, fsync, rename: a reader never sees half a segment.
+    With `key`, the file is encrypted (footer and columns)."""
     table = table.sort_by(SORT_KEYS)
     keys = []
     tenants, types = table.column("tenant"), table.column("type")
@@ -73,7 +80,8 @@ def write_segment(directory: Path, table: pa.Table, first: int, last: int) -> Pa
     final = Path(directory) / segment_name(first, last)
     tmp = final.with_name(final.name + ".tmp")
     pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, write_statistics=True,
-                   use_dictionary=DICTIONARY_COLUMNS)
+                   use_dictionary=DICTIONARY_COLUMNS,
+                   encryption_properties=key.encryption_properties() if key is not None else None)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -89,6 +97,7 @@ class SegmentIndex:
     times: list[tuple[int, int]]                  # microseconds since the epoch
     tenants: list[tuple[str, str]]
     types: list[tuple[str, str]]
+    decryption: object = None                     # pyarrow's decryption properties for an encrypted segment
 
     @property
     def num_rows(self) -> int:
@@ -128,7 +137,8 @@ class SegmentIndex:
 
 
 def _load(path: Path) -> SegmentIndex:
-    meta = pq.read_metadata(path)
+    decryption = crypto.decryption_for(path)
+    meta = pq.read_metadata(path, decryption_properties=decryption)
     names = meta.schema.names
     columns = {name: names.index(name) for name in ("id", "time", "tenant", "type")}
 
@@ -143,7 +153,8 @@ def _load(path: Path) -> SegmentIndex:
     keys = [tuple(k) for k in json.loads(raw)] if raw else None
     if keys is not None and len(keys) != meta.num_row_groups:
         keys = None
-    return SegmentIndex(meta, keys, stats("id", int), stats("time", int, raw=True), stats("tenant"), stats("type"))
+    return SegmentIndex(meta, keys, stats("id", int), stats("time", int, raw=True), stats("tenant"), stats("type"),
+                        decryption)
 
 
 class _IndexCache:
@@ -175,5 +186,14 @@ INDEXES = _IndexCache()
 
 def read_row_groups(path: Path, index: SegmentIndex, groups: list[int]) -> pa.Table:
     """The chosen row groups of one segment, with Solo's schema."""
-    table = pq.ParquetFile(path, metadata=index.metadata).read_row_groups(groups).replace_schema_metadata(None)
+    table = pq.ParquetFile(path, metadata=index.metadata, decryption_properties=index.decryption) \
+        .read_row_groups(groups).replace_schema_metadata(None)
     return table if table.schema == EVENT_SCHEMA else table.cast(EVENT_SCHEMA)
+
+
+def read_segment(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A whole segment (or some of its columns), decrypted if it is encrypted."""
+    decryption = crypto.decryption_for(path)
+    if columns is not None:
+        return pq.read_table(path, columns=columns, decryption_properties=decryption)
+    return pq.read_table(path, schema=EVENT_SCHEMA, decryption_properties=decryption).replace_schema_metadata(None)

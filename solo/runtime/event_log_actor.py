@@ -16,6 +16,7 @@ import pyarrow as pa
 import ray
 
 from solo.errors import InvalidRequest, SoloError, Unavailable
+from solo.events.crypto import chosen as chosen_encryption
 from solo.events.log import EventLog, check_group, to_columns
 from solo.events.readback import MAX_INT
 from solo.security.control import gated
@@ -29,7 +30,8 @@ class EventLogActor:
                  compact_below_rows: int = 50_000, retention_days: float = 0, retention_bytes: int = 0,
                  tenant_retention_days: dict | None = None, retention_check_seconds: float = 60.0,
                  checkpoint_file: str | None = None):
-        self.log = EventLog(Path(directory), roll_rows=roll_rows, auto_roll=False)
+        self.log = EventLog(Path(directory), roll_rows=roll_rows, auto_roll=False,
+                            **chosen_encryption(Path(directory)))  # [events] encrypt, as checked at start
         self.roll_seconds = roll_seconds
         self.compact_below_rows = compact_below_rows
         self.retention_age = retention_days * 86_400 or None

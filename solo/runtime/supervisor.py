@@ -20,6 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
 from solo.errors import FailedPrecondition
+from solo.events.crypto import open_key as open_event_key
 from solo.gateway.group import GROUP_FILE, GroupFile, Member
 from solo.gateway.port_lock import claim_port, lock_port, probe_free
 from solo.gateway.server import Gateway, settle_collector, start_gateway
@@ -141,6 +142,9 @@ class Supervisor:
     def _prepare(self) -> None:
         self.control_secret = control.load_or_create(self.config.data_dir)
         self.sandbox = check_sandbox(self.config)
+        # [events] encrypt: the key made, or checked against every encrypted event file (a clear error now,
+        # not an event-log actor dying in Ray); the choice is recorded for the actor in events/encryption.json
+        open_event_key(self.config.data_dir / "events", self.config.events.encrypt, self.config.events.key_file)
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
