@@ -39,6 +39,17 @@ class GatewayConfig(_Section):
                            "each following the routes; more than one only helps on a head with the cores for them")
 
 
+class RestConfig(_Section):
+    port: int | None = Field(default=None, ge=-1, le=65535, description="the REST/JSON gateway's port (solo/rest): "
+                             "unset = 7080, or any free port when [gateway] port is 0; 0 = any free port; -1 = off. "
+                             "Of several gateway processes only process 0 serves it")
+    host: str | None = Field(default=None, description="the address REST listens on (unset = [gateway] host)")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="the largest request body REST "
+                                "reads; a larger one is answered 413")
+    max_connections: int = Field(default=1000, ge=1, description="REST connections and requests at once; past it "
+                                 "new requests are answered 503")
+
+
 class TokenRate(_Section):
     rate_per_second: float = Field(ge=0, description="calls per second (0 = unlimited)")
     burst: float = Field(default=0, ge=0, description="bucket size (0 = 2 s of rate_per_second)")
@@ -240,6 +251,7 @@ class SoloConfig(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     namespace: str = "solo"
     gateway: GatewayConfig = GatewayConfig()
+    rest: RestConfig = RestConfig()
     limits: LimitsConfig = LimitsConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     events: EventsConfig = EventsConfig()

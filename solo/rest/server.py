@@ -1,0 +1,128 @@
+"""The REST gateway's HTTP server: uvicorn on the gateway's own event loop, beside the gRPC server.
+
+It serves on the loop the gRPC handlers run on (a task, no thread), with the gateway's certificate when
+[tls] enabled (and the client certificate asked for and read when require_client_cert), a cap on
+connections and requests at once, and no signal handlers of its own (Solo's process owns its signals).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+
+import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from solo.config import SoloConfig
+from solo.errors import FailedPrecondition
+
+DEFAULT_PORT = 7080
+TLS_EXTENSION = "solo.tls"
+
+
+def rest_address(config: SoloConfig) -> tuple[str, int] | None:
+    """(host, port) REST listens on, None when off: [rest] port unset means 7080, or any free port when the
+    gRPC port is 0 (tests, several Solos on one machine)."""
+    rest = config.rest
+    port = rest.port if rest.port is not None else (0 if config.gateway.port == 0 else DEFAULT_PORT)
+    if port < 0:
+        return None
+    return rest.host or config.gateway.host, port
+
+
+class _PeerCertificateProtocol(AutoHTTPProtocol):
+    """uvicorn's HTTP protocol that hands the app the verified client certificate's names, the way gRPC's
+    auth_context does (x509_subject_alternative_name), so a certificate bound to a tenant binds REST calls too."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert() if ssl_object is not None else None
+        if not certificate:
+            return
+        names = [value for _, value in certificate.get("subjectAltName", ())]
+        app = self.app
+
+        async def with_peer(scope, receive, send):
+            scope = {**scope, "extensions": {**scope.get("extensions", {}),
+                                             TLS_EXTENSION: {"x509_subject_alternative_name": names}}}
+            await app(scope, receive, send)
+        self.app = with_peer
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield  # Solo's process handles SIGINT/SIGTERM itself
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FailedPrecondition(f"the REST gateway cannot listen on {host}:{port} ({exc.strerror}); pick another "
+                                 "[rest] port (0 = any free port, -1 = no REST) or [rest] host") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class RestServer:
+    def __init__(self, app, config: SoloConfig, host: str, port: int):
+        self.sock = _socket(host, port)
+        tls = {}
+        if config.tls.enabled:
+            directory = config.tls_dir
+            tls = {"ssl_certfile": str(directory / "server.crt"), "ssl_keyfile": str(directory / "server.key"),
+                   "ssl_ca_certs": str(directory / "ca.crt"),
+                   "ssl_cert_reqs": ssl.CERT_REQUIRED if config.tls.require_client_cert else ssl.CERT_NONE}
+        self.server = _Server(uvicorn.Config(
+            app, http=_PeerCertificateProtocol, lifespan="off", log_config=None, access_log=False,
+            server_header=False, proxy_headers=False, limit_concurrency=config.rest.max_connections,
+            timeout_keep_alive=5, timeout_graceful_shutdown=2, **tls))
+        self.task: asyncio.Task | None = None
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.server.config.is_ssl else "http"
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise FailedPrecondition("the REST gateway stopped while starting; see the gateway log")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is None:
+            self.sock.close()
+            return
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 10)
+        except (TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+        except Exception:  # noqa: BLE001 - stopping: nothing to report to
+            pass
+        self.sock.close()
+
+
+def rest_server(config: SoloConfig, servicer, group=None, health=None) -> RestServer | None:
+    """The REST gateway over `servicer`, bound (not serving yet: start() it); None when [rest] port is -1, and
+    in every gateway process but process 0 (REST is not on SO_REUSEPORT: its port has one owner). `health` (a
+    gateway.health.Health) answers its /health and /ready."""
+    where = rest_address(config)
+    if where is None or (group is not None and group.index != 0):
+        return None
+    from solo.rest.app import build_app  # FastAPI is imported only where REST is served
+    return RestServer(build_app(servicer, config.rest.max_body_bytes, health), config, *where)
