@@ -1,6 +1,7 @@
 """The registry's events as rows for the event-log actor, the single sequencer."""
 from __future__ import annotations
 
+from solo.events.redact import redact
 from solo.registry.state import Event
 
 
@@ -12,7 +13,7 @@ def event_rows(events: list[Event], who: dict, last_crash: dict) -> tuple[list[d
     for index, e in enumerate(events):
         key = (e.tenant, e.subject)
         by = who if e.who is None else e.who
-        row = {"tenant": e.tenant, "type": e.type, "subject": e.subject, "payload": e.payload,
+        row = {"tenant": e.tenant, "type": e.type, "subject": e.subject, "payload": redact(e.payload),
                "principal": by.get("principal", "solo"), "correlation_id": by.get("request_id", "")}
         if e.type == "service.crashed":
             crash_at[key] = index

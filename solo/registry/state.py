@@ -16,6 +16,7 @@ from types import MappingProxyType
 from solo.core.routes import Route
 from solo.core.spec import ServiceSpec
 from solo.errors import AlreadyExists, FailedPrecondition, NotFound, Overloaded
+from solo.events.redact import redact_text
 from solo.registry.quotas import Quota, check_deploy, usage
 
 ACTIVE = ("STARTING", "RUNNING", "RESTARTING")
@@ -429,9 +430,10 @@ class RegistryState:
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, record: ServiceRecord, type_: str, after_crash: bool = False, **payload) -> None:
         # reasons carry the service's own words (its exception's text): capped, so no service can make
-        # events, route tables or status answers large
-        payload = {k: v[:MAX_REASON] if isinstance(v, str) and k in ("reason", "why") else v
-                   for k, v in payload.items()}
+        # events, route tables or status answers large, and without its env values (a connection error
+        # can quote a password it was given; events/redact.py)
+        payload = {k: redact_text(v, record.spec.env)[:MAX_REASON] if isinstance(v, str) and k in ("reason", "why")
+                   else v for k, v in payload.items()}
         self.outbox.append(Event(type_, record.tenant, record.name, payload, after_crash=after_crash,
                                  who=acting_for.get()))
 
