@@ -249,7 +249,10 @@ class FileKeys:
         pass  # the file is the active key
 
     def retire(self, keep: str) -> None:
-        self.retiring.unlink(missing_ok=True)
+        try:
+            self.retiring.unlink(missing_ok=True)
+        except OSError:  # a read-only mount (an offline rotation, OPERATIONS.md): its owner removes it
+            pass
 
 
 class Vault:

@@ -234,3 +234,54 @@ def test_bounds(tmp_path):
         vault.put("alice", "d", b"v")
     vault.put("bob", "d", b"v")  # bounds are per tenant
     assert vault.get("alice", "c").value == b"small"
+
+
+def test_an_offline_rotation_of_a_mounted_key_is_finished_at_open(tmp_path):
+    """A read-only master_key_file (a Kubernetes Secret) is rotated by its owner: the new key in the file, the old
+    one beside it as <file>.retiring; the vault re-wraps everything when it opens."""
+    mount = tmp_path / "mounted"
+    mount.mkdir()
+    old, new = os.urandom(32), os.urandom(32)
+    keyfile = mount / "master.key"
+    keyfile.write_text(base64.b64encode(old).decode())
+    Vault(tmp_path / "vault", master_key_file=keyfile).put("alice", "db/password", PLAIN)
+    keyfile.write_text(base64.b64encode(new).decode())
+    keyfile.with_name("master.key.retiring").write_text(base64.b64encode(old).decode())
+    vault = Vault(tmp_path / "vault", master_key_file=keyfile)
+    assert vault.active == key_id(new)
+    record = json.loads((tmp_path / "vault/tenants/alice.json").read_text())["keys"]["db/password"]["versions"][0]
+    assert record["kid"] == key_id(new)
+    keyfile.with_name("master.key.retiring").unlink(missing_ok=True)  # the owner takes the old key out of the Secret
+    assert Vault(tmp_path / "vault", master_key_file=keyfile).get("alice", "db/password").value == PLAIN
+
+
+KILLED_ROTATION = """
+import os, sys
+from pathlib import Path
+from solo.security.vault import Vault, write_durably
+writes = []
+def write(path, data):
+    if len(writes) == int(sys.argv[2]):
+        os.kill(os.getpid(), 9)  # the process dies here, as a power cut or OOM kill would end it
+    writes.append(path)
+    write_durably(path, data)
+vault = Vault(Path(sys.argv[1]))
+vault.write = vault.keys.write = write
+vault.rotate()
+"""
+
+
+@pytest.mark.parametrize("after", [1, 3])
+def test_a_rotation_killed_with_sigkill_loses_nothing(tmp_path, after):
+    import subprocess
+    import sys
+    vault = Vault(tmp_path / "vault")
+    for tenant in ("alice", "bob", "carol"):
+        vault.put(tenant, "db/password", tenant.encode() + PLAIN)
+    killed = subprocess.run([sys.executable, "-c", KILLED_ROTATION, str(tmp_path / "vault"), str(after)],
+                            capture_output=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    reopened = Vault(tmp_path / "vault")
+    for tenant in ("alice", "bob", "carol"):
+        assert reopened.get(tenant, "db/password").value == tenant.encode() + PLAIN
+    assert len(list((tmp_path / "vault").glob("master-*.key"))) == 1
