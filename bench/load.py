@@ -375,7 +375,7 @@ def gateway_histogram(port: int) -> dict[float, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     counts: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != "solo_gateway_call_seconds":
+        if family.name != "solo_gateway_call_duration_seconds":
             continue
         for sample in family.samples:
             if sample.name.endswith("_bucket") and sample.labels.get("tenant") in WELL:

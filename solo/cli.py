@@ -183,8 +183,11 @@ def cmd_whoami(args) -> int:
 
 def cmd_health(args) -> int:
     """The gateway's grpc.health.v1 answer, over TLS when it speaks TLS (kubelet's `grpc:` probe is plaintext
-    only, hence this command for exec probes). Exit 0 when SERVING, 1 when it answers anything else, 5 when it
-    cannot be reached."""
+    only, hence this command for exec probes). SERVING means ready (what /ready answers 200 to: the registry
+    answers, the routes are synced, the event log is writable, not stopping; gateway/health.py). Exit 0 when
+    SERVING, 1 when it answers anything else, 5 when it cannot be reached. With --live (liveness): 0 whenever it
+    answers at all, SERVING or NOT_SERVING (a gateway that is not ready still serves; restarting it would not
+    help)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -200,20 +203,23 @@ def cmd_health(args) -> int:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
                                                               timeout=args.timeout)
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            reason = "" if status == "SERVING" else f"the gateway answers {status} (stopping, or not started yet)"
+            reason = "" if status == "SERVING" else \
+                f"the gateway answers {status}: not ready (the registry does not answer, the routes are not synced or " \
+                "the event log is not writable: /ready on the metrics port says which) or stopping"
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 status, reason = "SERVICE_UNKNOWN", f"the gateway has no health entry {args.service!r}"
             else:
                 status, reason = "UNREACHABLE", f"{exc.code().name}: {' '.join((exc.details() or '').split())}"
+    ok = status == "SERVING" or (args.live and status == "NOT_SERVING")
     result = {"address": address, "service": args.service, "status": status, "reason": reason}
     if args.json:
         print(json.dumps(result, sort_keys=True))
-    elif status == "SERVING":
-        print(f"SERVING ({address})")
+    elif ok:
+        print(f"{status} ({address})" if status == "SERVING" else f"alive, {status} ({address}): {reason}")
     else:
         print(f"not serving: {address}: {reason}", file=sys.stderr)
-    return 0 if status == "SERVING" else 5 if status == "UNREACHABLE" else 1
+    return 0 if ok else 5 if status == "UNREACHABLE" else 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -334,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "TLS too; exit 0 = SERVING, for probes)")
     health.add_argument("--service", default="", help="a name in the gateway's health table (default: the gateway)")
     health.add_argument("--timeout", type=float_arg(0.001), default=5.0, help="seconds to wait (default 5)")
+    health.add_argument("--live", action="store_true", help="liveness: exit 0 whenever the gateway answers, ready "
+                        "(SERVING) or not (NOT_SERVING); without it, exit 0 only when ready")
     health.set_defaults(func=cmd_health)
 
     whoami = sub.add_parser("whoami", parents=[common], help="show the tenant your token acts for")

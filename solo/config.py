@@ -37,6 +37,10 @@ class GatewayConfig(_Section):
         default="uvloop", description="the gateway's event loop; uvloop measured 10-20% more calls/s at c=64 (bench/)")
     processes: int = Field(default=1, ge=1, le=64, description="gateway processes sharing the port (SO_REUSEPORT), "
                            "each following the routes; more than one only helps on a head with the cores for them")
+    usage_poll_seconds: float = Field(default=15.0, ge=0, description="how often gateway process 0 asks the "
+                                      "registry for every running service's RSS and CPU seconds (each host reads "
+                                      "/proc) for /metrics; 0 = never (no solo_service_memory_rss_bytes, "
+                                      "solo_service_cpu_seconds_total)")
 
 
 class RestConfig(_Section):

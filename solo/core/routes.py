@@ -19,6 +19,8 @@ class Route:
     message: str = ""
     concurrency: int = 1  # calls the service runs at a time (the gateway queues at most a limit beyond)
     grants: tuple[str, ...] = ()  # other tenants its owner exported it to (they call it as "<owner>/<name>")
+    methods: tuple[str, ...] = ()  # its public methods (the gateway labels call durations with these only)
+    restarts: int = 0  # restarts after a crash of this deployment (solo_service_restarts_total)
 
 
 class RouteTable:

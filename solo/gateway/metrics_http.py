@@ -1,9 +1,12 @@
-"""The gateway's Prometheus `/metrics` endpoint: loopback by default, and an optional bearer token.
+"""The gateway's Prometheus `/metrics` endpoint: loopback by default, and an optional bearer token; beside
+it the health probes `/health` (liveness) and `/ready` (readiness), gateway/health.py.
 
 prometheus_client's start_http_server serves anyone who can reach it; the metrics name every tenant
 and service, so this small server checks `Authorization: Bearer <token>` first when `[gateway]
 metrics_token_file` is set (401 without a token, 403 with a wrong one), and binds `[gateway]
-metrics_host` (127.0.0.1 unless the operator says otherwise).
+metrics_host` (127.0.0.1 unless the operator says otherwise). `/health` and `/ready` need no token (a
+probe has none): their JSON names only which of Solo's own checks failed, in fixed words, never a
+tenant, a service or an error's text.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from solo import metrics
 from solo.errors import FailedPrecondition
+from solo.gateway.health import HEALTH_PATHS
 
 
 def read_token(path: Path | None) -> str:
@@ -36,12 +40,12 @@ def read_token(path: Path | None) -> str:
 
 class MetricsServer:
     def __init__(self, host: str, port: int, token: str = "", body=None,
-                 summary: Callable[[str], dict] | None = None):
+                 summary: Callable[[str], dict] | None = None, health=None):
         """`body` makes the exposition (default: this process's registry; several gateway processes serve
         every process's series from process 0, see gateway/group.py). `summary` (only with a token: the
         internal endpoint of one of several gateway processes) also serves `/summary?tenant=T`, that
         tenant's figures as JSON, so a peer answering GetMetrics needs neither the whole exposition nor a
-        text parser."""
+        text parser. `health` (a gateway.health.Health) also serves /health and /ready, without the token."""
         body = body or (lambda: generate_latest(metrics.REGISTRY))
         expected = f"Bearer {token}".encode()
         if summary is not None and not token:
@@ -50,6 +54,10 @@ class MetricsServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 path, _, query = self.path.partition("?")
+                if health is not None and path in HEALTH_PATHS:
+                    status, answer = health.answer(path)
+                    return self._answer(status, json.dumps(answer, sort_keys=True).encode() + b"\n",
+                                        {"Content-Type": "application/json", "Cache-Control": "no-store"})
                 if path not in ("/metrics", "/") and not (path == "/summary" and summary is not None):
                     return self._answer(404, b"not found; scrape /metrics\n")
                 if token:

@@ -7,15 +7,18 @@ import logging
 from solo import metrics
 from solo.core.dispatch import Dispatcher
 from solo.core.routes import Route, RouteTable
+from solo.errors import Unavailable
 
 log = logging.getLogger("solo.gateway")
 
 
 class RouteFollower:
     def __init__(self, registry, table: RouteTable, dispatcher: Dispatcher, poll_seconds: float = 20.0,
-                 group=None):
+                 group=None, health=None):
         self.registry = registry
         self.group = group  # a gateway.group.Member when several gateway processes share the port
+        self.health = health  # a gateway.health.Health, told of every answer and failure of the registry
+        self.exports = group is None or group.index == 0  # the per-service figures (restarts): process 0 only
         self.table = table
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
@@ -29,12 +32,17 @@ class RouteFollower:
 
     async def _refresh(self, known: int, timeout: float) -> None:
         version, routes = await self.registry.wait_routes(known, timeout)
-        self.table.replace(version, [Route(**r) for r in routes])
+        if self.health is not None:
+            self.health.routes_synced()
+        table = [Route(**r) for r in routes]
+        self.table.replace(version, table)
         if self.table.version == version:  # this answer is the table now: removed services lose their series
             present = {(r["tenant"], r["name"]) for r in routes}
             for tenant, name in self._present - present:
                 metrics.forget_service(tenant, name)
             self._present = present
+            if self.exports:
+                metrics.SERVICES.restarts_from(table)
         metrics.ROUTE_VERSION.set(self.table.version)
         if self.group is not None:
             self.group.publish_version(self.table.version)
@@ -50,6 +58,8 @@ class RouteFollower:
                 raise
             except Exception as exc:  # noqa: BLE001 - the registry may be restarting; keep serving
                 log.warning("route update failed (%s); serving the last known routes", exc)
+                if self.health is not None:
+                    self.health.registry_failed(isinstance(exc, Unavailable))
                 await asyncio.sleep(0.5)
 
     async def synced(self, version: int, timeout: float = 5.0) -> None:

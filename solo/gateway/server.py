@@ -18,11 +18,13 @@ from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.audit import Audit
 from solo.gateway.group import Member, per_process
+from solo.gateway.health import Health, follow
 from solo.gateway.metrics_http import MetricsServer, read_token
 from solo.gateway.routes import RouteFollower
 from solo.gateway.servicer import GatewayServicer
 from solo.gateway.status import lenient_deserializer
 from solo.gateway.tokens import TokenService
+from solo.gateway.usage import poll_usage, usage_poll
 from solo.gateway.validation import SpecValidator
 from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
@@ -45,12 +47,15 @@ class Gateway:
     metrics_server: MetricsServer | None = None
     group: Member | None = None  # with [gateway] processes > 1: this process's place in the group
     internal_metrics: MetricsServer | None = None  # this process's own series, for the group (loopback, token)
+    health_state: Health | None = None  # liveness and readiness (/health, /ready, grpc health): gateway/health.py
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self.health_state is not None:
+            self.health_state.drain()
         await self.health.enter_graceful_shutdown()
         if self.group is not None:
             self.group.ready(False)
@@ -81,7 +86,9 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     table = RouteTable()
     dispatcher = Dispatcher(table, moved_wait=config.swap.drain_seconds + 5.0,
                             tls=NodeTls.load(config.tls.hosts, config.node_tls_dir, where="the gateway's node"))
-    follower = RouteFollower(registry, table, dispatcher, group=group)
+    state = Health(event_log=event_feed is not None)
+    follower = RouteFollower(registry, table, dispatcher, group=group, health=state)
+    state.stale_after = max(state.stale_after, 3 * follower.poll_seconds)
     await follower.start()
     size = config.gateway.max_message_bytes
     server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
@@ -106,18 +113,29 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if group is not None:
         internal = MetricsServer("127.0.0.1", 0, group.token, summary=metrics.tenant_summary)
         group.joined(internal.address[1])
-    metrics_server = start_metrics(config, group)  # before serving: a token file that cannot be read stops the start
+    metrics_server = start_metrics(config, group, state)  # before serving: an unreadable token file stops the start
+    if event_feed is not None:
+        await _check_event_log(event_feed, state)  # so the first health answer already knows
     await server.start()
-    watcher = asyncio.create_task(_watch_event_log(event_feed)) if event_feed is not None else None
+    watcher = asyncio.create_task(_watch_event_log(event_feed, state)) if event_feed is not None else None
     tasks = (asyncio.create_task(tokens.follow_revocations(follow_from)), asyncio.create_task(audit.run())) \
         if event_feed is not None else ()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def publish(ready: bool) -> None:  # grpc health follows readiness: NOT_SERVING while not ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+    ready = state.readiness().ok
+    await publish(ready)
+    metrics.READY.set_function(lambda: int(state.readiness().ok))
+    tasks += (asyncio.create_task(follow(state, publish, ready)),)
+    if usage_poll(config, group):
+        tasks += (asyncio.create_task(poll_usage(registry, config.gateway.usage_poll_seconds)),)
     if group is not None:
         group.ready()
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher,
                    metrics_server.address[1] if metrics_server else 0, tasks, servicer.validator, metrics_server,
-                   group, internal)
+                   group, internal, state)
 
 
 def settle_collector() -> None:
@@ -129,14 +147,15 @@ def settle_collector() -> None:
     gc.set_threshold(700, 10, 10)
 
 
-def start_metrics(config: SoloConfig, group: Member | None = None) -> MetricsServer | None:
-    """/metrics on [gateway] metrics_host (loopback by default), behind metrics_token_file if set; None when off.
-    Of several gateway processes only process 0 serves it, with every process's series."""
+def start_metrics(config: SoloConfig, group: Member | None = None, health: Health | None = None) -> MetricsServer | None:
+    """/metrics on [gateway] metrics_host (loopback by default), behind metrics_token_file if set, and /health and
+    /ready (no token); None when off. Of several gateway processes only process 0 serves it, with every process's
+    series (and its own health)."""
     gw = config.gateway
     if not gw.metrics_port or (group is not None and group.index != 0):
         return None
     return MetricsServer(gw.metrics_host, max(0, gw.metrics_port), read_token(gw.metrics_token_file),
-                         group.merged_metrics if group is not None else None)
+                         group.merged_metrics if group is not None else None, health=health)
 
 
 def add_gateway_servicer(servicer: solo_pb2_grpc.GatewayServicer, server: grpc.aio.Server) -> None:
@@ -181,13 +200,21 @@ def rate_limiter(config: SoloConfig) -> RateLimiter:
                        tenant_rates={t: rate(r.rate_per_second, r.burst) for t, r in limits.tenant_rates.items()})
 
 
-async def _watch_event_log(feed, every: float = 5.0) -> None:
-    """Export whether the event log can be written (operations fail closed when it cannot)."""
+async def _check_event_log(feed, health: Health, timeout: float = 10.0) -> None:
+    """Whether the event log can be written (operations fail closed when it cannot): exported and told to
+    `health`."""
+    try:
+        status = await asyncio.wait_for(feed.status(), timeout)
+    except Exception:  # noqa: BLE001 - down, restarting or hung: not writable
+        metrics.EVENT_LOG_WRITABLE.set(0)
+        health.event_log_status(answered=False)
+        return
+    metrics.EVENT_LOG_WRITABLE.set(0 if status["failure"] else 1)
+    metrics.EVENT_LOG_LAST_ID.set(status["last_id"])
+    health.event_log_status(answered=True, writable=not status["failure"])
+
+
+async def _watch_event_log(feed, health: Health, every: float = 5.0) -> None:
     while True:
-        try:
-            status = await feed.status()
-            metrics.EVENT_LOG_WRITABLE.set(0 if status["failure"] else 1)
-            metrics.EVENT_LOG_LAST_ID.set(status["last_id"])
-        except Exception:  # noqa: BLE001 - down or restarting: not writable
-            metrics.EVENT_LOG_WRITABLE.set(0)
         await asyncio.sleep(every)
+        await _check_event_log(feed, health)

@@ -73,7 +73,7 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         self.auth_failures = FailureBudget(Rate(limits.auth_failures_per_second,
                                                 limits.auth_failures_burst or 2 * limits.auth_failures_per_second))
         self.breakers = Breakers(limits.breaker_failures, limits.breaker_open_seconds,
-                                 on_change=lambda key, state, reason: audit.breaker(key, state, reason))
+                                 on_change=self._breaker_changed)
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
                                    limits.service_queue_limit, limits.max_in_flight, limits.adaptive_in_flight,
                                    limits.min_in_flight, limits.hold_ignored_refusals)
@@ -85,14 +85,22 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         self.validator = SpecValidator()
 
     def _admit(self, tenant: str, service: str, route, method: str = ""):
-        """Admission for one call to `service` ("<owner>/<name>"); a shed call is counted for `calls.shed`."""
+        """Admission for one call to `service` ("<owner>/<name>"); a shed call is counted for `calls.shed` and in
+        solo_gateway_shed_total."""
         try:
             return self.admission.admit(tenant, service, route.concurrency if route else 1, route is not None,
                                         method)
         except Overloaded as exc:
             shown = service.split("/", 1)[1] if service.startswith(f"{tenant}/") else service
-            self.audit.shed(tenant, shown, getattr(exc, "reason", "shed"))
+            reason = getattr(exc, "reason", "shed")
+            self.audit.shed(tenant, shown, reason)
+            metrics.SHED.labels(tenant, metrics.shed_reason(reason)).inc()
             raise
+
+    def _breaker_changed(self, key: tuple, state: str, reason: str) -> None:
+        """A caller's breaker of a service version changed state: an event (audit) and a count."""
+        metrics.breaker_changed(key[0], key[1], state)
+        self.audit.breaker(key, state, reason)
 
     def _target(self, tenant: str, service: str):
         """(owner, name, route) of a call: the caller's own service, or "<owner>/<name>" that its owner
@@ -250,16 +258,17 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         json_text, raw = _input(request)
         tenant, service = principal.tenant, request.service
         owner, name, route = self._target(tenant, service)
-        with self._observed(tenant, service, route, context) as breaker, \
+        with self._observed(tenant, service, route, context, request.method) as breaker, \
                 self._admit(tenant, f"{owner}/{name}", route, request.method):
             if breaker is not None:
                 self.breakers.before(breaker)
             yield owner, name, json_text, raw
 
     @contextlib.contextmanager
-    def _observed(self, tenant: str, service: str, route, context):
+    def _observed(self, tenant: str, service: str, route, context, method: str = ""):
         """One call's metrics and its caller's breaker (Invoke and InvokeStream alike); yields the breaker's
-        key, None when the service is not running."""
+        key, None when the service is not running. The duration is labelled with `method` only when the route
+        lists it (else "other"), so callers cannot make label values up."""
         # metrics only for services that exist, so label values stay bounded
         series = self.metrics.get(tenant, service) if route else None
         start = time.perf_counter()
@@ -280,7 +289,7 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
             raise
         finally:
             if series:
-                series.done(code, time.perf_counter() - start)
+                series.done(code, time.perf_counter() - start, method, route.methods)
             if breaker is not None and "circuit breaker is open" not in error and code != "RESOURCE_EXHAUSTED":
                 self.breakers.record(breaker, code in FAILURE_CODES, error)
 

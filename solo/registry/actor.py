@@ -28,6 +28,7 @@ from solo.registry.snapshots import SnapshotMixin, SnapshotStore
 from solo.registry.specs import SpecStore
 from solo.registry.state import Placement, RegistryState, ServiceRecord, acting_for
 from solo.registry.swap import Standby, SwapMixin
+from solo.registry.usage import UsageMixin
 from solo.registry.vault import VaultMixin
 from solo.runtime.event_log_actor import EventLogHandle
 from solo.runtime.launcher import REGISTRY_NAME, Launcher, call_host, died_message  # noqa: F401
@@ -38,7 +39,7 @@ log = logging.getLogger("solo.registry")
 
 
 class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, NodeLossMixin, LogsMixin, VaultMixin,
-                    ReloadMixin):
+                    ReloadMixin, UsageMixin):
     def __init__(self, config: dict, bind_host: str = "", control_secret: str = ""):
         """`control_secret`: what the event log asks of its callers (solo/security/control.py); it
         stays here and never goes to a host."""

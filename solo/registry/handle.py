@@ -119,5 +119,9 @@ class RegistryHandle:
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
         return await self._call("wait_routes", known_version, timeout)
 
+    async def usage(self) -> list[dict]:
+        """RSS and CPU seconds of every running service (registry/usage.py)."""
+        return await self._call("usage")
+
     async def ping(self, timeout: float = 5.0) -> bool:
         return await asyncio.wait_for(self._call("ping"), timeout)

@@ -112,7 +112,8 @@ class RegistryState:
         return [Route(r.tenant, r.name, r.version, r.state,
                       r.placement.address if r.placement and r.state == "RUNNING" else "",
                       r.placement.key if r.placement and r.state == "RUNNING" else "", r.message[:MAX_REASON],
-                      r.spec.max_concurrency)
+                      r.spec.max_concurrency, methods=r.placement.methods if r.placement else (),
+                      restarts=r.restarts)
                 for r in self.services.values()]
 
     # -- deploy --------------------------------------------------------------------------------

@@ -371,6 +371,14 @@ class ServiceHost:
                 "cpu_seconds": usage.ru_utime + usage.ru_stime + limits.tree_cpu_seconds(pids), "pid": os.getpid(),
                 "cell_pid": cell.pid if cell is not None else 0}
 
+    async def usage(self) -> dict:
+        """This host's and its cell's resident memory and CPU seconds, read from /proc only (the cell is not
+        asked, so a busy or hostile service cannot slow the registry's poll, registry/usage.py)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        pids = self._cell.pids() if self._cell is not None else []
+        return {"rss_bytes": limits.tree_rss_bytes([os.getpid(), *pids]),
+                "cpu_seconds": usage.ru_utime + usage.ru_stime + limits.tree_cpu_seconds(pids)}
+
     async def health(self) -> tuple[bool, str]:
         if self._loaded is None:
             return True, "idle"

@@ -50,7 +50,7 @@ def test_prometheus_metrics_endpoint(solo, alice, name):
     calls = [s for s in families["solo_gateway_calls"].samples
              if s.labels.get("tenant") == "alice" and s.labels.get("service") == name and s.name.endswith("_total")]
     assert calls and calls[0].labels["code"] == "OK" and calls[0].value == 3
-    assert "solo_gateway_call_seconds" in families
+    assert "solo_gateway_call_duration_seconds" in families
     alice.stop(name, remove=True)
 
 
