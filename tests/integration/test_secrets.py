@@ -153,8 +153,20 @@ def test_a_service_gets_its_secrets_and_nothing_solo_writes_holds_them(solo, ali
     # the events are rolled into Parquet within [events] roll_seconds; the spec files, WAL, segments, vault files
     # and Ray's logs (Solo's logs among them) are searched for both values
     wait_for(lambda: list((data_dir(solo) / "events").rglob("*.parquet")), timeout=30)
+    assert ray_logs() and files_holding([data_dir(solo)], key.encode())  # the search finds what is there: the key
     for secret in (value, second):
         assert files_holding([data_dir(solo), *ray_logs()], secret) == []
+
+
+def test_a_swap_hands_the_new_version_the_newest_values(alice, name):
+    key = unique("swap/")
+    alice.put_secret(key, b"first")
+    alice.deploy(READER, name, secrets=[key])
+    alice.put_secret(key, b"second")
+    assert alice.call(name, "secret", key) == "first"  # until its next start
+    alice.swap(name, READER.replace("def keys(self)", "def keys2(self)"), watch_seconds=0)
+    assert alice.call(name, "secret", key) == "second"
+    alice.stop(name, remove=True)
 
 
 def test_deploys_and_swaps_need_secrets_read_on_each_key(solo, alice, name):
