@@ -133,12 +133,14 @@ class Health:
 
 
 async def follow(health: Health, publish: Callable[[bool], Awaitable[None]], shown: bool | None = None,
-                 every: float = 1.0) -> None:
-    """The gateway's monitor: beat every `every` seconds (liveness) and `publish` readiness whenever it changes
-    (grpc health's entries), `shown` being what was published last."""
+                 every: float = 1.0, each: Callable[[bool], None] | None = None) -> None:
+    """The gateway's monitor: beat every `every` seconds (liveness), `publish` readiness whenever it changes
+    (grpc health's entries), `shown` being what was published last, and tell `each` (the gauge) every time."""
     while True:
         health.beat()
         ready = health.readiness().ok
+        if each is not None:
+            each(ready)
         if ready != shown and not health.draining:  # a stopping gateway's grpc health is set by its stop
             await publish(ready)
             shown = ready

@@ -127,8 +127,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
             await health_servicer.set(name, status)
     ready = state.readiness().ok
     await publish(ready)
-    metrics.READY.set_function(lambda: int(state.readiness().ok))
-    tasks += (asyncio.create_task(follow(state, publish, ready)),)
+    metrics.READY.set(int(ready))
+    tasks += (asyncio.create_task(follow(state, publish, ready, each=lambda now: metrics.READY.set(int(now)))),)
     if usage_poll(config, group):
         tasks += (asyncio.create_task(poll_usage(registry, config.gateway.usage_poll_seconds)),)
     if group is not None:
