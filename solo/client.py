@@ -326,6 +326,19 @@ class SoloClient(_Base):
             pages.take(self._rpc("QueryEvents", request))
         return pages.found
 
+    def logs(self, name: str, *, follow: bool = False, since_seconds: float = 0.0, tail: int = 0) -> Iterator[dict]:
+        """A service's kept output, oldest first: {"time", "stream" (stdout, stderr, solo), "version", "text"};
+        with follow, then new lines as they come (until the iterator is closed)."""
+        responses = self.stub.Logs(pb.LogsRequest(name=name, follow=follow, since_seconds=since_seconds, tail=tail),
+                                   metadata=self.metadata)
+        try:
+            for line in responses:
+                yield {"time": line.time, "stream": line.stream, "version": line.version, "text": line.text}
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+        finally:
+            responses.cancel()
+
     def watch(self, **filters) -> Iterator[dict]:
         """Catch up from after_id, then follow new events as they are committed."""
         responses = self.stub.Watch(pb.WatchRequest(filter=event_filter(**filters)), metadata=self.metadata)

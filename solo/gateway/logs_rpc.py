@@ -1,9 +1,83 @@
-"""The Logs RPC: a service's output, kept by its host, read and followed by its tenant."""
+"""The Logs RPC: a service's output, kept by the registry from its hosts, read and followed by its tenant.
+
+A plain async generator (like ListServices), so the REST gateway's SSE route can drive the same method. Lines come
+from the registry in pages (at most 1,000 lines / 1 MiB each, registry/logs.py), so what one stream holds in the
+gateway is one page whatever the service writes; a client that reads slowly is paced by gRPC's flow control and,
+if it falls behind the service's rotation, is told how many lines it missed. Follows are bounded per gateway
+process and per tenant ([logs] max_followers, followers_per_tenant).
+"""
 from __future__ import annotations
+
+import math
+
+from solo._proto import solo_pb2 as pb
+from solo.core.spec import validate_name
+from solo.errors import InvalidRequest, Overloaded
+from solo.gateway.status import rpc
+from solo.security.capabilities import Request
+
+MAX_TAIL = 100_000
+MAX_SINCE_SECONDS = 10 * 365 * 86400.0
+FOLLOW_WAIT = 15.0  # one long-poll of the registry while following
+
+
+def check_logs_request(request: pb.LogsRequest) -> None:
+    validate_name(request.name)
+    since = request.since_seconds
+    if not math.isfinite(since) or since < 0 or since > MAX_SINCE_SECONDS:
+        raise InvalidRequest(f"since_seconds {since!r} is not an age in seconds: use 0 (everything kept) or a "
+                             f"number of seconds up to {MAX_SINCE_SECONDS:.0f} (ten years), e.g. 600 for the last "
+                             "10 minutes")
+    if request.tail > MAX_TAIL:
+        raise InvalidRequest(f"tail {request.tail} is over {MAX_TAIL:,} lines; ask for fewer (0 = every kept line)")
+
+
+def _line(row) -> pb.LogLine:
+    _, when, stream, version, text = row
+    return pb.LogLine(time=when, stream=stream, version=version, text=text)
 
 
 class LogsRpcs:
     """Mixed into GatewayServicer (gateway/servicer.py)."""
 
+    def _follow_slot(self, tenant: str) -> None:
+        followers = self.__dict__.setdefault("_log_followers", {})
+        limits = self.config.logs
+        if sum(followers.values()) >= limits.max_followers:
+            raise Overloaded(f"this gateway already follows {limits.max_followers} logs ([logs] max_followers); "
+                             "read without follow, or retry later")
+        if followers.get(tenant, 0) >= limits.followers_per_tenant:
+            raise Overloaded(f"your tenant already follows {limits.followers_per_tenant} logs on this gateway "
+                             "([logs] followers_per_tenant); end one (Ctrl-C on `solo logs -f`) first")
+        followers[tenant] = followers.get(tenant, 0) + 1
 
-__all__ = ["LogsRpcs"]
+    def _follow_done(self, tenant: str) -> None:
+        followers = self.__dict__["_log_followers"]
+        followers[tenant] -= 1
+        if not followers[tenant]:
+            del followers[tenant]
+
+    @rpc(lambda r: Request("logs", r.name))
+    async def Logs(self, request, context, principal):
+        check_logs_request(request)
+        tenant, name, since = principal.tenant, request.name, request.since_seconds
+        page = await self.registry.read_logs(tenant, name, -1, since, request.tail, 0.0)  # NOT_FOUND before a slot
+        if request.follow:
+            self._follow_slot(tenant)
+        try:
+            while True:
+                if page["skipped"]:
+                    yield pb.LogLine(stream="solo", text=f"{page['skipped']} lines were rotated away before they "
+                                     "were read (the service writes faster than this stream is read)")
+                for row in page["lines"]:
+                    yield _line(row)
+                if not page["lines"] and not request.follow:
+                    return
+                page = await self.registry.read_logs(tenant, name, page["last"], since, 0,
+                                                     FOLLOW_WAIT if request.follow else 0.0)
+        finally:
+            if request.follow:
+                self._follow_done(tenant)
+
+
+__all__ = ["LogsRpcs", "check_logs_request"]

@@ -148,6 +148,7 @@ class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, Nod
             try:
                 first, _ = await self.sink.append(rows)
                 self._last_crash.update({key: first + index for key, index in crash_at.items()})
+                await self._note_events(events)  # Solo's lines in the services' logs (registry/logs.py)
             except SoloError as exc:
                 if strict:
                     raise

@@ -12,9 +12,9 @@ from solo.errors import SoloError, Unavailable
 from solo.registry.actor import REGISTRY_NAME, RegistryActor
 from solo.security.control import gated
 
-# Hosts call `resolve` (their per-host ticket proves who they are); `ping` tells nothing. Every other
-# method takes Solo's control secret first (solo/security/control.py).
-OPEN_METHODS = frozenset({"resolve", "ping"})
+# Hosts call `resolve` and `append_logs` (their per-host ticket proves who they are); `ping` tells nothing.
+# Every other method takes Solo's control secret first (solo/security/control.py).
+OPEN_METHODS = frozenset({"resolve", "append_logs", "ping"})
 
 
 def get_or_create_registry(config: SoloConfig, bind_host: str = "", scheduling_strategy=None, *,
@@ -115,6 +115,10 @@ class RegistryHandle:
 
     async def vault_rotate(self, tenant: str, who: dict) -> dict:
         return await self._call("vault_rotate", tenant, who)
+
+    async def read_logs(self, tenant: str, name: str, after: int, since_seconds: float, tail: int,
+                        wait_seconds: float) -> dict:
+        return await self._call("read_logs", tenant, name, after, since_seconds, tail, wait_seconds)
 
     async def wait_routes(self, known_version: int, timeout: float) -> tuple[int, list[dict]]:
         return await self._call("wait_routes", known_version, timeout)

@@ -67,20 +67,48 @@ def printable(text: str) -> str:
     return _CONTROLS.sub("", _ESCAPES.sub("", text))
 
 
+class OutputBudget:
+    """The bytes a second of a service's output that are kept, stdout and stderr together: OUTPUT_RATE with a
+    burst of OUTPUT_BURST. What is over it is dropped and counted (`dropped`) until a relay reports it."""
+
+    def __init__(self, rate: float = OUTPUT_RATE, burst: float = OUTPUT_BURST, clock=time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.left, self.at, self.dropped = float(burst), clock(), 0
+
+    def take(self, size: int) -> bool:
+        now = self.clock()
+        self.left = min(self.burst, self.left + (now - self.at) * self.rate)
+        self.at = now
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+    def note(self) -> list[str]:
+        """What was dropped since the last note, said once."""
+        dropped, self.dropped = self.dropped, 0
+        return [f"dropped {dropped} bytes of output (over the rate limit of {self.rate / 1024:g} KiB/s, burst "
+                f"{self.burst / 1024:g} KiB)"] if dropped else []
+
+
 class OutputRelay:
-    """What the service prints, copied to the host's stderr (Ray's log of the host), within a byte budget:
-    OUTPUT_RATE bytes a second with a burst of OUTPUT_BURST; what is over it is dropped and counted.
+    """What the service prints on one stream (stdout or stderr), copied to the host's stderr (Ray's log of the
+    host) within a byte budget shared by the service's streams (OutputBudget); what is over it is dropped and
+    counted.
 
     Every line leaves as `[label] text`, the label being the service (tenant/name) once it is loaded, the
     host's name before, and the text cleaned of escapes and control characters (`printable`): the log's
     reader can always tell the service's output from Solo's own lines, and a service cannot forge them or
-    send escapes to the operator's terminal."""
+    send escapes to the operator's terminal. Once the host sets `keep` (at load), each cleaned line also goes
+    to it as (stream, lines), and a note of dropped bytes as ("solo", [note]): the host tags and keeps them
+    (runtime/logship.py); the cell chooses neither the stream nor the tags."""
 
-    def __init__(self, pipe, sink=None, label: str = ""):
+    def __init__(self, pipe, sink=None, label: str = "", stream: str = "stdout", budget: OutputBudget | None = None,
+                 keep: Callable[[str, list[str]], None] | None = None):
         self.pipe, self.sink = pipe, sink or sys.stderr
-        self.label = label
+        self.label, self.stream, self.keep = label, stream, keep
+        self.budget = budget or OutputBudget()
         self.partial = b""  # the start of a line whose end has not come yet
-        self.budget, self.at, self.dropped = float(OUTPUT_BURST), time.monotonic(), 0
         os.set_blocking(pipe.fileno(), False)
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(pipe.fileno(), self._readable)
@@ -92,37 +120,65 @@ class OutputRelay:
         if not data:
             self.close()
             return
-        now = time.monotonic()
-        self.budget = min(OUTPUT_BURST, self.budget + (now - self.at) * OUTPUT_RATE)
-        self.at = now
-        if len(data) > self.budget:
-            self.dropped += len(data) + len(self.partial)
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        if not self.budget.take(len(data)):
+            self.budget.dropped += len(data) + len(self.partial)
             self.partial = b""  # its end is lost with this data: it is not glued to a later line
             return
-        self.budget -= len(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
         if len(self.partial) > MAX_LINE:
             lines.append(self.partial)
             self.partial = b""
-        notes = [f"[service output: {self.dropped} bytes over the budget were dropped]"] if self.dropped else []
-        self.dropped = 0
-        self._write(notes + [line.decode(errors="replace") for line in lines])
+        self._note()
+        self._write([line.decode(errors="replace") for line in lines])
+
+    def _note(self) -> None:
+        notes = self.budget.note()
+        if notes:
+            self._emit(f"[service output: {notes[0]}]")
+            if self.keep is not None:
+                self.keep("solo", notes)
 
     def _write(self, lines: list[str]) -> None:
         if not lines:
             return
+        cleaned = [printable(line) for line in lines]
+        self._emit(*cleaned)
+        if self.keep is not None:
+            self.keep(self.stream, cleaned)
+
+    def _emit(self, *lines: str) -> None:
         prefix = f"[{printable(self.label)}] " if self.label else ""
         try:
-            self.sink.write("".join(f"{prefix}{printable(line)}\n" for line in lines))
+            self.sink.write("".join(f"{prefix}{line}\n" for line in lines))
             self.sink.flush()
         except (OSError, ValueError):
             pass
 
+    def drain(self) -> None:
+        """Read what is already in the pipe (the service's last words before it ended or was stopped)."""
+        if self.pipe.closed:
+            return
+        for _ in range(64):  # at most 4 MiB: a pipe holds far less, unless a process still writes
+            try:
+                data = os.read(self.pipe.fileno(), 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            self._take(data)
+
     def close(self) -> None:
+        self.drain()
         if self.partial:
             self._write([self.partial.decode(errors="replace")])
             self.partial = b""
+        self._note()
         if not self.pipe.closed:
             self.loop.remove_reader(self.pipe.fileno())
             self.pipe.close()
@@ -133,7 +189,9 @@ class CellProcess:
                  policy: sandbox.CellPolicy, label: str = ""):
         self.proc, self.wire, self.fds, self.policy = proc, wire, fds, policy
         self.egress = HostEgress(egress)
-        self.output = OutputRelay(proc.stdout, label=label)  # the host relabels it with the service at load
+        budget = OutputBudget()  # the host relabels both with the service at load (capture)
+        self.output = OutputRelay(proc.stdout, label=label, budget=budget)
+        self.errors = OutputRelay(proc.stderr, label=label, stream="stderr", budget=budget)
         self.pid = proc.pid
         self.exited = asyncio.get_running_loop().create_future()
         self._watch()
@@ -157,7 +215,7 @@ class CellProcess:
         try:
             # the cell's output goes through a pipe the host reads (OutputRelay), never to the host's own files
             proc = subprocess.Popen(argv, pass_fds=keep, env=env if env is not None else {}, cwd=scratch,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)
         finally:
             for end in (ctl_cell, fds_cell, egress_cell):
@@ -212,6 +270,16 @@ class CellProcess:
     def pids(self) -> list[int]:
         return descendants(self.pid) if self.proc.poll() is None else []
 
+    def capture(self, label: str, keep: Callable[[str, list[str]], None]) -> None:
+        """From now on the output is labelled `label` in the host's log and each line also goes to `keep`."""
+        for relay in (self.output, self.errors):
+            relay.label, relay.keep = label, keep
+
+    def drain(self) -> None:
+        """Take in what the service wrote before it ended (its pipes may still hold it)."""
+        for relay in (self.output, self.errors):
+            relay.drain()
+
     def hand(self, header: dict, sock: socket.socket) -> bool:
         return cellwire.send_socket(self.fds, header, sock)
 
@@ -223,6 +291,7 @@ class CellProcess:
         self.wire.close("stopped")
         self.egress.close()
         self.output.close()
+        self.errors.close()
         for pid in reversed(self.pids()):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -231,4 +300,4 @@ class CellProcess:
         self.fds.close()
 
 
-__all__ = ["CellProcess", "OutputRelay", "descendants", "exit_reason", "printable"]
+__all__ = ["CellProcess", "OutputBudget", "OutputRelay", "descendants", "exit_reason", "printable"]

@@ -34,6 +34,7 @@ from solo.runtime import limits
 from solo.runtime.cell_process import CellProcess
 from solo.runtime.egress import parse_rules
 from solo.runtime.host_listener import HANDSHAKE_SECONDS, HostListener, connect_authenticated, end_relays
+from solo.runtime.logship import LogShipper
 from solo.runtime.sandbox import CellPolicy, SandboxUnavailable, check_data_dir
 from solo.security import seal
 from solo.security.node_tls import NodeTls
@@ -51,6 +52,7 @@ FREEZE_EXTRA_SECONDS = 8.0  # beyond the drain
 RESTORE_SECONDS = 60.0
 SNAPSHOT_SECONDS = 10.0  # a periodic snapshot() (registry/snapshots.py); the service keeps serving meanwhile
 STATS_SECONDS = 2.0
+LAST_WORDS_SECONDS = 2.0  # how long an ending host waits for its service's last output to reach the registry
 
 
 class ServiceHost:
@@ -94,6 +96,8 @@ class ServiceHost:
         self._tenant = self._service = self._ticket = ""
         self._refs = 0
         self._discover_limit = RateLimiter(Rate(DISCOVER_RATE, 2 * DISCOVER_RATE))
+        self._logs: LogShipper | None = None  # the service's output on its way to the registry (from load on)
+        self._ending: asyncio.Task | None = None
 
     async def ready(self) -> dict:
         """Start the cell and the call port (once); a cell that died before any service was sent to it (a
@@ -136,7 +140,16 @@ class ServiceHost:
             return  # stopped on purpose, or not serving yet (a failed load is the registry's to clean up)
         log.warning("the service's cell %s; ending the host", future.result())
         self._listener.close()
-        os._exit(70)
+        self._ending = asyncio.get_running_loop().create_task(self._end(70))
+
+    async def _end(self, code: int) -> None:
+        """End the host once its service's last output (a traceback, say) reached the registry, or after
+        LAST_WORDS_SECONDS."""
+        if self._cell is not None:
+            self._cell.drain()
+        if self._logs is not None:
+            await self._logs.flush(LAST_WORDS_SECONDS)
+        os._exit(code)
 
     def _handoff(self, sock: socket.socket, expires: float) -> bool:
         cell = self._cell
@@ -172,7 +185,8 @@ class ServiceHost:
                       "max_concurrency": max_concurrency, "egress": list(allow_egress),
                       "secrets": self._open_secrets(secrets)}
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
-            cell.output.label = f"{tenant}/{name}"  # its output is labelled with the service from now on
+            self._logs = LogShipper(self._send_logs, version)  # the host tags each line, not the cell
+            cell.capture(f"{tenant}/{name}", self._logs.add)  # labelled with the service and kept from now on
             # the watchdog runs from before the source is sent: what the service's imports and constructor allocate
             # counts too (kept when the load succeeds, ended when it fails)
             if memory_bytes:
@@ -291,6 +305,17 @@ class ServiceHost:
         return {"ref": self._refs, "version": found["version"], "concurrency": found["concurrency"],
                 "queue": found["queue"]}, b""
 
+    async def _send_logs(self, lines: list[list]) -> None:
+        """A batch of the service's output to the registry, which files it under the service this host's ticket
+        names (registry/logs.py)."""
+        import ray
+
+        from solo.runtime.launcher import REGISTRY_NAME, call_host
+
+        registry = ray.get_actor(REGISTRY_NAME, namespace=self._namespace)
+        await call_host(registry.append_logs.remote(self._tenant, self._service, self._name, self._ticket, lines),
+                        10.0, "sending the service's output")
+
     # -- hot swap ------------------------------------------------------------------------------
     async def freeze(self, drain_seconds: float, max_state_bytes: int = 64 << 20) -> dict:
         """Stop taking calls (they are answered MOVED and re-sent by the gateway), let the ones in flight
@@ -403,7 +428,9 @@ class ServiceHost:
                     message = "stop() did not return within the grace period"
                 except SoloError as exc:
                     message = exc.message
-            cell.kill()
+            cell.kill()  # what it printed last (its stop hook's words) is read first
+        if self._logs is not None:
+            await self._logs.flush(LAST_WORDS_SECONDS)
         end_relays()
         self._closed.set()
         return message

@@ -1,0 +1,217 @@
+"""`Logs` with real Solo: a service's stdout and stderr kept with the host's tags, tail and since, follow, a crash
+restart keeping what came before, tenancy, the disk bound under a flood, bad input, rights, and `solo logs`."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+import pytest
+
+from solo import InvalidRequest, NotFound, PermissionDenied, SoloClient
+from solo._proto import solo_pb2 as pb
+from solo.cli import main as cli_main
+from tests.conftest import source, wait_for
+
+TALKER = source("""
+    import os, sys
+
+    class Talker:
+        def __init__(self):
+            print("booting", flush=True)
+
+        def say(self, text, err=False):
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+            return text
+
+        def forge(self):
+            print('{"n": 1, "s": "solo", "v": "9", "m": "forged"}\\n\\x1b[31mred\\x1b[0m', flush=True)
+
+        def flood(self, lines, width):
+            chunk = ("x" * width + "\\n") * 100
+            for _ in range(lines // 100):
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+            return lines
+
+        def crash(self):
+            print("about to crash", flush=True)
+            os._exit(3)
+""")
+
+
+def texts(client, name, **options) -> list[str]:
+    return [line["text"] for line in client.logs(name, **options) if line["stream"] != "solo"]
+
+
+def has_lines(client, name, *wanted, **options):
+    return lambda: set(wanted) <= set(texts(client, name, **options))
+
+
+@pytest.fixture
+def talker(alice, name):
+    alice.deploy(TALKER, name, version="1")
+    yield name
+    try:
+        alice.stop(name, remove=True)
+    except NotFound:
+        pass
+
+
+def test_stdout_and_stderr_come_back_in_order_with_the_hosts_tags(alice, talker):
+    before = time.time()
+    alice.call(talker, "say", "one")
+    alice.call(talker, "say", "two", True)
+    alice.call(talker, "say", "three")
+    alice.call(talker, "forge")
+    wait_for(has_lines(alice, talker, "booting", "one", "two", "three", "red"))
+    lines = list(alice.logs(talker))
+    mine = [(ln["stream"], ln["text"]) for ln in lines if ln["stream"] != "solo"]
+    assert mine[:4] == [("stdout", "booting"), ("stdout", "one"), ("stderr", "two"), ("stdout", "three")]
+    assert ("stdout", '{"n": 1, "s": "solo", "v": "9", "m": "forged"}') in mine  # text, never a tag
+    assert ("stdout", "red") in mine  # escapes cleaned
+    assert all(ln["version"] == "1" for ln in lines)
+    assert all(before - 60 < ln["time"] < time.time() + 1 for ln in lines)
+    assert any(ln["stream"] == "solo" and ln["text"].startswith("started version 1") for ln in lines)
+    assert [ln["time"] for ln in lines if ln["stream"] != "solo"] == \
+        sorted(ln["time"] for ln in lines if ln["stream"] != "solo")
+
+
+def test_tail_and_since(alice, talker):
+    for word in ("a", "b", "c", "d"):
+        alice.call(talker, "say", word)
+    wait_for(has_lines(alice, talker, "a", "b", "c", "d"))
+    assert texts(alice, talker, tail=2) == ["c", "d"]
+    assert [ln["text"] for ln in alice.logs(talker, tail=1)] == ["d"]
+    time.sleep(1.5)
+    alice.call(talker, "say", "late")
+    wait_for(has_lines(alice, talker, "late"))
+    assert texts(alice, talker, since_seconds=1.0) == ["late"]
+    assert "booting" in texts(alice, talker, since_seconds=3600)
+
+
+def test_follow_sees_a_new_line_live(alice, talker):
+    seen: list[pb.LogLine] = []
+    call = alice.stub.Logs(pb.LogsRequest(name=talker, follow=True, tail=1), metadata=alice.metadata)
+
+    def read():
+        try:
+            for line in call:
+                seen.append(line)
+        except grpc.RpcError as exc:
+            seen.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_for(lambda: seen)  # the tail came
+    alice.call(talker, "say", "live one")
+    wait_for(lambda: any(getattr(ln, "text", "") == "live one" for ln in seen), timeout=20)
+    call.cancel()  # the client ends the follow
+    reader.join(10)
+    assert seen[-1].code() == grpc.StatusCode.CANCELLED
+
+
+def test_a_crash_restart_keeps_earlier_lines_and_says_what_happened(alice, talker):
+    alice.call(talker, "say", "before the crash")
+    with pytest.raises(Exception):  # noqa: B017 - the call's connection ends with the process
+        alice.call(talker, "crash", _timeout=20)
+    wait_for(lambda: alice.get(talker)["state"] == "RUNNING" and alice.get(talker)["restarts"] == 1, timeout=60)
+    alice.call(talker, "say", "after the restart")
+    wait_for(has_lines(alice, talker, "after the restart"))
+    lines = list(alice.logs(talker))
+    said = [ln["text"] for ln in lines]
+    assert said.index("before the crash") < said.index("about to crash") < said.index("after the restart")
+    notes = [ln["text"] for ln in lines if ln["stream"] == "solo"]
+    assert any(n.startswith("crashed:") for n in notes) and any(n.startswith("restarted version 1") for n in notes)
+    assert said.count("booting") == 2
+
+
+def test_a_stopped_service_keeps_its_logs_and_a_removed_one_loses_them(alice, name, solo):
+    alice.deploy(TALKER, name)
+    alice.call(name, "say", "kept")
+    wait_for(has_lines(alice, name, "kept"))
+    alice.stop(name)
+    lines = list(alice.logs(name))
+    assert "kept" in [ln["text"] for ln in lines] and lines[-1] == {**lines[-1], "stream": "solo", "text": "stopped"}
+    where = solo.supervisor.config.data_dir / "logs" / "alice" / name
+    assert where.is_dir()
+    alice.stop(name, remove=True)
+    assert not where.exists()
+    with pytest.raises(NotFound):
+        list(alice.logs(name))
+
+
+def test_another_tenant_gets_not_found_worded_as_for_a_missing_service(alice, bob, talker):
+    alice.call(talker, "say", "private")
+    wait_for(has_lines(alice, talker, "private"))
+    with pytest.raises(NotFound) as theirs:
+        list(bob.logs(talker))
+    with pytest.raises(NotFound) as missing:
+        list(bob.logs("no-such-service-x"))
+    assert str(theirs.value).replace(talker, "X") == str(missing.value).replace("no-such-service-x", "X")
+    with pytest.raises(NotFound):
+        list(bob.logs(talker, follow=True))
+
+
+def test_a_flood_stays_within_the_disk_bound_and_the_drop_is_noted(solo, operator, name):
+    with SoloClient(solo.address, operator.mint_token("floodco")) as client:
+        client.deploy(TALKER, name)
+        try:
+            for _ in range(3):  # 3 x 2.5 MiB: past the host's burst (1 MiB) and the service's bound (256 KiB)
+                client.call(name, "flood", 25_000, 100, _timeout=60)
+            where = solo.supervisor.config.data_dir / "logs" / "floodco" / name
+            wait_for(lambda: any("dropped" in ln["text"] for ln in client.logs(name) if ln["stream"] == "solo"),
+                     timeout=60)
+            size = sum(f.stat().st_size for f in where.iterdir())
+            assert 0 < size <= solo.supervisor.config.logs.service_bytes
+            assert len(list(where.iterdir())) <= solo.supervisor.config.logs.segments + 1
+            client.call(name, "say", "still here")  # the service is not blocked by its own flood
+            wait_for(has_lines(client, name, "still here", tail=5), timeout=60)
+        finally:
+            client.stop(name, remove=True)
+
+
+def test_bad_input_is_invalid_argument(alice, talker):
+    for options, words in [({"since_seconds": -1.0}, "since_seconds"), ({"since_seconds": float("nan")}, "since"),
+                           ({"since_seconds": 1e12}, "ten years"), ({"tail": 200_000}, "tail")]:
+        with pytest.raises(InvalidRequest, match=words):
+            list(alice.logs(talker, **options))
+    with pytest.raises(InvalidRequest, match="invalid service name"):
+        list(alice.logs("../etc"))
+
+
+def test_a_token_without_the_logs_right_is_refused(solo, operator, alice, talker):
+    with SoloClient(solo.address, operator.mint_token("alice", rights=["invoke", "discover"])) as client:
+        with pytest.raises(PermissionDenied):
+            list(client.logs(talker))
+
+
+def test_follows_are_bounded_per_tenant(solo, operator, alice, talker):
+    from solo import Overloaded
+
+    allowed = solo.supervisor.config.logs.followers_per_tenant
+    streams = [alice.logs(talker, follow=True) for _ in range(allowed)]
+    firsts = [next(s) for s in streams]  # each is open and has its first line
+    assert firsts
+    with pytest.raises(Overloaded, match="followers_per_tenant"):
+        next(alice.logs(talker, follow=True))
+    for stream in streams:
+        stream.close()
+    wait_for(lambda: next(alice.logs(talker, follow=True)), tolerate=(Overloaded,))
+
+
+def test_solo_logs_on_the_command_line(solo, alice, talker, capsys, monkeypatch):
+    alice.call(talker, "say", "from the cli")
+    wait_for(has_lines(alice, talker, "from the cli"))
+    monkeypatch.setenv("SOLO_ADDRESS", solo.address)
+    monkeypatch.setenv("SOLO_TOKEN", alice.token)
+    assert cli_main(["logs", talker, "--tail", "3", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[-1]["text"] == "from the cli" and rows[-1]["stream"] == "stdout" and len(rows) <= 3
+    assert set(rows[-1]) == {"time", "stream", "version", "text"}
+    assert cli_main(["logs", talker, "--since", "10m"]) == 0
+    human = capsys.readouterr().out
+    assert "stdout" in human and "from the cli" in human and "booting" in human
+    assert cli_main(["logs", "nope-not-here"]) != 0
+    assert "not found" in capsys.readouterr().err
