@@ -71,6 +71,20 @@ RPC_NOTES = {
     "GetMetrics": "Call counters of the caller's tenant as seen by this gateway process (reset when it restarts).",
     "MintToken": "Returns a new bearer token for `tenant` (same naming rules as services). Only the hash is "
                  "stored; the token is shown once.",
+    "PutSecret": "Stores a new version of a secret of the caller's tenant (1 for a new key); needs `secrets.write` "
+                 "on the key. The value (at most `[vault] max_secret_bytes`) is encrypted with its own data key "
+                 "before it is written. `RESOURCE_EXHAUSTED` past `[vault] max_secrets_per_tenant` or "
+                 "`max_tenant_bytes`; past `max_versions_per_key` the oldest version goes. Event `secret.put`.",
+    "GetSecret": "The newest version of a secret, or `version`; needs `secrets.read` on the key. A key of another "
+                 "tenant is `NOT_FOUND` like a missing one. Event `secret.read`, written before the answer: "
+                 "`UNAVAILABLE` when it cannot be.",
+    "ListSecrets": "Keys (never values) under `prefix`, with their newest version and versions kept; needs "
+                   "`secrets.read` on the prefix, and lists only the keys the token may read.",
+    "DeleteSecret": "Removes every version of a secret; needs `secrets.write` on the key. Event `secret.deleted`. "
+                    "A service deployed with it fails its next start until the key is put again.",
+    "RotateMasterKey": "Operator only: a new master key, every data key re-wrapped under it, the old key deleted; a "
+                       "crash at any step loses nothing (the next use of the vault finishes it). Event "
+                       "`vault.key_rotated`.",
     "WhoAmI": "The tenant the presented token acts for, and whether it is the operator token.",
 }
 
