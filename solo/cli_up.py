@@ -41,12 +41,16 @@ def _alive(pid: int) -> bool:
         return True  # no /proc here: trust kill(0)
 
 
-def _config(args):
+def _overrides(args) -> dict:
+    """The flags of `solo up` as load_config overrides (they win over the file, at start and at every reload)."""
     mutual = args.require_client_cert  # implies --tls; flags only switch on (None: keep the config file's)
-    return load_config(args.config, data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host,
-                       gateway__processes=getattr(args, "gateway_processes", None),
-                       tls__enabled=True if args.tls or mutual else None,
-                       tls__require_client_cert=True if mutual else None)
+    return dict(data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host,
+                gateway__processes=getattr(args, "gateway_processes", None),
+                tls__enabled=True if args.tls or mutual else None, tls__require_client_cert=True if mutual else None)
+
+
+def _config(args):
+    return load_config(args.config, **_overrides(args))
 
 
 def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
@@ -146,7 +150,9 @@ def run_foreground(args, config) -> int:
     if config.tls.require_client_cert and not (config.tls_dir / "clients" / "operator.crt").exists():
         from solo.security.certs import issue_client
         issue_client(config.tls_dir, "operator", days=365)  # so the CLI on this machine can connect
-    supervisor = Supervisor(config, args.ray_address, args.num_cpus)
+    from solo.config_reload import ConfigSource
+    supervisor = Supervisor(config, args.ray_address, args.num_cpus,
+                            source=ConfigSource.of(args.config, config.data_dir, **_overrides(args)))
     supervisor.prepare()
 
     async def main() -> None:

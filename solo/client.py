@@ -319,6 +319,18 @@ class SoloClient(_Base):
     def whoami(self) -> dict:
         return to_dict(self._rpc("WhoAmI", pb.WhoAmIRequest()))
 
+    # -- the configuration (operator) --
+    def config(self) -> dict:
+        """The configuration in force: {"toml", "path" (the file it was loaded from), "loaded_at"}."""
+        answer = self._rpc("GetConfig", pb.GetConfigRequest())
+        return {"toml": answer.toml, "path": answer.path, "loaded_at": answer.loaded_at}
+
+    def reload_config(self) -> dict:
+        """Load the config file again and apply what can change live: {"changed", "needs_restart", "loaded_at"}."""
+        answer = self._rpc("ReloadConfig", pb.ReloadConfigRequest(), timeout=max(self.timeout or 0, 60))
+        return {"changed": list(answer.changed), "needs_restart": list(answer.needs_restart),
+                "loaded_at": answer.loaded_at}
+
     def events(self, *, limit: int = 1000, **filters) -> list[dict]:
         """Events oldest first (filters: tenant, types, subject, since, until, after_id), all pages up to limit."""
         pages = EventPages(limit, **filters)

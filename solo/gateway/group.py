@@ -5,8 +5,9 @@ host:port with SO_REUSEPORT, so the kernel spreads incoming connections over the
 the routes, the revocations and the root keys by itself, exactly as a single gateway does; what they
 share is this module:
 
-- `GroupFile`: `<data-dir>/gateway-group`, one 40-byte slot per process (pid, the process's start time,
-  route version, the port of its internal metrics endpoint, ready), memory-mapped by every process. A deploy answered by one
+- `GroupFile`: `<data-dir>/gateway-group`, one 48-byte slot per process (pid, the process's start time,
+  route version, the port of its internal metrics endpoint, ready, config version), memory-mapped by every
+  process. A deploy answered by one
   process waits until every live process routes with the new version (`wait_version`), so the reply
   means "callable" whichever process the client's next connection reaches.
 - `per_process`: each process's share of the rates and call quotas the operator set for the gateway.
@@ -45,7 +46,8 @@ from solo.config import SoloConfig
 log = logging.getLogger("solo.gateway")
 GROUP_FILE = "gateway-group"
 PROCESS_LABEL = "gateway_process"
-_SLOT = struct.Struct("<qqqqq")  # pid, its start time, route version, internal metrics port, ready (0/1)
+_SLOT = struct.Struct("<qqqqqq")  # pid, its start time, route version, internal metrics port, ready (0/1),
+# the config version it applied (gateway/config_rpc.py)
 MAX_PROCESSES = 64
 SUMMARY_TTL = 1.0  # seconds a GetMetrics sum is reused
 SUMMARY_CONCURRENCY = 2  # sums computed at once by one process (each in a thread of the default pool)
@@ -60,6 +62,7 @@ class Slot:
     route_version: int
     metrics_port: int
     ready: bool
+    config_version: int = 0
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -122,18 +125,20 @@ class GroupFile:
         return cls(path)
 
     def write(self, index: int, pid: int | None = None, route_version: int | None = None,
-              metrics_port: int | None = None, ready: bool | None = None) -> None:
+              metrics_port: int | None = None, ready: bool | None = None,
+              config_version: int | None = None) -> None:
         """A new `pid` also records its start time (0 for pid 0), which `alive` compares."""
         old = self.slot(index)
         started = old.started if pid is None or pid == old.pid and old.started else (start_time(pid) if pid else 0)
         _SLOT.pack_into(self._map, index * _SLOT.size, old.pid if pid is None else pid, started,
                         old.route_version if route_version is None else route_version,
                         old.metrics_port if metrics_port is None else metrics_port,
-                        int(old.ready if ready is None else ready))
+                        int(old.ready if ready is None else ready),
+                        old.config_version if config_version is None else config_version)
 
     def slot(self, index: int) -> Slot:
-        pid, started, version, port, ready = _SLOT.unpack_from(self._map, index * _SLOT.size)
-        return Slot(index, pid, started, version, port, bool(ready))
+        pid, started, version, port, ready, config_version = _SLOT.unpack_from(self._map, index * _SLOT.size)
+        return Slot(index, pid, started, version, port, bool(ready), config_version)
 
     def slots(self, count: int) -> list[Slot]:
         return [self.slot(i) for i in range(count)]
@@ -210,6 +215,23 @@ class Member:
 
     def publish_version(self, version: int) -> None:
         self.group.write(self.index, pid=os.getpid(), route_version=version)
+
+    def publish_config(self, version: int) -> None:
+        self.group.write(self.index, pid=os.getpid(), config_version=version)
+
+    async def wait_config(self, version: int, timeout: float, poll: float = 0.01) -> None:
+        """Until every other live process has applied config `version` (a config reload); one that has not within
+        `timeout` is logged and not waited for (it applies it when its long-poll returns)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [s.index for s in self._peers() if s.config_version < version]
+            if not behind:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("gateway process(es) %s did not apply config version %s within %ss", behind, version,
+                            timeout)
+                return
+            await asyncio.sleep(poll)
 
     def _peers(self) -> list[Slot]:
         return [s for s in self.group.slots(self.processes)

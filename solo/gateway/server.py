@@ -17,6 +17,7 @@ from solo.core.dispatch import Dispatcher
 from solo.core.routes import RouteTable
 from solo.errors import FailedPrecondition
 from solo.gateway.audit import Audit
+from solo.gateway.config_rpc import LiveConfig
 from solo.gateway.group import Member, per_process
 from solo.gateway.health import Health, follow
 from solo.gateway.metrics_http import MetricsServer, read_token
@@ -74,10 +75,11 @@ class Gateway:
 
 
 async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityAuthenticator,
-                        event_feed=None, group: Member | None = None) -> Gateway:
+                        event_feed=None, group: Member | None = None, live: LiveConfig | None = None) -> Gateway:
     """The gateway of this process. With `group` (one of [gateway] processes > 1, gateway/group.py) it binds
     its port with SO_REUSEPORT, enforces its share of the rates and call quotas, publishes its route
-    version, and serves its own series on an internal loopback endpoint; process 0 serves /metrics for all."""
+    version, and serves its own series on an internal loopback endpoint; process 0 serves /metrics for all.
+    `live` (the caller keeps it for SIGHUP) follows the config in force; by default one with nothing to reload."""
     config = per_process(config, group.index if group is not None else 0)
     tokens = TokenService(config.data_dir, authenticator, event_feed)
     follow_from = await tokens.load_revocations()  # a revoked token is refused from the first call on
@@ -97,6 +99,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     servicer = GatewayServicer(config, registry, authenticator, follower, dispatcher, event_feed, tokens, audit,
                                rate_limiter(config), group)
     add_gateway_servicer(servicer, server)
+    servicer.live_config = live = live or LiveConfig(registry, group=group)
+    await live.attach(servicer, rate_limiter)  # a reload's values before the first call (gateway/config_rpc.py)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -131,6 +135,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     tasks += (asyncio.create_task(follow(state, publish, ready, each=lambda now: metrics.READY.set(int(now)))),)
     if usage_poll(config, group):
         tasks += (asyncio.create_task(poll_usage(registry, config.gateway.usage_poll_seconds)),)
+    tasks += (live.task,)
     if group is not None:
         group.ready()
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher,

@@ -43,7 +43,7 @@ class RegistryActor(RecoveryMixin, SwapMixin, DiscoveryMixin, SnapshotMixin, Nod
     def __init__(self, config: dict, bind_host: str = "", control_secret: str = ""):
         """`control_secret`: what the event log asks of its callers (solo/security/control.py); it
         stays here and never goes to a host."""
-        self.config = SoloConfig.model_validate(config)
+        self.config = self._in_force(SoloConfig.model_validate(config))  # with a reload's live keys (reload.py)
         rt = self.config.runtime
         # Route versions keep growing across registry restarts (gateways ignore older versions):
         # start at this incarnation's start time in ms, times 1000 (never 1000 changes a millisecond).

@@ -127,5 +127,14 @@ class RegistryHandle:
         """RSS and CPU seconds of every running service (registry/usage.py)."""
         return await self._call("usage")
 
+    async def reload_config(self, loaded: dict, path: str, who: dict) -> dict:
+        return await self._call("reload_config", loaded, path, who)
+
+    async def wait_config(self, known_version: int, timeout: float) -> tuple[int, dict]:
+        return await self._call("wait_config", known_version, timeout)
+
+    async def config_in_force(self) -> dict:
+        return await self._call("config_in_force")
+
     async def ping(self, timeout: float = 5.0) -> bool:
         return await asyncio.wait_for(self._call("ping"), timeout)

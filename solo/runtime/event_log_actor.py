@@ -29,15 +29,14 @@ class EventLogActor:
     def __init__(self, directory: str, roll_seconds: float = 5.0, roll_rows: int = 100_000,
                  compact_below_rows: int = 50_000, retention_days: float = 0, retention_bytes: int = 0,
                  tenant_retention_days: dict | None = None, retention_check_seconds: float = 60.0,
-                 checkpoint_file: str | None = None):
+                 checkpoint_file: str | None = None, reloaded_file: str | None = None):
         self.log = EventLog(Path(directory), roll_rows=roll_rows, auto_roll=False,
                             **chosen_encryption(Path(directory)))  # [events] encrypt, as checked at start
         self.roll_seconds = roll_seconds
         self.compact_below_rows = compact_below_rows
-        self.retention_age = retention_days * 86_400 or None
-        self.retention_bytes = retention_bytes or None
-        self.tenant_ages = {t: (d * 86_400 if d else None) for t, d in (tenant_retention_days or {}).items()}
-        self.retention_check_seconds = retention_check_seconds
+        self._retention(retention_days, retention_bytes, tenant_retention_days, retention_check_seconds)
+        if reloaded_file:  # restarted by Ray after a config reload: the reloaded retention, not the start's
+            self._retention_reloaded(Path(reloaded_file))
         self.checkpoint_file = Path(checkpoint_file) if checkpoint_file else None
         self._retention_due = 0.0
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
@@ -47,6 +46,30 @@ class EventLogActor:
         self._roll_now = asyncio.Event()
         self._roller: asyncio.Task | None = None
         self.failure = ""
+
+    def _retention(self, days: float, max_bytes: int, tenant_days: dict | None, check_seconds: float) -> None:
+        self.retention_age = days * 86_400 or None
+        self.retention_bytes = max_bytes or None
+        self.tenant_ages = {t: (d * 86_400 if d else None) for t, d in (tenant_days or {}).items()}
+        self.retention_check_seconds = check_seconds
+
+    def _retention_reloaded(self, path: Path) -> None:
+        from solo.config_reload import reloaded_events
+        events = reloaded_events(path)
+        if events is not None:
+            self._retention(events.retention_days, events.retention_bytes, dict(events.tenant_retention_days),
+                            events.retention_check_seconds)
+
+    async def set_retention(self, days: float, max_bytes: int, tenant_days: dict, check_seconds: float) -> dict:
+        """[events] retention from a config reload (registry/reload.py), applied at the next roll."""
+        self._retention(days, max_bytes, tenant_days, check_seconds)
+        self._retention_due = 0.0
+        return await self.retention()
+
+    async def retention(self) -> dict:
+        """The retention in force (seconds; None = no limit)."""
+        return {"max_age_seconds": self.retention_age, "max_bytes": self.retention_bytes,
+                "tenant_age_seconds": dict(self.tenant_ages), "check_seconds": self.retention_check_seconds}
 
     async def append(self, rows) -> tuple[int, int]:
         """Durably append `rows` (row dicts, or an Arrow table for bulk producers); returns their
@@ -182,12 +205,19 @@ class EventLogHandle:
     async def status(self) -> dict:
         return await self._call("status")
 
+    async def set_retention(self, days: float, max_bytes: int, tenant_days: dict, check_seconds: float) -> dict:
+        return await self._call("set_retention", days, max_bytes, tenant_days, check_seconds)
+
+    async def retention(self) -> dict:
+        return await self._call("retention")
+
     async def since(self, after_id: int, limit: int, wait_seconds: float) -> pa.Table:
         return await self._call("since", after_id, limit, wait_seconds)
 
 
 def get_or_create_event_log(directory: Path, namespace: str, events_config=None, scheduling_strategy=None,
-                            checkpoint_file: Path | None = None, *, control_secret: str):
+                            checkpoint_file: Path | None = None, *, control_secret: str,
+                            reloaded_file: Path | None = None):
     """The detached event-log actor (created on first start); `events_config` is [events] of the config;
     retention keeps the events after the registry checkpoint in `checkpoint_file`. Every call to it
     takes `control_secret` first (solo/security/control.py)."""
@@ -199,7 +229,7 @@ def get_or_create_event_log(directory: Path, namespace: str, events_config=None,
         max_concurrency=10_000, max_restarts=-1, max_task_retries=0, scheduling_strategy=scheduling_strategy,
     ).remote(control_secret, str(directory), c.roll_seconds, c.roll_rows, c.compact_below_rows, c.retention_days,
              c.retention_bytes, dict(c.tenant_retention_days), c.retention_check_seconds,
-             str(checkpoint_file) if checkpoint_file else None)
+             str(checkpoint_file) if checkpoint_file else None, str(reloaded_file) if reloaded_file else None)
     ray.get(handle.last_id.remote(control_secret))
     return handle
 

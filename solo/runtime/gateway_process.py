@@ -19,6 +19,8 @@ import sys
 import ray
 
 from solo.config import SoloConfig, loop_factory
+from solo.config_reload import ConfigSource
+from solo.gateway.config_rpc import LiveConfig
 from solo.gateway.group import GROUP_FILE, GroupFile, Member
 from solo.gateway.server import settle_collector, start_gateway
 from solo.registry.handle import RegistryHandle, find_registry
@@ -29,18 +31,22 @@ from solo.security.tokens import authenticator
 log = logging.getLogger("solo")
 
 
-async def serve(config: SoloConfig, index: int, secret: str, internal_token: str, parent: int) -> None:
+async def serve(config: SoloConfig, index: int, secret: str, internal_token: str, parent: int,
+                source: ConfigSource | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(  # (a HUP to the whole group must not end it)
+        "gateway process %d ignores SIGHUP: send it to the `solo up` process (pid %d) to reload", index, parent))
     actor = find_registry(config.namespace)
     if actor is None:
         raise SystemExit(f"gateway process {index}: no registry in namespace {config.namespace!r}")
     group = Member(GroupFile(config.data_dir / GROUP_FILE), index, config.gateway.processes, internal_token)
     gateway = await start_gateway(config, RegistryHandle(actor, secret),
                                   authenticator(config, KeyRing(config.data_dir / "keys")),
-                                  EventLogHandle(config.namespace, secret), group)
+                                  EventLogHandle(config.namespace, secret), group,
+                                  LiveConfig(RegistryHandle(actor, secret), source, group))
     settle_collector()
     log.info("gateway process %d (pid %d) serves %s:%d", index, os.getpid(), config.gateway.host, gateway.port)
     while not stop.is_set():
@@ -65,7 +71,8 @@ def main() -> int:
              configure_logging=False)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.gateway.event_loop)) as runner:
-            runner.run(serve(config, index, spec["control_secret"], spec["internal_token"], int(spec["parent"])))
+            runner.run(serve(config, index, spec["control_secret"], spec["internal_token"], int(spec["parent"]),
+                             ConfigSource.from_json(spec.get("config_source"))))
     finally:
         ray.shutdown()
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import solo
 from solo.config import SoloConfig
+from solo.config_reload import ConfigSource
 from solo.errors import FailedPrecondition
 from solo.gateway.group import GroupFile
 
@@ -24,8 +25,10 @@ PACKAGE_ROOT = str(Path(solo.__file__).resolve().parent.parent)
 
 class GatewayChildren:
     def __init__(self, config: SoloConfig, group: GroupFile, port: int, ray_address: str, control_secret: str,
-                 internal_token: str, backoff: float = 0.5, backoff_max: float = 10.0):
+                 internal_token: str, backoff: float = 0.5, backoff_max: float = 10.0,
+                 source: ConfigSource | None = None):
         self.config = config
+        self.source = source  # what a config reload loads again (every process can be asked to reload)
         self.group = group
         self.port = port
         self.ray_address = ray_address
@@ -51,6 +54,7 @@ class GatewayChildren:
         proc.stdin.write(json.dumps({
             "index": index, "port": self.port, "ray_address": self.ray_address, "control_secret": self.secret,
             "internal_token": self.token, "parent": os.getpid(),
+            "config_source": self.source.to_json() if self.source is not None else None,
             "config": self.config.model_dump(mode="json")}).encode())
         proc.stdin.close()
         self.procs[index] = proc

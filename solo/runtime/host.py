@@ -404,6 +404,14 @@ class ServiceHost:
         return {"rss_bytes": limits.tree_rss_bytes([os.getpid(), *pids]),
                 "cpu_seconds": usage.ru_utime + usage.ru_stime + limits.tree_cpu_seconds(pids)}
 
+    async def set_egress(self, allow_egress: list[str]) -> int:
+        """The service's egress rules after a config reload ([runtime] tenant_egress, registry/reload.py): what its
+        spec asks for and the operator still allows. New connections are checked against them; open ones stay."""
+        cell = self._cell
+        if cell is not None:
+            cell.egress.rules = parse_rules(allow_egress)
+        return len(allow_egress)
+
     async def health(self) -> tuple[bool, str]:
         if self._loaded is None:
             return True, "idle"

@@ -6,11 +6,13 @@ root that wires config, Ray, the registry handle, the authenticator and the gate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import secrets
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,8 +21,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from solo.config import SoloConfig, loop_factory
-from solo.errors import FailedPrecondition
+from solo.config_reload import RELOADED_FILE, ConfigSource
+from solo.errors import FailedPrecondition, SoloError
 from solo.events.crypto import open_key as open_event_key
+from solo.gateway.config_rpc import LiveConfig
 from solo.gateway.group import GROUP_FILE, GroupFile, Member
 from solo.gateway.port_lock import claim_port, lock_port, probe_free
 from solo.gateway.server import Gateway, settle_collector, start_gateway
@@ -107,8 +111,13 @@ def check_sandbox(config: SoloConfig) -> sandbox.CellPolicy:
 
 class Supervisor:
     def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
-                 resources: dict[str, float] | None = None):
+                 resources: dict[str, float] | None = None, source: ConfigSource | None = None):
+        """`source`: how `config` was made (the file and flags of `solo up`), what a config reload loads again;
+        None: nothing to reload."""
         self.config = config
+        self.source = source
+        self.live: LiveConfig | None = None  # process 0's live config: SIGHUP reloads through it
+        self._reloads: set[asyncio.Task] = set()
         self.ray_address = ray_address
         self.num_cpus = num_cpus
         self.resources = resources
@@ -145,12 +154,14 @@ class Supervisor:
         # [events] encrypt: the key made, or checked against every encrypted event file (a clear error now,
         # not an event-log actor dying in Ray); the choice is recorded for the actor in events/encryption.json
         open_event_key(self.config.data_dir / "events", self.config.events.encrypt, self.config.events.key_file)
+        (self.config.data_dir / RELOADED_FILE).unlink(missing_ok=True)  # a new start: the file and flags as now
         self.embedded = start_ray(self.config, self.ray_address, self.num_cpus, self.resources)
         on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.event_log_actor = get_or_create_event_log(self.config.data_dir / "events", self.config.namespace,
                                                        self.config.events, on_this_node,
                                                        checkpoint_file=self.config.data_dir / CHECKPOINT_FILE,
-                                                       control_secret=self.control_secret)
+                                                       control_secret=self.control_secret,
+                                                       reloaded_file=self.config.data_dir / RELOADED_FILE)
         self.registry_actor = get_or_create_registry(self.config, host_bind_address(), on_this_node,
                                                      control_secret=self.control_secret)
         self.keys = KeyRing(self.config.data_dir / "keys")
@@ -164,15 +175,16 @@ class Supervisor:
                 probe_free(self.config.gateway.host, self.config.gateway.port)
             self.group = GroupFile.create(self.config.data_dir)
             member = Member(self.group, 0, n, secrets.token_hex(32))
+        self.live = LiveConfig(self.registry_handle(), self.source, member)
         self.gateway = await start_gateway(self.config, self.registry_handle(), authenticator(self.config, self.keys),
-                                           self.event_log_handle(), member)
+                                           self.event_log_handle(), member, self.live)
         if n > 1:
             try:
                 if self.port_lock_fd is None:  # port 0: lock the port the kernel picked
                     self.port_lock_fd = lock_port(self.gateway.port, self.config.data_dir)
                 self.children = GatewayChildren(self.config, self.group, self.gateway.port,
                                                 ray.get_runtime_context().gcs_address, self.control_secret,
-                                                member.token)
+                                                member.token, source=self.source)
                 await self.children.start()
             except BaseException:
                 await self.gateway.stop()
@@ -180,7 +192,25 @@ class Supervisor:
                 raise
             log.info("%d gateway processes serve port %d (pids %s)", n, self.gateway.port, self.gateway_pids())
         settle_collector()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # the main thread only (`solo up`)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._sighup)
         return self.gateway
+
+    def _sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload_config({"principal": "SIGHUP"}))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload_config(self, who: dict) -> dict | None:
+        """What SIGHUP does: `solo config reload`, with the outcome in the log (None when refused)."""
+        try:
+            result = await self.live.reload(who)
+        except SoloError as exc:
+            log.error("configuration reload refused, nothing changed: %s", exc.message)
+            return None
+        log.warning("configuration reloaded: changed %s; needs a restart (left as it was): %s",
+                    ", ".join(result["changed"]) or "nothing", ", ".join(result["needs_restart"]) or "nothing")
+        return result
 
     def gateway_pids(self) -> list[int]:
         """The pids of the gateway processes, process 0 (this one) first."""
@@ -271,8 +301,8 @@ class ThreadedSolo:
     """Solo in a background thread of this process (tests, notebooks, benchmarks)."""
 
     def __init__(self, config: SoloConfig, ray_address: str | None = None, num_cpus: int | None = None,
-                 resources: dict[str, float] | None = None):
-        self.supervisor = Supervisor(config, ray_address, num_cpus, resources)
+                 resources: dict[str, float] | None = None, source: ConfigSource | None = None):
+        self.supervisor = Supervisor(config, ray_address, num_cpus, resources, source)
         self.loop = loop_factory(config.gateway.event_loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, name="solo-gateway", daemon=True)
 

@@ -65,6 +65,12 @@ class RateLimiter:
         self.tenant_rates = tenant_rates or {}
         self._buckets = _Buckets(clock, max_buckets)
 
+    def set_rates(self, other: RateLimiter) -> None:
+        """Take `other`'s rates (a config reload), keeping the buckets: a lowered rate or burst applies from the
+        next call (a bucket never holds more than its burst after a refill)."""
+        self.default, self.per_tenant = other.default, other.per_tenant
+        self.tenant_default, self.tenant_rates = other.tenant_default, other.tenant_rates
+
     def rate(self, tenant: str) -> Rate:
         return self.per_tenant.get(tenant, self.default)
 
