@@ -9,7 +9,7 @@ whole at each update, so a removed service's disappear with it."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -104,6 +104,37 @@ class ServiceFigures:
 
 SERVICES = ServiceFigures()
 REGISTRY.register(SERVICES)
+
+
+class BreakerStates:
+    """solo_gateway_breakers_open{tenant, service}: how many of a caller's circuit breakers of a service (one per
+    version) are open or half-open now, read from each gateway's Breakers at scrape time; only breakers of the
+    version the route table has (`live`), so a version swapped out while its breaker was open is not reported."""
+
+    def __init__(self) -> None:
+        self._sources: list[tuple[weakref.ref, Callable[[tuple], bool]]] = []
+
+    def watch(self, breakers, live: Callable[[tuple], bool]) -> None:
+        self._sources = [s for s in self._sources if s[0]() is not None] + [(weakref.ref(breakers), live)]
+
+    def collect(self):
+        counts: dict[tuple[str, str], int] = {}
+        for ref, live in list(self._sources):
+            breakers = ref()
+            if breakers is None:
+                continue
+            for key in breakers.not_closed():
+                if live(key):
+                    counts[key[:2]] = counts.get(key[:2], 0) + 1
+        family = GaugeMetricFamily("solo_gateway_breakers_open", "Circuit breakers open or half-open now, of a "
+                                   "caller's calls to a service (current version)", labels=["tenant", "service"])
+        for (tenant, service), count in sorted(counts.items()):
+            family.add_metric([tenant, service], count)
+        return [family]
+
+
+BREAKERS_OPEN = BreakerStates()
+REGISTRY.register(BREAKERS_OPEN)
 
 
 class _Series:
@@ -252,7 +283,7 @@ def names() -> dict[str, tuple[str, ...]]:
             found[f"{base}_sum"] = found[f"{base}_count"] = labels
         else:
             found[base] = labels
-    for family in SERVICES.collect():
+    for family in [*SERVICES.collect(), *BREAKERS_OPEN.collect()]:
         suffix = "_total" if family.type == "counter" else ""
         found[family.name + suffix] = ("tenant", "service")
     return found

@@ -73,6 +73,14 @@ class Breakers:
         b = self._breakers.get(key)
         return b.state if b else "closed"
 
+    def not_closed(self) -> list[tuple]:
+        """Keys of the breakers open or half-open now (read by the metrics' scrape thread: a change meanwhile
+        gives an empty answer for that scrape rather than an error)."""
+        try:
+            return [key for key, b in list(self._breakers.items()) if b.state != "closed"]
+        except RuntimeError:  # changed size during the copy
+            return []
+
     def forget(self, keep: set[tuple]) -> None:
         """Drop breakers of versions no longer routed (after replaces and removals)."""
         for key in [k for k in self._breakers if k not in keep]:

@@ -74,6 +74,7 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
                                                 limits.auth_failures_burst or 2 * limits.auth_failures_per_second))
         self.breakers = Breakers(limits.breaker_failures, limits.breaker_open_seconds,
                                  on_change=self._breaker_changed)
+        metrics.BREAKERS_OPEN.watch(self.breakers, self._breaker_live)
         self.admission = Admission(lambda tenant: quota_for(config, tenant).max_concurrent_calls,
                                    limits.service_queue_limit, limits.max_in_flight, limits.adaptive_in_flight,
                                    limits.min_in_flight, limits.hold_ignored_refusals)
@@ -96,6 +97,13 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
             self.audit.shed(tenant, shown, reason)
             metrics.SHED.labels(tenant, metrics.shed_reason(reason)).inc()
             raise
+
+    def _breaker_live(self, key: tuple) -> bool:
+        """Is breaker `key` (caller, service as called, version) of the version the route table has now?"""
+        tenant, service, version = key
+        owner, _, name = service.rpartition("/")
+        route = self.dispatcher.routes.get(owner or tenant, name)
+        return route is not None and route.version == version
 
     def _breaker_changed(self, key: tuple, state: str, reason: str) -> None:
         """A caller's breaker of a service version changed state: an event (audit) and a count."""

@@ -136,8 +136,10 @@ def test_shed_calls_and_breaker_transitions_are_counted(solo, operator, alice, n
         with pytest.raises(Unavailable, match="circuit breaker is open"):
             alice.call(name, "wait", 0)
         assert value(solo, "solo_gateway_breaker_transitions_total", tenant="alice", service=name, to="open") == 1
+        assert value(solo, "solo_gateway_breakers_open", tenant="alice", service=name) == 1
         wait_for(lambda: alice.call(name, "wait", 0) == 0, tolerate=(SoloError,))  # a probe after 1 s closes it
         assert value(solo, "solo_gateway_breaker_transitions_total", tenant="alice", service=name, to="closed") == 1
+        assert value(solo, "solo_gateway_breakers_open", tenant="alice", service=name) is None  # none open
     finally:
         alice.stop(name, remove=True)
     wait_for(lambda: not series_of(solo, "alice", name))
