@@ -75,7 +75,7 @@ class ConfigSource:
         return None if not data else cls(data.get("path"), dict(data.get("overrides") or {}))
 
     @classmethod
-    def of(cls, path: Path | str | None, data_dir: Path, **overrides) -> ConfigSource:
+    def of(cls, path: Path | str | None, data_dir: Path, /, **overrides) -> ConfigSource:
         """The source of `load_config(path, **overrides)` that made a config whose data_dir is `data_dir`."""
         kept = {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items() if v is not None}
         kept["data_dir"] = str(data_dir)  # resolved: a reload elsewhere reads the same directory

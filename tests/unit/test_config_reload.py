@@ -27,8 +27,8 @@ from solo.errors import FailedPrecondition, InvalidRequest
 def test_the_flags_of_solo_up_still_win_after_a_reload(tmp_path):
     path = tmp_path / "solo.toml"
     path.write_text("[gateway]\nport = 8080\n[limits]\ntenant_rate_per_second = 50\n")
-    source = ConfigSource.of(path, tmp_path, gateway__port=7171, gateway__host=None)
-    assert source.overrides == {"gateway__port": 7171, "data_dir": str(tmp_path)}
+    source = ConfigSource.of(path, tmp_path, gateway__port=7171, gateway__host=None, data_dir="relative/or/None")
+    assert source.overrides == {"gateway__port": 7171, "data_dir": str(tmp_path)}  # the one load_config resolved
     path.write_text("[gateway]\nport = 9090\n[limits]\ntenant_rate_per_second = 5\n")
     config = source.load()
     assert config.gateway.port == 7171 and config.limits.tenant_rate_per_second == 5
