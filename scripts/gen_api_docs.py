@@ -85,6 +85,17 @@ RPC_NOTES = {
     "RotateMasterKey": "Operator only: a new master key, every data key re-wrapped under it, the old key deleted; a "
                        "crash at any step loses nothing (the next use of the vault finishes it). Event "
                        "`vault.key_rotated`.",
+    "GetConfig": "Operator only (the `config` right and the operator token; a tenant's token is `PERMISSION_DENIED`): "
+                 "the configuration in force as TOML, with the whole gateway's rates (not one process's share), "
+                 "paths to secret files but never their content, the file it came from and when it was (re)loaded.",
+    "ReloadConfig": "Operator only, like GetConfig: loads the configuration again the way `solo up` made it (defaults "
+                    "< its file < its flags, which still win) and applies the keys that can change live (quotas, "
+                    "rates, retention, egress rules; a removed destination is refused to running services' new "
+                    "connections). Replies once every gateway process applies it: `changed` lists them, "
+                    "`needs_restart` the keys that differ but stay as they were until the next `solo up`. A file "
+                    "that does not load changes nothing: `INVALID_ARGUMENT` naming the key and the problem "
+                    "(`FAILED_PRECONDITION` when the file is gone, or Solo was not started from one). Event "
+                    "`config.reloaded` (keys only; a tenant sees only its own keys). SIGHUP to `solo up` does the same.",
     "WhoAmI": "The tenant the presented token acts for, and whether it is the operator token.",
 }
 
