@@ -8,10 +8,15 @@ beside the secrets) are checked here too: the token needs secrets.read on every 
 from __future__ import annotations
 
 from solo._proto import solo_pb2 as pb
-from solo.errors import InvalidRequest, PermissionDenied, SoloError
+from solo.errors import InvalidRequest, Overloaded, PermissionDenied, SoloError
 from solo.gateway.status import rpc
 from solo.security.capabilities import Request
+from solo.security.ratelimit import Rate, RateLimiter
 from solo.security.vault import KEY_RE, validate_key
+
+# vault RPCs a tenant may make per second at one gateway process (each is file work, with fsync, and an event in
+# the registry; services get their secrets at start, not through these, so people and scripts never need more)
+VAULT_CALLS = Rate(20.0, 100.0)
 
 
 def _on_secret(operation: str, key=lambda r: r.key):
@@ -25,6 +30,18 @@ def _on_secret(operation: str, key=lambda r: r.key):
 
 class SecretsRpcs:
     """Mixed into GatewayServicer (gateway/servicer.py)."""
+
+    _vault_limiter: RateLimiter | None = None
+
+    def _vault_spend(self, tenant: str) -> None:
+        if self._vault_limiter is None:
+            self._vault_limiter = RateLimiter(Rate(0, 0), tenant_default=VAULT_CALLS)
+        try:
+            self._vault_limiter.take(tenant, "")
+        except Overloaded as exc:
+            error = Overloaded(f"vault calls: {exc.message}")
+            error.retry_after = exc.retry_after
+            raise error from None
 
     def _may(self, context, request: Request) -> bool:
         try:
@@ -51,6 +68,7 @@ class SecretsRpcs:
 
     @rpc(_on_secret("secrets.write"))
     async def PutSecret(self, request, context, principal):
+        self._vault_spend(principal.tenant)
         validate_key(request.key)
         limit = self.config.vault.max_secret_bytes
         if len(request.value) > limit:
@@ -62,6 +80,7 @@ class SecretsRpcs:
 
     @rpc(_on_secret("secrets.read"))
     async def GetSecret(self, request, context, principal):
+        self._vault_spend(principal.tenant)
         validate_key(request.key)
         result = await self.registry.secret_get(principal.tenant, request.key, request.version,
                                                 self._who(principal, context))
@@ -70,21 +89,26 @@ class SecretsRpcs:
 
     @rpc(_on_secret("secrets.read", lambda r: r.prefix))
     async def ListSecrets(self, request, context, principal):
+        self._vault_spend(principal.tenant)
         if request.prefix:
             validate_key(request.prefix)
         found = await self.registry.secret_list(principal.tenant, request.prefix)
-        # a token attenuated to some keys sees only those (not even the names of the others)
-        return pb.ListSecretsResponse(secrets=[pb.SecretInfo(**s) for s in found
-                                               if self._may(context, Request("secrets.read", secret=s["key"]))])
+        # a token attenuated to some keys sees only those (not even the names of the others); one that may read
+        # without naming a key has no such check
+        if not self._may(context, Request("secrets.read")):
+            found = [s for s in found if self._may(context, Request("secrets.read", secret=s["key"]))]
+        return pb.ListSecretsResponse(secrets=[pb.SecretInfo(**s) for s in found])
 
     @rpc(_on_secret("secrets.write"))
     async def DeleteSecret(self, request, context, principal):
+        self._vault_spend(principal.tenant)
         validate_key(request.key)
         result = await self.registry.secret_delete(principal.tenant, request.key, self._who(principal, context))
         return pb.DeleteSecretResponse(versions=result["versions"])
 
     @rpc(lambda r: Request("secrets.write"))
     async def RotateMasterKey(self, request, context, principal):
+        self._vault_spend(principal.tenant)
         if not principal.operator:
             raise PermissionDenied("only the operator can rotate the vault's master key (it protects every tenant's "
                                    "secrets)")

@@ -1,7 +1,8 @@
 """The vault in the registry: secrets put, read, listed, removed, injected at start, each access an event.
 
-The registry is the vault's single writer (security/vault.py holds the encryption and the files); every
-operation runs under one lock, its file work in a thread. Events name the key, the version and who
+The registry is the vault's single writer (security/vault.py holds the encryption and the files): a tenant's
+operations run one at a time, beside other tenants' (a rotation alone), their file work in the vault's own
+threads. Events name the key, the version and who
 asked, never a value. A read is refused when its event cannot be written (no unaudited reads); a
 change already on disk queues its event like the registry's other events (written at the next commit).
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from solo.errors import FailedPrecondition, NotFound, SoloError, Unavailable
 from solo.registry.state import Event, ServiceRecord, acting_for
@@ -23,28 +26,77 @@ from solo.security import seal
 from solo.security.vault import SEAL_PURPOSE, Vault, VaultLimits
 
 log = logging.getLogger("solo.registry")
+VAULT_THREADS = 2  # the vault's file work (reads, encrypted writes with fsync) for all tenants
 MAX_INJECTED_BYTES = 256 * 1024  # the values one service is handed, in all (they travel in the cell's load header)
+
+
+class VaultGate:
+    """Operations of different tenants run side by side, one at a time per tenant; opening the vault and a
+    rotation run alone (they touch every tenant's file and the master keys)."""
+
+    def __init__(self):
+        self.tenants: dict[str, asyncio.Lock] = {}
+        self.running = 0
+        self.alone_now = False
+        self.changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def tenant(self, tenant: str):
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.alone_now)
+            self.running += 1
+        try:
+            async with self.tenants.setdefault(tenant, asyncio.Lock()):
+                yield
+        finally:
+            async with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def alone(self):
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.alone_now)
+            self.alone_now = True  # no new operation starts; the running ones finish
+            await self.changed.wait_for(lambda: self.running == 0)
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self.alone_now = False
+                self.changed.notify_all()
 
 
 class VaultMixin:
     """Mixed into RegistryActor (registry/actor.py)."""
 
     _vault: Vault | None = None
-    _vault_lock: asyncio.Lock | None = None
+    _vault_gate: VaultGate | None = None
+    _vault_pool: ThreadPoolExecutor | None = None  # its own threads: vault I/O never holds up the registry's
 
-    async def _vault_call(self, fn, *args):
-        """fn(vault, *args) in a thread, one at a time; the vault is opened (finishing an interrupted
-        rotation) by the first call."""
-        if self._vault_lock is None:
-            self._vault_lock = asyncio.Lock()
-        async with self._vault_lock:
-            if self._vault is None:
-                c = self.config.vault
-                limits = VaultLimits(c.max_secret_bytes, c.max_secrets_per_tenant, c.max_versions_per_key,
-                                     c.max_tenant_bytes)
-                self._vault = await asyncio.to_thread(Vault, self.config.data_dir / "vault", limits,
-                                                      c.master_key_file)
-            return await asyncio.to_thread(fn, self._vault, *args)
+    async def _in_vault_thread(self, fn, *args):
+        if self._vault_pool is None:
+            self._vault_pool = ThreadPoolExecutor(VAULT_THREADS, thread_name_prefix="solo-vault")
+        return await asyncio.get_running_loop().run_in_executor(self._vault_pool, fn, *args)
+
+    async def _vault_open(self) -> None:
+        """The first call opens the vault (finishing a rotation a crash interrupted), alone."""
+        if self._vault_gate is None:
+            self._vault_gate = VaultGate()
+        if self._vault is None:
+            async with self._vault_gate.alone():
+                if self._vault is None:
+                    c = self.config.vault
+                    limits = VaultLimits(c.max_secret_bytes, c.max_secrets_per_tenant, c.max_versions_per_key,
+                                         c.max_tenant_bytes)
+                    self._vault = await self._in_vault_thread(Vault, self.config.data_dir / "vault", limits,
+                                                              c.master_key_file)
+
+    async def _vault_call(self, tenant: str, fn):
+        """fn(vault) in a vault thread, one at a time for `tenant`."""
+        await self._vault_open()
+        async with self._vault_gate.tenant(tenant):
+            return await self._in_vault_thread(fn, self._vault)
 
     def _vault_event(self, tenant: str, type_: str, subject: str, who: dict | None, **payload) -> Event:
         return Event(type_, tenant, subject, payload, who=who or {})
@@ -65,22 +117,22 @@ class VaultMixin:
 
     # -- RPCs --------------------------------------------------------------------------------------
     async def secret_put(self, tenant: str, key: str, value: bytes, who: dict | None = None) -> dict:
-        put = await self._vault_call(lambda v: v.put(tenant, key, value))
+        put = await self._vault_call(tenant, lambda v: v.put(tenant, key, value))
         await self._audit_change(self._vault_event(tenant, "secret.put", key, who, version=put.version))
         return {"key": put.key, "version": put.version}
 
     async def secret_get(self, tenant: str, key: str, version: int = 0, who: dict | None = None) -> dict:
-        got = await self._vault_call(lambda v: v.get(tenant, key, version))
+        got = await self._vault_call(tenant, lambda v: v.get(tenant, key, version))
         await self._audit_read(self._vault_event(tenant, "secret.read", key, who, version=got.version))
         return {"key": got.key, "version": got.version, "value": got.value, "created_at": got.created_at}
 
     async def secret_list(self, tenant: str, prefix: str = "") -> list[dict]:
-        found = await self._vault_call(lambda v: v.list(tenant, prefix))
+        found = await self._vault_call(tenant, lambda v: v.list(tenant, prefix))
         return [{"key": s.key, "version": s.version, "versions": s.versions, "created_at": s.created_at,
                  "updated_at": s.updated_at} for s in found]
 
     async def secret_delete(self, tenant: str, key: str, who: dict | None = None) -> dict:
-        versions = await self._vault_call(lambda v: v.delete(tenant, key))
+        versions = await self._vault_call(tenant, lambda v: v.delete(tenant, key))
         await self._audit_change(self._vault_event(tenant, "secret.deleted", key, who, versions=versions))
         return {"versions": versions}
 
@@ -93,7 +145,7 @@ class VaultMixin:
                 except NotFound:
                     raise NotFound(f"secret {key!r} not found; put it first (`solo secrets put {key}`), then "
                                    "deploy") from None
-        await self._vault_call(check)
+        await self._vault_call(tenant, check)
 
     async def secret_keys(self, tenant: str, name: str) -> list[str]:
         """The secrets a service of the tenant is deployed with ([] when there is no such service)."""
@@ -105,7 +157,9 @@ class VaultMixin:
         def rotate(vault: Vault) -> tuple[str, int, int]:
             kid, count = vault.rotate()
             return kid, count, len(vault.unreadable)
-        kid, rewrapped, unreadable = await self._vault_call(rotate)
+        await self._vault_open()
+        async with self._vault_gate.alone():
+            kid, rewrapped, unreadable = await self._in_vault_thread(rotate, self._vault)
         if unreadable:
             log.warning("the master-key rotation left %d secret versions that did not decrypt as they were", unreadable)
         await self._audit_change(self._vault_event(tenant, "vault.key_rotated", "vault", who, key_id=kid,
@@ -134,7 +188,7 @@ class VaultMixin:
                                              f"put it again (`solo secrets put {key}`), then deploy or restart "
                                              "the service") from None
             return found
-        found = await self._vault_call(read)
+        found = await self._vault_call(record.tenant, read)
         total = sum(len(v.value) for v in found.values())
         if total > MAX_INJECTED_BYTES:
             raise FailedPrecondition(f"the secrets of service {record.name!r} hold {total} bytes in all, over the "

@@ -28,7 +28,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ FORMAT = 1
 SEAL_PURPOSE = "service secrets"  # what the registry seals a service's secrets to its host for (security/seal.py)
 _NONCE = 12
 _MASTER_FILE = re.compile(r"master-([0-9a-f]{16})\.key")
+CACHED_TENANTS = 32  # tenants' files kept parsed in memory (the most recently used)
 
 
 class VaultCorrupt(Exception):
@@ -256,7 +259,8 @@ class FileKeys:
 
 
 class Vault:
-    """All tenants' secrets in one directory. Not thread-safe: one caller at a time (the registry's lock)."""
+    """All tenants' secrets in one directory. One caller at a time per tenant; opening and `rotate` alone
+    (registry/vault.py's VaultGate)."""
 
     def __init__(self, directory: Path, limits: VaultLimits = VaultLimits(), master_key_file: Path | None = None,
                  clock: Callable[[], float] = time.time, random: Callable[[int], bytes] = os.urandom,
@@ -265,7 +269,8 @@ class Vault:
         self.tenants_dir = _private_dir(self.directory / "tenants")
         self.limits, self.clock, self.random, self.write = limits, clock, random, write
         self.keys = FileKeys(Path(master_key_file), write) if master_key_file else DataDirKeys(self.directory, write)
-        self._cache: dict[str, dict] = {}
+        self._cache: OrderedDict[str, dict] = OrderedDict()
+        self._cache_lock = threading.Lock()  # tenants' operations run in parallel threads
         self.unreadable: list[tuple[str, str, int]] = []  # versions the last rotation could not re-wrap
         for stray in [*self.directory.glob("*.tmp"), *self.tenants_dir.glob("*.tmp")]:
             stray.unlink(missing_ok=True)  # a write a crash cut short (its file holds the old content)
@@ -329,8 +334,16 @@ class Vault:
             raise InvalidRequest(f"invalid tenant name {tenant!r}")
         return self.tenants_dir / f"{tenant}.json"
 
+    def _remember(self, tenant: str, data: dict) -> None:
+        with self._cache_lock:
+            self._cache[tenant] = data
+            self._cache.move_to_end(tenant)
+            while len(self._cache) > CACHED_TENANTS:
+                self._cache.popitem(last=False)
+
     def _load(self, tenant: str) -> dict:
-        cached = self._cache.get(tenant)
+        with self._cache_lock:
+            cached = self._cache.get(tenant)
         if cached is not None:
             return cached
         path = self._path(tenant)
@@ -342,7 +355,7 @@ class Vault:
             raise FailedPrecondition(f"{path} cannot be read ({type(exc).__name__}); restore it from a backup") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("tenant") != tenant:
             raise FailedPrecondition(f"{path} is not a vault file of tenant {tenant!r}; restore it from a backup")
-        self._cache[tenant] = data
+        self._remember(tenant, data)
         return data
 
     def _save(self, tenant: str, data: dict) -> None:
@@ -351,7 +364,7 @@ class Vault:
             self.write(path, json.dumps(data, sort_keys=True))
         else:
             path.unlink(missing_ok=True)
-        self._cache[tenant] = data
+        self._remember(tenant, data)
 
     def _stored_bytes(self, data: dict) -> int:
         return sum(len(r["ciphertext"]) * 3 // 4 for e in data["keys"].values() for r in e["versions"])

@@ -241,3 +241,16 @@ def test_the_cli(solo, alice):
     assert code == 0 and b"2 versions" in out
     code, _, err = run("get", key)
     assert code != 0 and b"not found" in err
+
+
+def test_vault_calls_are_limited_per_tenant(solo, operator, alice):
+    from solo import Overloaded
+    from solo.gateway.secrets_rpc import VAULT_CALLS
+
+    tenant = "rate" + uuid.uuid4().hex[:8]
+    with SoloClient(solo.address, operator.mint_token(tenant)) as hasty:
+        with pytest.raises(Overloaded, match="vault calls") as refused:
+            for _ in range(int(VAULT_CALLS.burst * 4)):
+                hasty.list_secrets()
+        assert refused.value.retry_after > 0
+    assert alice.list_secrets("none-such/") == []  # another tenant is not held up

@@ -285,3 +285,56 @@ def test_a_rotation_killed_with_sigkill_loses_nothing(tmp_path, after):
     for tenant in ("alice", "bob", "carol"):
         assert reopened.get(tenant, "db/password").value == tenant.encode() + PLAIN
     assert len(list((tmp_path / "vault").glob("master-*.key"))) == 1
+
+
+def test_only_recently_used_tenants_stay_in_memory(tmp_path):
+    from solo.security.vault import CACHED_TENANTS
+    vault = Vault(tmp_path / "vault")
+    tenants = [f"t{i}" for i in range(CACHED_TENANTS + 8)]
+    for tenant in tenants:
+        vault.put(tenant, "k", tenant.encode())
+    assert len(vault._cache) == CACHED_TENANTS
+    assert all(vault.get(t, "k").value == t.encode() for t in tenants)  # read back from their files
+
+
+def test_the_gate_runs_tenants_side_by_side_and_a_rotation_alone():
+    import asyncio
+
+    from solo.registry.vault import VaultGate
+
+    async def scenario():
+        gate, log = VaultGate(), []
+
+        async def op(tenant, name, hold):
+            async with gate.tenant(tenant):
+                log.append(f"{name} in")
+                await hold.wait()
+                log.append(f"{name} out")
+
+        async def rotate():
+            async with gate.alone():
+                log.append("rotate")
+
+        a_done, b_done = asyncio.Event(), asyncio.Event()
+        a = asyncio.create_task(op("alice", "a", a_done))
+        b = asyncio.create_task(op("bob", "b", b_done))
+        await asyncio.sleep(0.01)
+        assert log == ["a in", "b in"]  # two tenants at once
+        a2_done = asyncio.Event()
+        a2 = asyncio.create_task(op("alice", "a2", a2_done))
+        r = asyncio.create_task(rotate())
+        await asyncio.sleep(0.01)
+        assert "a2 in" not in log and "rotate" not in log  # alice's second waits for her first; rotate for both
+        late = asyncio.create_task(op("carol", "c", asyncio.Event()))
+        a_done.set()
+        b_done.set()
+        await asyncio.sleep(0.01)
+        assert log[-1] == "a2 in" and "rotate" not in log  # started before the rotation asked: it finishes first
+        a2_done.set()
+        await asyncio.wait_for(r, 5)
+        await asyncio.sleep(0.01)
+        assert log.index("rotate") > log.index("a2 out") and log.index("c in") > log.index("rotate")
+        for task in (a, b, a2, late):
+            task.cancel()
+        await asyncio.gather(a, b, a2, late, return_exceptions=True)
+    asyncio.run(scenario())
