@@ -27,6 +27,7 @@ from solo.gateway.status import lenient_deserializer
 from solo.gateway.tokens import TokenService
 from solo.gateway.usage import poll_usage, usage_poll
 from solo.gateway.validation import SpecValidator
+from solo.rest.server import RestServer, rest_server
 from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
 from solo.security.tokens import CapabilityAuthenticator
@@ -49,6 +50,7 @@ class Gateway:
     group: Member | None = None  # with [gateway] processes > 1: this process's place in the group
     internal_metrics: MetricsServer | None = None  # this process's own series, for the group (loopback, token)
     health_state: Health | None = None  # liveness and readiness (/health, /ready, grpc health): gateway/health.py
+    rest: RestServer | None = None  # the REST/JSON gateway over the same servicer (solo/rest), process 0 only
 
     @property
     def address(self) -> str:
@@ -60,6 +62,8 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         if self.group is not None:
             self.group.ready(False)
+        if self.rest is not None:
+            await self.rest.stop()
         if self.event_log_watcher is not None:
             self.event_log_watcher.cancel()
         for task in self.tasks:
@@ -100,7 +104,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
                                rate_limiter(config), group)
     add_gateway_servicer(servicer, server)
     servicer.live_config = live = live or LiveConfig(registry, group=group)
-    await live.attach(servicer, rate_limiter)  # a reload's values before the first call (gateway/config_rpc.py)
+    rest = rest_server(config, servicer, group, state)  # bound now: a port in use stops the start
+    servicer.live_config = live = live or LiveConfig(registry, group=group)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -113,6 +118,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if port == 0:
         raise FailedPrecondition(f"the gateway cannot listen on {where}: the port is in use or the address is not "
                                  "this machine's; pick another with --port (0 = any free port) or --host")
+    await live.attach(servicer, rate_limiter)  # a reload's values before the first call (gateway/config_rpc.py)
     internal = None
     if group is not None:
         internal = MetricsServer("127.0.0.1", 0, group.token, summary=metrics.tenant_summary)
@@ -121,6 +127,8 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if event_feed is not None:
         await _check_event_log(event_feed, state)  # so the first health answer already knows
     await server.start()
+    if rest is not None:
+        await rest.start()
     watcher = asyncio.create_task(_watch_event_log(event_feed, state)) if event_feed is not None else None
     tasks = (asyncio.create_task(tokens.follow_revocations(follow_from)), asyncio.create_task(audit.run())) \
         if event_feed is not None else ()
@@ -140,7 +148,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
         group.ready()
     return Gateway(server, port, follower, dispatcher, health_servicer, watcher,
                    metrics_server.address[1] if metrics_server else 0, tasks, servicer.validator, metrics_server,
-                   group, internal, state)
+                   group, internal, state, rest)
 
 
 def settle_collector() -> None:

@@ -92,8 +92,12 @@ class RestServer:
         return self.sock.getsockname()[1]
 
     @property
-    def scheme(self) -> str:
-        return "https" if self.server.config.is_ssl else "http"
+    def url(self) -> str:
+        """Where clients reach it (a wildcard address is shown as 127.0.0.1)."""
+        host = self.sock.getsockname()[0]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        scheme = "https" if self.server.config.is_ssl else "http"
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))

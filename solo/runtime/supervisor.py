@@ -252,6 +252,7 @@ class Supervisor:
             "tls_ca": str(self.config.tls_dir / "ca.crt") if self.config.tls.enabled else "",
             "client_cert_required": self.config.tls.require_client_cert, "sandbox": self.sandbox.describe(),
             "gateway_processes": self.config.gateway.processes, "gateway_pids": self.gateway_pids(),
+            "rest_url": self.gateway.rest.url if self.gateway.rest is not None else "",
             "metrics_address": f"{self.config.gateway.metrics_host}:{self.gateway.metrics_port}"
             if self.gateway.metrics_port else "",
             **({"tls_cert": str(self.config.tls_dir / "clients" / "operator.crt"),
