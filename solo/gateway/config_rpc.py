@@ -50,19 +50,25 @@ class LiveConfig:
         self._changed = asyncio.Condition()
 
     async def attach(self, servicer, make_limiter: Callable) -> None:
-        """Apply the config in force now (a process restarted after a reload gets the reload's values), then
-        follow it."""
+        """Take the reloads since `solo up` (a process that starts or restarts after one gets its values; before
+        any, the config it was given stands), then follow the config in force."""
         self.servicer, self.make_limiter = servicer, make_limiter
-        await self._refresh(-1, 0.0)
+        version, data = await self.registry.wait_config(-1, 0.0)
+        if version:
+            self.apply(SoloConfig.model_validate(data))
+        self._applied(version)
         self.task = asyncio.create_task(self._follow())
+
+    def _applied(self, version: int) -> None:
+        self.version = version
+        if self.group is not None:
+            self.group.publish_config(version)
 
     async def _refresh(self, known: int, timeout: float) -> None:
         version, data = await self.registry.wait_config(known, timeout)
         if version != self.version:
             self.apply(SoloConfig.model_validate(data))
-            self.version = version
-            if self.group is not None:
-                self.group.publish_config(version)
+            self._applied(version)
             async with self._changed:
                 self._changed.notify_all()
 
