@@ -105,7 +105,6 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     add_gateway_servicer(servicer, server)
     servicer.live_config = live = live or LiveConfig(registry, group=group)
     rest = rest_server(config, servicer, group, state)  # bound now: a port in use stops the start
-    servicer.live_config = live = live or LiveConfig(registry, group=group)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
