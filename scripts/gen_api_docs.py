@@ -108,8 +108,9 @@ HEADER = """\
 The gateway speaks gRPC on `127.0.0.1:7070` by default, plaintext or TLS (`solo up --tls`, mutual TLS with `[tls] require_client_cert`; docs/SECURITY.md). The contract is
 [`proto/solo/v1/solo.proto`](../proto/solo/v1/solo.proto), package `solo.v1`, service
 `solo.v1.Gateway`. The gateway also serves the standard `grpc.health.v1.Health` and
-`grpc.reflection.v1alpha.ServerReflection` services (both without authentication), so tools such
-as `grpcurl` work without the proto file:
+`grpc.reflection.v1alpha.ServerReflection` services (both without authentication; health's `""` and
+`solo.v1.Gateway` entries are SERVING only while the gateway is ready, see docs/OPERATIONS.md, "Health and
+alerts"), so tools such as `grpcurl` work without the proto file:
 
 ```sh
 grpcurl -plaintext 127.0.0.1:7070 list

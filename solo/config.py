@@ -249,6 +249,8 @@ class LogsConfig(_Section):
                                "at once")
     followers_per_tenant: int = Field(default=8, ge=1, description="`solo logs -f` streams of one tenant at once "
                                       "on one gateway process")
+    slow_consumer_seconds: float = Field(default=30.0, gt=0, description="a `solo logs` stream whose reader takes "
+                                         "no line for this long while one waits is ended (RESOURCE_EXHAUSTED)")
 
 
 class SoloConfig(_Section):

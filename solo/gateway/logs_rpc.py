@@ -2,13 +2,20 @@
 
 A plain async generator (like ListServices), so the REST gateway's SSE route can drive the same method. Lines come
 from the registry in pages (at most 1,000 lines / 1 MiB each, registry/logs.py), so what one stream holds in the
-gateway is one page whatever the service writes; a client that reads slowly is paced by gRPC's flow control and,
-if it falls behind the service's rotation, is told how many lines it missed. Follows are bounded per gateway
-process and per tenant ([logs] max_followers, followers_per_tenant).
+gateway is one page whatever the service writes. A client that reads slowly is paced by gRPC's flow control; if
+it falls behind the service's rotation it is told how many lines it missed, and one that takes nothing for
+[logs] slow_consumer_seconds while a line waits for it is ended with RESOURCE_EXHAUSTED (like Watch), so a stalled
+reader does not hold its place. Follows are bounded per gateway process and per tenant ([logs] max_followers,
+followers_per_tenant).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
+
+import grpc
 
 from solo._proto import solo_pb2 as pb
 from solo.core.spec import validate_name
@@ -51,6 +58,17 @@ class LogsRpcs:
                              "([logs] followers_per_tenant); end one (Ctrl-C on `solo logs -f`) first")
         followers[tenant] = followers.get(tenant, 0) + 1
 
+    def _too_slow(self, context) -> None:
+        """End the stream from outside its generator (which waits in a yield the client does not take)."""
+        seconds = self.config.logs.slow_consumer_seconds
+
+        async def end() -> None:
+            with contextlib.suppress(Exception):  # grpc raises AbortError here once the status is sent
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"the reader did not keep up (no line taken in {seconds:g}s); read again with "
+                                    "--tail or --since to resume")
+        asyncio.get_running_loop().create_task(end())
+
     def _follow_done(self, tenant: str) -> None:
         followers = self.__dict__["_log_followers"]
         followers[tenant] -= 1
@@ -64,13 +82,20 @@ class LogsRpcs:
         page = await self.registry.read_logs(tenant, name, -1, since, request.tail, 0.0)  # NOT_FOUND before a slot
         if request.follow:
             self._follow_slot(tenant)
+        loop, slow = asyncio.get_running_loop(), self.config.logs.slow_consumer_seconds
         try:
             while True:
+                lines = [_line(row) for row in page["lines"]]
                 if page["skipped"]:
-                    yield pb.LogLine(stream="solo", text=f"{page['skipped']} lines were rotated away before they "
-                                     "were read (the service writes faster than this stream is read)")
-                for row in page["lines"]:
-                    yield _line(row)
+                    lines.insert(0, pb.LogLine(time=time.time(), stream="solo", text=f"{page['skipped']} lines were rotated away "
+                                               "before they were read (the service writes faster than they were read)"))
+                for line in lines:
+                    timer = loop.call_later(slow, self._too_slow, context) if hasattr(context, "abort") else None
+                    try:
+                        yield line
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
                 if not page["lines"] and not request.follow:
                     return
                 page = await self.registry.read_logs(tenant, name, page["last"], since, 0,

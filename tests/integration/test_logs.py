@@ -9,8 +9,9 @@ import time
 import grpc
 import pytest
 
-from solo import InvalidRequest, NotFound, PermissionDenied, SoloClient
+from solo import InvalidRequest, NotFound, PermissionDenied, SoloClient, Unavailable
 from solo._proto import solo_pb2 as pb
+from solo._proto import solo_pb2_grpc
 from solo.cli import main as cli_main
 from tests.conftest import source, wait_for
 
@@ -117,7 +118,7 @@ def test_a_crash_restart_keeps_earlier_lines_and_says_what_happened(alice, talke
     with pytest.raises(Exception):  # noqa: B017 - the call's connection ends with the process
         alice.call(talker, "crash", _timeout=20)
     wait_for(lambda: alice.get(talker)["state"] == "RUNNING" and alice.get(talker)["restarts"] == 1, timeout=60)
-    alice.call(talker, "say", "after the restart")
+    wait_for(lambda: alice.call(talker, "say", "after the restart"), tolerate=(Unavailable,))  # routes follow
     wait_for(has_lines(alice, talker, "after the restart"))
     lines = list(alice.logs(talker))
     said = [ln["text"] for ln in lines]
@@ -125,6 +126,7 @@ def test_a_crash_restart_keeps_earlier_lines_and_says_what_happened(alice, talke
     notes = [ln["text"] for ln in lines if ln["stream"] == "solo"]
     assert any(n.startswith("crashed:") for n in notes) and any(n.startswith("restarted version 1") for n in notes)
     assert said.count("booting") == 2
+    assert said.count("after the restart") >= 1
 
 
 def test_a_stopped_service_keeps_its_logs_and_a_removed_one_loses_them(alice, name, solo):
@@ -168,8 +170,23 @@ def test_a_flood_stays_within_the_disk_bound_and_the_drop_is_noted(solo, operato
             assert len(list(where.iterdir())) <= solo.supervisor.config.logs.segments + 1
             client.call(name, "say", "still here")  # the service is not blocked by its own flood
             wait_for(has_lines(client, name, "still here", tail=5), timeout=60)
+            assert_a_stalled_reader_is_ended(solo, client, name)
         finally:
             client.stop(name, remove=True)
+
+
+def assert_a_stalled_reader_is_ended(solo, client, name):
+    """A reader that takes nothing while lines wait is ended after [logs] slow_consumer_seconds (3 s here), with
+    what to do; its follow slot is free again."""
+    with grpc.insecure_channel(solo.address, options=[("grpc.http2.bdp_probe", 0)]) as channel:
+        stream = solo_pb2_grpc.GatewayStub(channel).Logs(pb.LogsRequest(name=name, follow=True),
+                                                         metadata=client.metadata)
+        next(stream)
+        time.sleep(8)  # 256 KiB of lines are kept: more than the stream's flow-control window
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:
+                pass
+    assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "did not keep up" in ended.value.details()
 
 
 def test_bad_input_is_invalid_argument(alice, talker):
