@@ -33,6 +33,7 @@ def solo(tmp_path_factory):
                          limits__tenant_rates={"ratet": {"rate_per_second": 2, "burst": 3}},
                          limits__breaker_open_seconds=1.0,
                          logs__service_bytes=256 << 10,  # test_logs: a flood passes it within seconds
+                         logs__slow_consumer_seconds=3.0,
                          quotas__tenants={"quotaco": {"max_services": 3, "max_memory_bytes": 300 << 20,
                                                       "max_concurrent_calls": 1}})
     instance = ThreadedSolo(config, num_cpus=2, resources={"slot": 1}).start()
