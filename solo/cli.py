@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", parents=[local], help="start Solo (a local Ray, the registry and the gateway)")
     up.add_argument("--port", type=int_arg(0, 65535), help="gateway port (default 7070; 0 = any free port)")
     up.add_argument("--host", help="gateway listen address (default 127.0.0.1)")
+    up.add_argument("--rest-port", type=int_arg(-1, 65535), help="REST/JSON gateway port (default 7080, any free "
+                    "port with --port 0; 0 = any free port, -1 = no REST)")
     up.add_argument("--config", type=Path, help="TOML config file (default <data-dir>/solo.toml if present)")
     up.add_argument("--address", dest="ray_address",
                     help="join this Ray cluster instead of starting a local one (e.g. 10.0.0.5:6379 or auto)")

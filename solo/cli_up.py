@@ -45,6 +45,7 @@ def _overrides(args) -> dict:
     """The flags of `solo up` as load_config overrides (they win over the file, at start and at every reload)."""
     mutual = args.require_client_cert  # implies --tls; flags only switch on (None: keep the config file's)
     return dict(data_dir=args.data_dir, gateway__port=args.port, gateway__host=args.host,
+                rest__port=getattr(args, "rest_port", None),
                 gateway__processes=getattr(args, "gateway_processes", None),
                 tls__enabled=True if args.tls or mutual else None, tls__require_client_cert=True if mutual else None)
 
@@ -91,7 +92,7 @@ def up(args) -> int:
     argv = [sys.executable, "-m", "solo.cli", "up", "--foreground", "--data-dir", str(config.data_dir)]
     for flag, value in (("--port", args.port), ("--host", args.host), ("--config", args.config),
                         ("--address", args.ray_address), ("--num-cpus", args.num_cpus),
-                        ("--gateway-processes", args.gateway_processes)):
+                        ("--gateway-processes", args.gateway_processes), ("--rest-port", args.rest_port)):
         if value is not None:
             argv += [flag, str(value)]
     for flag, on in (("--no-example", args.no_example), ("--tls", args.tls),

@@ -104,7 +104,6 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
                                rate_limiter(config), group)
     add_gateway_servicer(servicer, server)
     servicer.live_config = live = live or LiveConfig(registry, group=group)
-    rest = rest_server(config, servicer, group, state)  # bound now: a port in use stops the start
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -125,6 +124,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     metrics_server = start_metrics(config, group, state)  # before serving: an unreadable token file stops the start
     if event_feed is not None:
         await _check_event_log(event_feed, state)  # so the first health answer already knows
+    rest = rest_server(config, servicer, group, state)  # bound before serving: a port in use stops the start
     await server.start()
     if rest is not None:
         await rest.start()
