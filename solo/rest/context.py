@@ -39,6 +39,7 @@ class RestContext:
         self.details = ""
         self.trailers: tuple = ()
         self.queue: asyncio.Queue | None = None  # set by Stream: where context.write puts messages
+        self.on_abort = None  # set by Stream: an abort from outside the handler (a stalled reader) ends the stream
 
     # --- what handlers call ---
     def invocation_metadata(self):
@@ -74,6 +75,8 @@ class RestContext:
         self.set_code(code)
         self.set_details(details)
         self.set_trailing_metadata(trailing_metadata)
+        if self.on_abort is not None:
+            self.on_abort()
         raise _Aborted()
 
     # --- what the REST gateway reads back ---
@@ -137,6 +140,7 @@ class Stream:
         self.rpc, self.context = rpc, context
         context.queue = asyncio.Queue(maxsize=1)
         self.task = asyncio.create_task(self._pump(servicer, request))
+        context.on_abort = self.task.cancel
 
     async def _pump(self, servicer, request) -> None:
         try:
@@ -178,7 +182,7 @@ class Stream:
     def error(self) -> SoloError | None:
         """Why the stream ended, once next() returned END (None: it ended normally)."""
         if self.task.cancelled():
-            return None
+            return self.context.error()  # aborted (or closed: then nobody asks)
         exc = self.task.exception()
         if isinstance(exc, SoloError):
             return exc

@@ -187,7 +187,7 @@ def test_a_tenant_cannot_see_or_call_anothers_service(http_alice, http_bob, name
     assert http_alice.get("/v1/events", params={"tenant": "bob"}).status_code == 403
     assert http_alice.get("/v1/events:watch", params={"tenant": "bob"}).status_code == 403
     assert name not in json.dumps(http_alice.get("/v1/metrics").json())
-    assert http_alice.get(f"/v1/services/{name}/logs").status_code in (404, 501)
+    assert http_alice.get(f"/v1/services/{name}/logs").status_code == 404
     # still there for bob, and callable by alice once granted
     assert http_bob.post(f"/v1/services/{name}/methods/hello").json() == "hello world"
     assert http_bob.post(f"/v1/services/{name}:grant", json={"to_tenant": "alice"}).status_code == 200
@@ -228,3 +228,29 @@ def test_whoami_tokens_metrics_discovery(http_alice, operator, rest_url, name):
     assert http_alice.post(f"/v1/discovery/{name}:deregister",
                            json={"instance_id": registered.json()["instance_id"]}).status_code == 200
     assert http_alice.get("/v1/metrics").json()["tenant"] == "alice"
+
+
+def test_logs_as_json_and_followed_as_server_sent_events(http_alice, http_bob, name):
+    assert http_alice.post("/v1/services", json={"name": name, "source": SLOW, "filename": "slow.py"}).status_code == 200
+    http_alice.post(f"/v1/services/{name}/methods/hello", json=["first"])
+
+    def kept():
+        lines = http_alice.get(f"/v1/services/{name}/logs").json()["lines"]
+        return lines if any(line["text"] == "hello first" for line in lines) else None
+    lines = wait_for(kept)
+    said = next(line for line in lines if line["text"] == "hello first")
+    assert said["stream"] == "stdout" and said["version"] == "1"
+    assert http_alice.get(f"/v1/services/{name}/logs", params={"tail": 1}).json()["lines"] == lines[-1:]
+    with http_alice.stream("GET", f"/v1/services/{name}/logs", params={"follow": "true", "tail": 1}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        http_alice.post(f"/v1/services/{name}/methods/hello", json=["second"])
+        events = sse_events(response, stop=lambda e: e["data"].get("text") == "hello second")
+    assert events[-1]["data"]["text"] == "hello second"
+    # another tenant: like a service that does not exist
+    theirs = http_bob.get(f"/v1/services/{name}/logs")
+    nothing = http_bob.get(f"/v1/services/{name}-missing/logs")
+    assert theirs.status_code == nothing.status_code == 404
+    assert theirs.json()["message"].replace(name, "<n>") == nothing.json()["message"].replace(f"{name}-missing", "<n>")
+    assert http_bob.get(f"/v1/services/{name}/logs", params={"follow": "true"}).status_code == 404
+    assert http_alice.get(f"/v1/services/{name}/logs", params={"tail": "-1"}).status_code == 400
+    http_alice.delete(f"/v1/services/{name}")
