@@ -69,6 +69,16 @@ RPC_NOTES = {
     "InvokeStream": "Calls a method and streams its results, one message per item; a non-streaming method "
                     "yields one message.",
     "GetMetrics": "Call counters of the caller's tenant as seen by this gateway process (reset when it restarts).",
+    "Logs": "A service of the caller's tenant's output, oldest first: stdout and stderr as its host read them, "
+            "and Solo's own lines (stream `solo`: started, crashed, restarted, swapped, stopped, output dropped), "
+            "each with the time the host read it and the version that wrote it. Needs the `logs` right on the "
+            "service. `tail` keeps the newest lines (at most 100,000), `since_seconds` an age (at most ten "
+            "years); anything else is `INVALID_ARGUMENT`. A service that is not the caller's is `NOT_FOUND` "
+            "like a missing one; a stopped service's logs are kept, a removed one's deleted. With `follow` "
+            "new lines follow (within about a second) until the client cancels; `RESOURCE_EXHAUSTED` past "
+            "`[logs] max_followers` or `followers_per_tenant`, and for a reader that takes no line for "
+            "`[logs] slow_consumer_seconds` while one waits. Kept per service up to `[logs] service_bytes` "
+            "(see docs/OPERATIONS.md, Logs).",
     "MintToken": "Returns a new bearer token for `tenant` (same naming rules as services). Only the hash is "
                  "stored; the token is shown once.",
     "PutSecret": "Stores a new version of a secret of the caller's tenant (1 for a new key); needs `secrets.write` "
