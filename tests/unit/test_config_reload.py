@@ -141,3 +141,31 @@ def test_the_reloaded_file_round_trips_and_a_bad_one_is_ignored(tmp_path):
     assert reloaded_events(path).retention_days == 2.0
     path.write_text("{not json")
     assert read_reloaded(path) is None and reloaded_events(path) is None
+
+
+def test_a_reload_waits_for_every_gateway_process_to_apply_it(tmp_path, caplog):
+    import asyncio
+    import os
+
+    from solo.gateway.group import GroupFile, Member
+
+    group = GroupFile.create(tmp_path)
+    me, peer = Member(group, 0, 2, "t"), Member(GroupFile(tmp_path / "gateway-group"), 1, 2, "t")
+    me.publish_config(4)
+    peer.publish_config(3)
+    assert group.slot(1).pid == os.getpid() and group.slot(1).config_version == 3
+    assert group.slot(0).route_version == 0  # the route version is its own field
+
+    async def later():
+        await asyncio.sleep(0.2)
+        peer.publish_config(4)
+
+    async def both():
+        waiting = asyncio.create_task(me.wait_config(4, timeout=30))
+        await later()
+        await asyncio.wait_for(waiting, 30)
+        assert group.slot(1).config_version == 4
+        await me.wait_config(5, timeout=0.1)  # a process that does not apply it in time is logged, not waited for
+
+    asyncio.run(both())
+    assert "did not apply config version 5" in caplog.text
