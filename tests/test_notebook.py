@@ -8,12 +8,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from solo.events.crypto import open_key
 from solo.events.log import EventLog
 from tests.conftest import ROOT
 
 
-def make_history(data_dir):
-    log = EventLog(data_dir / "events", roll_rows=200)
+def make_history(data_dir, encrypt: bool = False):
+    key = open_key(data_dir / "events", encrypt)  # as solo up does: the key, and events/encryption.json naming it
+    log = EventLog(data_dir / "events", roll_rows=200, key=key, encrypt=encrypt)
     rng = random.Random(7)
     for tenant in ("acme", "globex", "initech"):
         for service in ("kv", "counter", "echo"):
@@ -28,8 +30,11 @@ def make_history(data_dir):
     return log.last_id
 
 
-def test_notebook_runs_against_a_generated_log(tmp_path, monkeypatch):
-    last_id = make_history(tmp_path)
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plaintext", "encrypted"])
+def test_notebook_runs_against_a_generated_log(tmp_path, monkeypatch, encrypt):
+    last_id = make_history(tmp_path, encrypt)
+    if encrypt:  # the notebook's kernel is another process: it finds the key through events/encryption.json
+        assert all(p.read_bytes()[-4:] == b"PARE" for p in (tmp_path / "events").glob("segment-*.parquet"))
     monkeypatch.setenv("SOLO_DATA_DIR", str(tmp_path))
     notebook = nbformat.read(ROOT / "notebooks" / "event_history.ipynb", as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
