@@ -338,3 +338,14 @@ def test_the_gate_runs_tenants_side_by_side_and_a_rotation_alone():
             task.cancel()
         await asyncio.gather(a, b, a2, late, return_exceptions=True)
     asyncio.run(scenario())
+
+
+def test_the_data_directory_key_moves_to_a_master_key_file(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    keyfile = tmp_path / "elsewhere.key"
+    (tmp_path / "vault" / f"master-{vault.active}.key").rename(keyfile)  # the documented move
+    (tmp_path / "vault" / "active").unlink()
+    moved = Vault(tmp_path / "vault", master_key_file=keyfile)
+    assert moved.active == vault.active and moved.get("alice", "db/password").value == PLAIN
+    assert not list((tmp_path / "vault").glob("master-*"))
