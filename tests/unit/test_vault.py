@@ -349,3 +349,18 @@ def test_the_data_directory_key_moves_to_a_master_key_file(tmp_path):
     moved = Vault(tmp_path / "vault", master_key_file=keyfile)
     assert moved.active == vault.active and moved.get("alice", "db/password").value == PLAIN
     assert not list((tmp_path / "vault").glob("master-*"))
+
+
+def test_a_service_sees_a_read_only_mapping_whose_repr_holds_no_value():
+    from solo.api import context_from
+
+    context = context_from("alice", "app", "1", "", {}, {"db/password": PLAIN[:8], "bin": b"\xff\x00"})
+    assert context.secrets["db/password"] == PLAIN[:8].decode()
+    assert context.secrets.raw("bin") == b"\xff\x00"
+    assert sorted(context.secrets) == ["bin", "db/password"] and len(context.secrets) == 2
+    with pytest.raises(TypeError):
+        context.secrets["db/password"] = "changed"
+    for shown in (repr(context), str(context), repr(context.secrets)):
+        assert PLAIN[:8].decode() not in shown
+    assert "db/password" in repr(context.secrets)
+    assert context_from("alice", "app", "1", "", {}).secrets == {}
