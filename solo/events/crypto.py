@@ -272,7 +272,7 @@ def require_key(directory: Path, what: Path) -> EventKey:
     if key is None:
         looked = ", ".join(str(p) for p in _candidates(Path(directory).resolve()))
         raise EventKeyError(f"{what} is encrypted and no events key was found (looked for {looked}): restore the "
-                            "key file from your backup, or pass key_file= (solo.events.use_key_file)")
+                            "key file from your backup, or pass key_file= to read_events / events_duckdb")
     return key
 
 
@@ -331,11 +331,13 @@ def chosen(directory: Path) -> dict:
     """EventLog's `key` and `encrypt` as open_key chose them for `directory` at start ({} if it chose none)."""
     try:
         marker = json.loads((Path(directory) / MARKER).read_text())
+        named = Path(marker["key_file"])
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise EventKeyError(f"{Path(directory) / MARKER} cannot be read ({exc}); start Solo again to rewrite it") from None
-    key = load_key(Path(marker["key_file"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EventKeyError(f"{Path(directory) / MARKER} cannot be read ({exc!r}); start Solo again to rewrite it") \
+            from None
+    key = load_key(named)
     if key.key_id != marker.get("key_id"):
         raise EventKeyError(f"the events key {key.path} is {key.key_id}, not {marker.get('key_id')} as chosen at "
                             "start: start Solo again")

@@ -249,6 +249,10 @@ def test_the_key_file_is_private_and_checked(data_dir):
     marker = json.loads((events / crypto.MARKER).read_text())
     assert marker == {"encrypt": True, "key_file": str(path.resolve()), "key_id": key.key_id}
     assert open_key(events, True).key_id == key.key_id  # the same key again, not a new one
+    assert crypto.chosen(events)["encrypt"] is True and crypto.chosen(events)["key"].key_id == key.key_id
+    (events / crypto.MARKER).write_text("{}")
+    with pytest.raises(EventKeyError, match="cannot be read"):
+        crypto.chosen(events)
     path.write_text("not a key\n")
     with pytest.raises(EventKeyError, match="is not an events key"):
         open_key(events, True)
