@@ -63,7 +63,7 @@ def _print_ready(state: dict, data_dir: Path, as_json: bool) -> None:
           f"  gateway:         {state['address']}"
           + (f" ({processes} processes, pids {', '.join(map(str, state.get('gateway_pids', [])))})"
              if processes > 1 else "") + "\n"
-          + (f"  rest:            {state['rest_url']}   (curl: docs/REST.md)\n" if state.get("rest_url") else "")
+          + (f"  rest:            {state['rest_url']}  (OpenAPI: /openapi.json)\n" if state.get("rest_url") else "")
           + f"  operator token:  {state['operator_token_file']}\n"
           f"  data directory:  {data_dir}\n"
           f"  ray:             {'embedded (started by Solo)' if state['embedded'] else state['ray_address']}")
