@@ -232,3 +232,50 @@ def test_solo_logs_on_the_command_line(solo, alice, talker, capsys, monkeypatch)
     assert "stdout" in human and "from the cli" in human and "booting" in human
     assert cli_main(["logs", "nope-not-here"]) != 0
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_swap_tags_each_version_and_says_so(alice, talker):
+    alice.call(talker, "say", "from one")
+    alice.swap(talker, TALKER.replace('print(text,', 'print("v2:", text,'), version="2", watch_seconds=0)
+    alice.call(talker, "say", "from two")
+    wait_for(has_lines(alice, talker, "v2: from two"))
+    lines = list(alice.logs(talker))
+    by_text = {ln["text"]: ln["version"] for ln in lines}
+    assert by_text["from one"] == "1" and by_text["v2: from two"] == "2"
+    assert any(ln["stream"] == "solo" and ln["text"].startswith("swapped to version 2") for ln in lines)
+
+
+def test_only_the_ticket_of_a_hosts_own_service_files_its_lines(solo, alice, talker):
+    """What a host sends is filed under the service its ticket names: a host of one service (and the cell behind
+    it) cannot write into another's log, and a made-up ticket is refused."""
+    import hashlib
+    import hmac
+
+    import ray
+
+    from solo.errors import PermissionDenied as Denied
+    from solo.runtime.launcher import REGISTRY_NAME
+
+    name = f"{talker}-b"  # another service of the same tenant
+    alice.deploy(TALKER, name)
+    try:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=solo.supervisor.config.namespace)
+        secret = bytes.fromhex((solo.supervisor.config.data_dir / "registry.secret").read_text().strip())
+
+        def ticket(service: str, host: str) -> str:
+            return hmac.new(secret, f"alice\0{service}\0{host}".encode(), hashlib.sha256).hexdigest()
+
+        line = [[time.time(), "stdout", "1", "sent by a host of the talker"]]
+        for service, forged in [(name, ticket(talker, "host-x")), (name, "0" * 64)]:
+            with pytest.raises(ray.exceptions.RayTaskError) as refused:
+                ray.get(registry.append_logs.remote("alice", service, "host-x", forged, line))
+            assert isinstance(refused.value.cause, Denied)
+        assert "sent by a host of the talker" not in texts(alice, name)
+        odd = [[time.time(), "solo", "1", "a host's own note"], [time.time(), "bogus", "1", "no such stream"],
+               ["not a time", "stderr", "9" * 500, "kept, stamped now"], "not a line"]
+        assert ray.get(registry.append_logs.remote("alice", talker, "host-x", ticket(talker, "host-x"), odd)) == 2
+        kept = wait_for(lambda: [ln for ln in alice.logs(talker) if ln["text"] == "kept, stamped now"])
+        assert kept[0]["stream"] == "stderr" and len(kept[0]["version"]) == 64 and abs(kept[0]["time"] - time.time()) < 60
+        assert "no such stream" not in [ln["text"] for ln in alice.logs(talker)]
+    finally:
+        alice.stop(name, remove=True)

@@ -1,0 +1,89 @@
+"""The host's log shipper (tags, batches, its bound while the registry does not take lines), the relay's shared
+budget, and the registry's checks of what a host sends (no Ray)."""
+from __future__ import annotations
+
+import asyncio
+import math
+
+from solo.registry.logs import TenantRate, _line_of
+from solo.runtime import logship
+from solo.runtime.cell_process import OutputBudget
+from solo.runtime.logship import LogShipper
+
+
+def test_lines_are_tagged_by_the_host_and_sent_in_batches():
+    sent: list[list] = []
+
+    async def main():
+        async def send(batch):
+            sent.append(batch)
+
+        shipper = LogShipper(send, "7", clock=lambda: 123.0)
+        shipper.add("stdout", ["one", "two"])
+        shipper.add("stderr", ["x" * 20_000])
+        await shipper.flush(5)
+        shipper.close()
+
+    asyncio.run(main())
+    lines = [line for batch in sent for line in batch]
+    assert lines == [[123.0, "stdout", "7", "one"], [123.0, "stdout", "7", "two"],
+                     [123.0, "stderr", "7", "x" * logship.MAX_TEXT]]
+
+
+def test_while_the_registry_refuses_at_most_max_pending_waits_and_the_loss_is_said(monkeypatch):
+    monkeypatch.setattr(logship, "SEND_EVERY", 0.01)
+    monkeypatch.setattr(logship, "RETRY_MAX", 0.02)
+    sent: list[list] = []
+    state = {"up": False}
+
+    async def main():
+        async def send(batch):
+            if not state["up"]:
+                raise ConnectionError("the registry is restarting")
+            sent.append(batch)
+
+        shipper = LogShipper(send, "1")
+        for _ in range(300):
+            shipper.add("stdout", ["y" * 8000])  # 2.4 MB offered
+            assert shipper.pending_bytes <= logship.MAX_PENDING
+        state["up"] = True
+        await shipper.flush(10)
+        shipper.close()
+
+    asyncio.run(main())
+    lines = [line for batch in sent for line in batch]
+    assert sum(len(line[3]) for line in lines if line[1] == "stdout") <= logship.MAX_PENDING
+    assert all(sum(len(line[3]) for line in batch) <= logship.MAX_BATCH for batch in sent)
+    notes = [line[3] for line in lines if line[1] == "solo"]
+    assert len(notes) == 1 and notes[0].startswith("dropped ") and "lines of output" in notes[0]
+
+
+def test_stdout_and_stderr_share_one_budget():
+    now = [0.0]
+    budget = OutputBudget(rate=100, burst=1000, clock=lambda: now[0])
+    assert budget.take(600) and not budget.take(600)  # the second stream finds what the first left
+    budget.dropped += 600
+    assert budget.note()[0].startswith("dropped 600 bytes") and budget.note() == []
+    now[0] = 10.0
+    assert budget.take(1000)
+
+
+def test_the_registry_checks_every_line_a_host_sends():
+    now = 1_000_000.0
+    assert _line_of([now - 5, "stdout", "1", "ok"], now) == (now - 5, "stdout", "1", "ok")
+    assert _line_of([now, "stdin", "1", "x"], now) is None
+    assert _line_of([now, "stdout", 1, "x"], now) is None
+    assert _line_of("a string", now) is None and _line_of([now, "stdout", "1"], now) is None
+    for odd in (math.nan, math.inf, True, "soon", now + 86_400):
+        assert _line_of([odd, "stdout", "1", "x"], now)[0] == now
+    when, stream, version, text = _line_of([now, "stderr", "v" * 500, "\x1b[31mred\x1b[0m\x00" + "z" * 20_000], now)
+    assert len(version) == 64 and text.startswith("red") and len(text) <= 8192 and "\x00" not in text
+
+
+def test_a_tenant_is_held_to_its_rate_and_what_is_over_is_counted_per_service():
+    rate = TenantRate()
+    taken = sum(rate.take(("acme", f"s{i % 5}"), 1000, 10_000) for i in range(100))
+    assert taken == 40  # the burst: 4 s of 10 KB/s
+    assert sum(rate.dropped.values()) == 60_000 and set(rate.dropped) == {("acme", f"s{i}") for i in range(5)}
+    assert rate.take(("other", "s"), 1000, 10_000)  # another tenant has its own
+    assert all(rate.take(("acme", "s"), 10**9, 0) for _ in range(3))  # 0 = no limit
