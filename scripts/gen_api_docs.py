@@ -133,6 +133,9 @@ grpcurl -plaintext -H "authorization: Bearer $(cat ~/.solo/operator.token)" \\
 
 The Python clients (`solo.SoloClient`, `solo.AsyncSoloClient`) wrap these RPCs; see the README.
 
+The same RPCs are also served as REST/JSON routes on `127.0.0.1:7080`, with the same tokens, codes and
+messages (the routes call these handlers): docs/REST.md and docs/openapi.json.
+
 ## Authentication
 
 Every `solo.v1.Gateway` RPC needs the metadata `authorization: Bearer <token>`. The token alone
