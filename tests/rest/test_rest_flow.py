@@ -254,3 +254,27 @@ def test_logs_as_json_and_followed_as_server_sent_events(http_alice, http_bob, n
     assert http_bob.get(f"/v1/services/{name}/logs", params={"follow": "true"}).status_code == 404
     assert http_alice.get(f"/v1/services/{name}/logs", params={"tail": "-1"}).status_code == 400
     http_alice.delete(f"/v1/services/{name}")
+
+
+def test_a_shed_call_is_429_with_retry_after(solo, operator, rest_url, name):
+    """quotaco may have one call in flight (tests/conftest.py): a second one is shed at once, as on gRPC."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from solo import SoloClient
+    from tests.conftest import in_flight
+
+    token = operator.mint_token("quotaco")
+    with client(rest_url, token) as quotaco, SoloClient(solo.address, token) as grpc_quotaco, \
+            ThreadPoolExecutor(1) as pool:
+        assert quotaco.post("/v1/services", json={"name": name, "source": SLOW, "filename": "slow.py"}).status_code \
+            == 200
+        try:
+            napping = pool.submit(quotaco.post, f"/v1/services/{name}/methods/nap", json=[3])
+            wait_for(lambda: in_flight(grpc_quotaco, name) >= 1)
+            shed = quotaco.post(f"/v1/services/{name}/methods/nap", json=[0])
+            assert shed.status_code == 429, shed.text
+            assert shed.json()["code"] == "RESOURCE_EXHAUSTED" and "max_concurrent_calls" in shed.json()["message"]
+            assert int(shed.headers["Retry-After"]) >= 1 and int(shed.headers["Retry-After-Ms"]) >= 1
+            assert napping.result(60).json() == 3
+        finally:
+            quotaco.delete(f"/v1/services/{name}")
