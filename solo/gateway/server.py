@@ -121,6 +121,7 @@ async def start_gateway(config: SoloConfig, registry, authenticator: CapabilityA
     if group is not None:
         internal = MetricsServer("127.0.0.1", 0, group.token, summary=metrics.tenant_summary)
         group.joined(internal.address[1])
+    state.beat()  # the route table's first load may have taken long (a registry rebuilding): not a wedged loop
     metrics_server = start_metrics(config, group, state)  # before serving: an unreadable token file stops the start
     if event_feed is not None:
         await _check_event_log(event_feed, state)  # so the first health answer already knows
