@@ -76,7 +76,8 @@ RPC_NOTES = {
             "years); anything else is `INVALID_ARGUMENT`. A service that is not the caller's is `NOT_FOUND` "
             "like a missing one; a stopped service's logs are kept, a removed one's deleted. With `follow` "
             "new lines follow (within about a second) until the client cancels; `RESOURCE_EXHAUSTED` past "
-            "`[logs] max_followers` or `followers_per_tenant`, and for a reader that takes no line for "
+            "`[logs] max_followers` or `followers_per_tenant` streams (followed or not), and for a reader "
+            "that takes no line for "
             "`[logs] slow_consumer_seconds` while one waits. Kept per service up to `[logs] service_bytes` "
             "(see docs/OPERATIONS.md, Logs).",
     "MintToken": "Returns a new bearer token for `tenant` (same naming rules as services). Only the hash is "

@@ -245,10 +245,10 @@ class LogsConfig(_Section):
     tenant_rate_bytes: int = Field(default=256 << 10, ge=0, description="bytes a second of a tenant's output the "
                                    "registry keeps (burst 4 s of it; each service is also held to 64 KiB/s by its "
                                    "host); what is over it is dropped and noted in the log (0 = no limit)")
-    max_followers: int = Field(default=256, ge=1, description="`solo logs -f` streams one gateway process serves "
-                               "at once")
-    followers_per_tenant: int = Field(default=8, ge=1, description="`solo logs -f` streams of one tenant at once "
-                                      "on one gateway process")
+    max_followers: int = Field(default=256, ge=1, description="`solo logs` streams (followed or not) one gateway "
+                               "process serves at once")
+    followers_per_tenant: int = Field(default=8, ge=1, description="`solo logs` streams (followed or not) of one "
+                                      "tenant at once on one gateway process")
     slow_consumer_seconds: float = Field(default=30.0, gt=0, description="a `solo logs` stream whose reader takes "
                                          "no line for this long while one waits is ended (RESOURCE_EXHAUSTED)")
 

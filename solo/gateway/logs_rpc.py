@@ -5,8 +5,8 @@ from the registry in pages (at most 1,000 lines / 1 MiB each, registry/logs.py),
 gateway is one page whatever the service writes. A client that reads slowly is paced by gRPC's flow control; if
 it falls behind the service's rotation it is told how many lines it missed, and one that takes nothing for
 [logs] slow_consumer_seconds while a line waits for it is ended with RESOURCE_EXHAUSTED (like Watch), so a stalled
-reader does not hold its place. Follows are bounded per gateway process and per tenant ([logs] max_followers,
-followers_per_tenant).
+reader does not hold its place. Streams, followed or not (a read costs the registry disk and CPU), are bounded
+per gateway process and per tenant ([logs] max_followers, followers_per_tenant).
 """
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ class LogsRpcs:
         followers = self.__dict__.setdefault("_log_followers", {})
         limits = self.config.logs
         if sum(followers.values()) >= limits.max_followers:
-            raise Overloaded(f"this gateway already follows {limits.max_followers} logs ([logs] max_followers); "
-                             "read without follow, or retry later")
+            raise Overloaded(f"this gateway already serves {limits.max_followers} logs streams ([logs] "
+                             "max_followers); retry later")
         if followers.get(tenant, 0) >= limits.followers_per_tenant:
-            raise Overloaded(f"your tenant already follows {limits.followers_per_tenant} logs on this gateway "
-                             "([logs] followers_per_tenant); end one (Ctrl-C on `solo logs -f`) first")
+            raise Overloaded(f"your tenant already has {limits.followers_per_tenant} logs streams open on this "
+                             "gateway ([logs] followers_per_tenant); end one (Ctrl-C on `solo logs -f`) first")
         followers[tenant] = followers.get(tenant, 0) + 1
 
     def _too_slow(self, context) -> None:
@@ -79,16 +79,16 @@ class LogsRpcs:
     async def Logs(self, request, context, principal):
         check_logs_request(request)
         tenant, name, since = principal.tenant, request.name, request.since_seconds
-        page = await self.registry.read_logs(tenant, name, -1, since, request.tail, 0.0)  # NOT_FOUND before a slot
-        if request.follow:
-            self._follow_slot(tenant)
+        self._follow_slot(tenant)  # every stream takes a slot, followed or not: a read costs the registry disk and CPU
         loop, slow = asyncio.get_running_loop(), self.config.logs.slow_consumer_seconds
         try:
+            page = await self.registry.read_logs(tenant, name, -1, since, request.tail, 0.0)
             while True:
                 lines = [_line(row) for row in page["lines"]]
                 if page["skipped"]:
-                    lines.insert(0, pb.LogLine(time=time.time(), stream="solo", text=f"{page['skipped']} lines were rotated away "
-                                               "before they were read (the service writes faster than they were read)"))
+                    lines.insert(0, pb.LogLine(time=time.time(), stream="solo", text=f"{page['skipped']} lines were "
+                                               "rotated away before they were read (the service writes faster than "
+                                               "they were read)"))
                 for line in lines:
                     timer = loop.call_later(slow, self._too_slow, context) if hasattr(context, "abort") else None
                     try:
@@ -101,8 +101,7 @@ class LogsRpcs:
                 page = await self.registry.read_logs(tenant, name, page["last"], since, 0,
                                                      FOLLOW_WAIT if request.follow else 0.0)
         finally:
-            if request.follow:
-                self._follow_done(tenant)
+            self._follow_done(tenant)
 
 
 __all__ = ["LogsRpcs", "check_logs_request"]

@@ -63,6 +63,15 @@ def encode(seq: int, when: float, stream: str, version: str, text: str) -> bytes
                       ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
+def number_of(raw: bytes) -> int:
+    """A line's sequence number without parsing the rest (lines start `{"n":<number>,`); -1 if it does not."""
+    end = raw.find(b",", 5, 32)
+    try:
+        return int(raw[5:end]) if raw.startswith(b'{"n":') and end > 0 else -1
+    except ValueError:
+        return -1
+
+
 def decode(raw: bytes) -> dict | None:
     try:
         row = json.loads(raw)
@@ -284,8 +293,8 @@ class LogStore:
             following = segments[index + 1].first if index + 1 < len(segments) else end + 1
             if following - 1 <= after:
                 continue  # everything in it was read already
-            for row in self._rows(segment.path):
-                if row["n"] <= after or row["time"] < since:
+            for row in self._rows(segment.path, after):
+                if row["time"] < since:
                     continue
                 lines.append(row)
                 size += len(row["text"]) + 64
@@ -304,13 +313,15 @@ class LogStore:
         return numbers[max(0, len(numbers) - tail)] if numbers else end + 1
 
     @staticmethod
-    def _rows(path: Path) -> list[dict]:
+    def _rows(path: Path, after: int = -1) -> list[dict]:
+        """The segment's lines numbered after `after` (those before are skipped without being parsed)."""
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return []  # rotated away while being read
-        return [row for raw in data.split(b"\n") if raw and (row := decode(raw)) is not None]
+        return [row for raw in data.split(b"\n") if raw and number_of(raw) > after and (row := decode(raw)) is not None
+                and row["n"] > after]
 
 
-__all__ = ["STREAMS", "LogStore", "Page", "decode", "encode"]
+__all__ = ["STREAMS", "LogStore", "Page", "decode", "encode", "number_of"]

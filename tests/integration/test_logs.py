@@ -63,7 +63,9 @@ def talker(alice, name):
 def test_stdout_and_stderr_come_back_in_order_with_the_hosts_tags(alice, talker):
     before = time.time()
     alice.call(talker, "say", "one")
-    alice.call(talker, "say", "two", True)
+    wait_for(has_lines(alice, talker, "one"))  # across stdout and stderr, lines are in the order the host read
+    alice.call(talker, "say", "two", True)  # them: two lines written at the same moment may come either way
+    wait_for(has_lines(alice, talker, "two"))
     alice.call(talker, "say", "three")
     alice.call(talker, "forge")
     wait_for(has_lines(alice, talker, "booting", "one", "two", "three", "red"))

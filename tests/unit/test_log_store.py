@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from solo.registry.logstore import LogStore, decode
+from solo.registry.logstore import LogStore, decode, encode, number_of
 
 
 class Clock:
@@ -152,3 +152,5 @@ def test_names_that_are_not_names_never_become_paths(tmp_path, tenant, name):
 
 def test_decode_refuses_what_is_not_a_line():
     assert decode(b"not json") is None and decode(b'{"n": 1}') is None
+    assert number_of(encode(42, 1.0, "stdout", "1", "x").rstrip()) == 42
+    assert number_of(b"garbage") == -1 and number_of(b'{"n":x1,') == -1
