@@ -19,13 +19,14 @@ import grpc
 
 from solo._proto import solo_pb2 as pb
 from solo.core.spec import validate_name
-from solo.errors import InvalidRequest, Overloaded
+from solo.errors import InvalidRequest, Overloaded, Unavailable
 from solo.gateway.status import rpc
 from solo.security.capabilities import Request
 
 MAX_TAIL = 100_000
 MAX_SINCE_SECONDS = 10 * 365 * 86400.0
 FOLLOW_WAIT = 15.0  # one long-poll of the registry while following
+FOLLOW_RETRIES = 8  # a follow outlives a registry restart: retried with back-off (0.5 s doubling to 5 s, ~30 s)
 
 
 def check_logs_request(request: pb.LogsRequest) -> None:
@@ -75,6 +76,17 @@ class LogsRpcs:
         if not followers[tenant]:
             del followers[tenant]
 
+    async def _next_page(self, tenant: str, name: str, after: int, since: float, follow: bool) -> dict:
+        attempt = 0
+        while True:
+            try:
+                return await self.registry.read_logs(tenant, name, after, since, 0, FOLLOW_WAIT if follow else 0.0)
+            except Unavailable:
+                attempt += 1
+                if not follow or attempt >= FOLLOW_RETRIES:
+                    raise
+                await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
+
     @rpc(lambda r: Request("logs", r.name))
     async def Logs(self, request, context, principal):
         check_logs_request(request)
@@ -98,8 +110,7 @@ class LogsRpcs:
                             timer.cancel()
                 if not page["lines"] and not request.follow:
                     return
-                page = await self.registry.read_logs(tenant, name, page["last"], since, 0,
-                                                     FOLLOW_WAIT if request.follow else 0.0)
+                page = await self._next_page(tenant, name, page["last"], since, request.follow)
         finally:
             self._follow_done(tenant)
 

@@ -195,10 +195,13 @@ class ServiceHost:
             self._load_sent = True
             try:
                 answer = await self._load_in_cell(cell, source, header, memory_bytes)
-            except BaseException:
+            except BaseException as exc:
                 if self._watchdog is not None and self._violation is None:
                     self._watchdog.cancel()
                     self._watchdog = None
+                if not isinstance(exc, asyncio.CancelledError):  # what it printed before failing says why: kept
+                    cell.drain()  # before the registry discards this host
+                    await self._logs.flush(LAST_WORDS_SECONDS)
                 raise
             self._loaded = {"methods": _strings(answer.get("methods")), "class_name": _text(answer.get("class_name")),
                             "started_at": _number(answer.get("started_at"), time.time())}

@@ -281,3 +281,20 @@ def test_only_the_ticket_of_a_hosts_own_service_files_its_lines(solo, alice, tal
         assert "no such stream" not in [ln["text"] for ln in alice.logs(talker)]
     finally:
         alice.stop(name, remove=True)
+
+
+def test_what_a_service_printed_before_its_start_failed_is_kept(alice, name):
+    broken = source("""
+        class Broken:
+            def __init__(self):
+                print("connecting to the database", flush=True)
+                raise RuntimeError("no database")
+    """)
+    with pytest.raises(Exception, match="no database"):  # noqa: B017 - the deploy fails with the service's error
+        alice.deploy(broken, name)
+    try:
+        wait_for(has_lines(alice, name, "connecting to the database"))
+        notes = [ln["text"] for ln in alice.logs(name) if ln["stream"] == "solo"]
+        assert any(n.startswith("failed:") and "no database" in n for n in notes)
+    finally:
+        alice.stop(name, remove=True)
