@@ -12,13 +12,15 @@ import socket
 import ssl
 
 import uvicorn
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from solo.config import SoloConfig
 from solo.errors import FailedPrecondition
 
 DEFAULT_PORT = 7080
 TLS_EXTENSION = "solo.tls"
+HEAD_SECONDS = 10.0     # a request's line and headers arrive within this, or the connection is closed
+HEAD_BYTES = 64 * 1024  # the most a request's line and headers may take
 
 
 def rest_address(config: SoloConfig) -> tuple[str, int] | None:
@@ -31,12 +33,19 @@ def rest_address(config: SoloConfig) -> tuple[str, int] | None:
     return rest.host or config.gateway.host, port
 
 
-class _PeerCertificateProtocol(AutoHTTPProtocol):
-    """uvicorn's HTTP protocol that hands the app the verified client certificate's names, the way gRPC's
-    auth_context does (x509_subject_alternative_name), so a certificate bound to a tenant binds REST calls too."""
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol (it bounds a request's line and headers to HEAD_BYTES; httptools does not) with:
+    - a deadline for each request's line and headers (HEAD_SECONDS from the connection or from the first byte
+      after the previous answer): uvicorn has none, and connections that never finish a request would hold
+      [rest] max_connections;
+    - the verified client certificate's names handed to the app the way gRPC's auth_context gives them
+      (x509_subject_alternative_name), so a certificate bound to a tenant binds REST calls too."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self._head_timer = None
+        self._head_cycle = None
+        self._arm()
         ssl_object = transport.get_extra_info("ssl_object")
         certificate = ssl_object.getpeercert() if ssl_object is not None else None
         if not certificate:
@@ -49,6 +58,30 @@ class _PeerCertificateProtocol(AutoHTTPProtocol):
                                              TLS_EXTENSION: {"x509_subject_alternative_name": names}}}
             await app(scope, receive, send)
         self.app = with_peer
+
+    def data_received(self, data: bytes) -> None:
+        if self.cycle is None or self.cycle.response_complete:  # these bytes start (or continue) a request's head
+            self._arm()
+        super().data_received(data)
+
+    def connection_lost(self, exc) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._head_timer is not None and self._head_cycle is self.cycle:
+            return  # this head's deadline runs already
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_cycle = self.cycle
+        self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_late)
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.cycle is self._head_cycle and not self.transport.is_closing():
+            self.transport.close()  # no new request began within HEAD_SECONDS
 
 
 class _Server(uvicorn.Server):
@@ -82,8 +115,8 @@ class RestServer:
                    "ssl_ca_certs": str(directory / "ca.crt"),
                    "ssl_cert_reqs": ssl.CERT_REQUIRED if config.tls.require_client_cert else ssl.CERT_NONE}
         self.server = _Server(uvicorn.Config(
-            app, http=_PeerCertificateProtocol, lifespan="off", log_config=None, access_log=False,
-            server_header=False, proxy_headers=False, limit_concurrency=config.rest.max_connections,
+            app, http=_Protocol, h11_max_incomplete_event_size=HEAD_BYTES, lifespan="off", log_config=None,
+            access_log=False, server_header=False, proxy_headers=False, limit_concurrency=config.rest.max_connections,
             timeout_keep_alive=5, timeout_graceful_shutdown=2, **tls))
         self.task: asyncio.Task | None = None
 
