@@ -256,6 +256,45 @@ def test_every_reload_is_an_event_tenants_see_only_their_own(setup, ports):
             bob.events(types=["config.reloaded"], tenant="_solo")
 
 
+def test_a_registry_and_event_log_restarted_by_ray_keep_the_reloaded_values(setup, ports):
+    import ray
+
+    from solo.errors import Unavailable
+    from solo.registry.actor import REGISTRY_NAME
+    from solo.runtime.event_log_actor import find_event_log
+
+    instance, path, operator, tokens = setup
+    sections = base(ports)
+    sections["quotas"]["tenants"]["quotay"] = {"max_services": 0}
+    sections["events"] = {"retention_days": 4}
+    write(path, sections)
+    operator.reload_config()
+    namespace = instance.supervisor.config.namespace
+    registry, handle = instance.supervisor.registry_handle(), instance.supervisor.event_log_handle()
+    pid = instance.run(handle.status())["pid"]
+    routes = instance.run(registry.wait_routes(0, 0))[0]
+    ray.kill(find_event_log(namespace), no_restart=False)
+    ray.kill(ray.get_actor(REGISTRY_NAME, namespace=namespace), no_restart=False)
+    # both come back as new processes, Ray running their constructors again: a new pid, and route versions
+    # that start from the new incarnation's start time
+    wait_for(lambda: instance.run(handle.status())["pid"] != pid, timeout=120, tolerate=(Unavailable,))
+    wait_for(lambda: instance.run(registry.wait_routes(0, 0))[0] > routes, timeout=120, tolerate=(Unavailable,))
+    retention = wait_for(lambda: instance.run(handle.retention()), timeout=120, tolerate=(Unavailable,))
+    assert retention["max_age_seconds"] == 4 * 86_400  # not the 0 it was started with
+    with client(instance, tokens["quotay"]) as quotay:
+        refused = wait_for(lambda: _deploy_refused(quotay), timeout=120, tolerate=(Unavailable,))
+    assert "quota max_services" in refused
+    assert shown(operator)["quotas"]["tenants"]["quotay"]["max_services"] == 0
+
+
+def _deploy_refused(tenant) -> str:
+    try:
+        tenant.deploy(ECHO, "never")
+    except Overloaded as exc:
+        return exc.message
+    raise AssertionError("the deploy went through: the restarted registry forgot the reloaded quota")
+
+
 # -- `solo up` with two gateway processes: SIGHUP, both apply, the CLI ----------------------------------------------
 
 @pytest.fixture(scope="module")
