@@ -278,3 +278,30 @@ def test_a_shed_call_is_429_with_retry_after(solo, operator, rest_url, name):
             assert napping.result(60).json() == 3
         finally:
             quotaco.delete(f"/v1/services/{name}")
+
+
+def test_secrets_and_config(http_alice, http_bob, operator, rest_url, name):
+    import base64
+
+    key = f"{name}/password"
+    put = http_alice.put(f"/v1/secrets/{key}", json={"value": base64.b64encode(b"s3cret").decode()})
+    assert put.status_code == 200, put.text
+    assert put.json() == {"key": key, "version": 1}
+    got = http_alice.get(f"/v1/secrets/{key}").json()
+    assert base64.b64decode(got["value"]) == b"s3cret" and got["version"] == 1
+    assert [s["key"] for s in http_alice.get("/v1/secrets", params={"prefix": name}).json()["secrets"]] == [key]
+    # another tenant's secret is like a missing one, and never listed
+    theirs, nothing = http_bob.get(f"/v1/secrets/{key}"), http_bob.get(f"/v1/secrets/{key}-missing")
+    assert theirs.status_code == nothing.status_code == 404
+    assert theirs.json()["message"].replace(key, "<k>") == nothing.json()["message"].replace(f"{key}-missing", "<k>")
+    assert http_bob.get("/v1/secrets", params={"prefix": name}).json()["secrets"] == []
+    assert http_bob.delete(f"/v1/secrets/{key}").status_code == 404
+    assert http_alice.put(f"/v1/secrets/{key}", json={"value": "not base64!"}).status_code == 400
+    assert http_alice.delete(f"/v1/secrets/{key}").json()["versions"] == 1
+    assert http_alice.get(f"/v1/secrets/{key}").status_code == 404
+    # operator-only RPCs
+    assert http_alice.get("/v1/config").status_code == 403
+    assert http_alice.post("/v1/vault:rotate").status_code == 403
+    with client(rest_url, operator.token) as op:
+        shown = op.get("/v1/config")
+        assert shown.status_code == 200 and "[gateway]" in shown.json()["toml"]
