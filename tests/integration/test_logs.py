@@ -298,3 +298,33 @@ def test_what_a_service_printed_before_its_start_failed_is_kept(alice, name):
         assert any(n.startswith("failed:") and "no database" in n for n in notes)
     finally:
         alice.stop(name, remove=True)
+
+
+def test_logs_and_a_follow_outlive_a_registry_restart(solo, alice, talker):
+    import ray
+
+    from solo.runtime.launcher import REGISTRY_NAME
+
+    alice.call(talker, "say", "before the registry restart")
+    wait_for(has_lines(alice, talker, "before the registry restart"))
+    seen: list = []
+    call = alice.stub.Logs(pb.LogsRequest(name=talker, follow=True, tail=1), metadata=alice.metadata)
+
+    def read():
+        try:
+            for line in call:
+                seen.append(line.text)
+        except grpc.RpcError as exc:
+            seen.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_for(lambda: seen)
+    ray.kill(ray.get_actor(REGISTRY_NAME, namespace=solo.supervisor.config.namespace), no_restart=False)
+    wait_for(lambda: alice.get(talker)["state"] == "RUNNING", timeout=60, tolerate=(Unavailable,))
+    alice.call(talker, "say", "after the registry restart")  # the host sends to the new registry
+    wait_for(lambda: "after the registry restart" in seen, timeout=60)
+    call.cancel()
+    reader.join(10)
+    kept = texts(alice, talker)
+    assert kept.index("before the registry restart") < kept.index("after the registry restart")
