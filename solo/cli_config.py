@@ -19,8 +19,8 @@ def cmd_config_show(args) -> int:
         _emit(args, {"path": found["path"], "loaded_at": found["loaded_at"], "config": tomllib.loads(found["toml"])},
               None)
         return 0
-    print(f"# Solo's configuration in force, from {found['path'] or 'the defaults and the flags of `solo up`'}, "
-          f"(re)loaded {_when(found['loaded_at'])}")
+    print(f"# Solo's configuration in force, (re)loaded {_when(found['loaded_at'])} from "
+          f"{found['path'] or 'the defaults'} and the flags of `solo up`")
     print(found["toml"], end="")
     return 0
 

@@ -36,7 +36,11 @@ def allowed_egress(spec, tenant: str, config: SoloConfig) -> list[str]:
 
 
 class ReloadMixin:
-    """Mixed into RegistryActor (registry/actor.py)."""
+    """Mixed into RegistryActor (registry/actor.py), whose constructor calls `_in_force`."""
+
+    _config_version: int
+    _config_loaded_at: float
+    _config_path: str
 
     def _in_force(self, config: SoloConfig) -> SoloConfig:
         """At construction: the config Solo was started with, with the live keys of the last reload (if any)."""
@@ -54,18 +58,18 @@ class ReloadMixin:
 
     async def config_in_force(self) -> dict:
         """For GetConfig: the whole config in force (as JSON data), its file and when it was (re)loaded."""
-        return {"config": self.config.model_dump(mode="json"), "path": getattr(self, "_config_path", ""),
-                "loaded_at": getattr(self, "_config_loaded_at", 0.0), "version": getattr(self, "_config_version", 0)}
+        return {"config": self.config.model_dump(mode="json"), "path": self._config_path,
+                "loaded_at": self._config_loaded_at, "version": self._config_version}
 
     async def wait_config(self, known_version: int, timeout: float = 30.0) -> tuple[int, dict]:
         """(version, config in force) once the version is not `known_version` (or after `timeout`)."""
         _, changed = self._config_state()
-        if known_version == getattr(self, "_config_version", 0):
+        if known_version == self._config_version:
             try:
                 await asyncio.wait_for(changed.wait(), timeout)
             except TimeoutError:
                 pass
-        return getattr(self, "_config_version", 0), self.config.model_dump(mode="json")
+        return self._config_version, self.config.model_dump(mode="json")
 
     async def reload_config(self, loaded: dict, path: str, who: dict | None = None) -> dict:
         """Take over the live keys of `loaded` (a whole config, as `solo up` would make it now). Returns the
@@ -75,7 +79,7 @@ class ReloadMixin:
         lock, _ = self._config_state()
         async with lock:
             change = diff(self.config, new)
-            version, now = getattr(self, "_config_version", 0) + 1, time.time()
+            version, now = self._config_version + 1, time.time()
             who = who or {}
             rows = [{"tenant": SYSTEM_TENANT, "type": "config.reloaded", "subject": "config",
                      "principal": who.get("principal", "solo"), "correlation_id": who.get("request_id", ""),
