@@ -21,7 +21,7 @@ from solo.config_reload import (
     tenant_keys,
     to_toml,
 )
-from solo.errors import FailedPrecondition, InvalidRequest
+from solo.errors import FailedPrecondition, InvalidRequest, Overloaded
 
 
 def test_the_flags_of_solo_up_still_win_after_a_reload(tmp_path):
@@ -169,3 +169,20 @@ def test_a_reload_waits_for_every_gateway_process_to_apply_it(tmp_path, caplog):
 
     asyncio.run(both())
     assert "did not apply config version 5" in caplog.text
+
+
+def test_new_rates_apply_from_the_next_call_and_a_lowered_burst_caps_the_bucket():
+    from solo.security.ratelimit import Rate, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(Rate(0, 0), clock=lambda: now[0], tenant_default=Rate(100, 100))
+    for _ in range(10):
+        limiter.take("acme", "root")  # a bucket of 100, 90 left
+    limiter.set_rates(RateLimiter(Rate(0, 0), tenant_default=Rate(100, 100), tenant_rates={"acme": Rate(1, 2)}))
+    limiter.take("acme", "root")
+    limiter.take("acme", "root")  # the bucket holds at most the new burst: 2
+    with pytest.raises(Overloaded, match="1 calls/s"):
+        limiter.take("acme", "root")
+    limiter.take("other", "root2")  # others keep the default
+    now[0] += 1.0
+    limiter.take("acme", "root")  # refilled at the new rate
