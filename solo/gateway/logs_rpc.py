@@ -1,7 +1,7 @@
 """The Logs RPC: a service's output, kept by the registry from its hosts, read and followed by its tenant.
 
 A plain async generator (like ListServices), so the REST gateway's SSE route can drive the same method. Lines come
-from the registry in pages (at most 1,000 lines / 1 MiB each, registry/logs.py), so what one stream holds in the
+from the registry in pages (at most 5,000 lines / 1 MiB each, registry/logs.py), so what one stream holds in the
 gateway is one page whatever the service writes. A client that reads slowly is paced by gRPC's flow control; if
 it falls behind the service's rotation it is told how many lines it missed, and one that takes nothing for
 [logs] slow_consumer_seconds while a line waits for it is ended with RESOURCE_EXHAUSTED (like Watch), so a stalled

@@ -24,7 +24,8 @@ log = logging.getLogger("solo.registry")
 
 MAX_BATCH_LINES = 20_000  # lines in one batch from a host (it sends at most 256 KiB of text at a time)
 CLOCK_SKEW = 3600.0  # a host's time further off than this is replaced by the registry's
-READ_LINES = 1000  # lines in one read_logs answer
+READ_LINES = 5000  # lines in one read_logs answer
+READS_AT_ONCE = 2  # pages read at once (each holds a thread and the GIL for up to ~0.1 s), one per tenant
 READ_BYTES = 1 << 20
 MAX_WAIT = 30.0
 
@@ -100,6 +101,8 @@ class LogsMixin:
                                                c.total_bytes, c.segments)
             self._log_rate = TenantRate()
             self._log_waiters: dict[tuple[str, str], asyncio.Event] = {}
+            self._log_reads = asyncio.Semaphore(READS_AT_ONCE)
+            self._log_reading: dict[str, asyncio.Lock] = {}
         return store
 
     @property
@@ -173,6 +176,14 @@ class LogsMixin:
             except (OSError, ValueError) as exc:  # a note is not worth failing the operation for
                 log.warning("a note could not be written to the log of %s/%s: %s", key[0], key[1], exc)
 
+    async def _read_page(self, tenant: str, name: str, after: int, since: float, tail: int):
+        """One page from the store, in a thread: one read per tenant at a time and READS_AT_ONCE in all, so a
+        tenant that reads in a loop delays only its own reads and never fills the registry's threads."""
+        lock = self._log_reading.setdefault(tenant, asyncio.Lock())  # one per tenant that reads (the operator's)
+        async with lock, self._log_reads:
+            return await asyncio.to_thread(self.log_store.read, tenant, name, after, since, tail, READ_LINES,
+                                           READ_BYTES)
+
     async def read_logs(self, tenant: str, name: str, after: int = -1, since_seconds: float = 0.0, tail: int = 0,
                         wait_seconds: float = 0.0) -> dict:
         """The service's kept lines after sequence number `after` (see LogStore.read); with `wait_seconds`,
@@ -185,11 +196,11 @@ class LogsMixin:
         since = time.time() - since_seconds if since_seconds > 0 else 0.0
         key = (tenant, name)
         waiter = self._log_waiters.setdefault(key, asyncio.Event()) if wait_seconds > 0 else None
-        page = await asyncio.to_thread(store.read, tenant, name, after, since, tail, READ_LINES, READ_BYTES)
+        page = await self._read_page(tenant, name, after, since, tail)
         if not page.lines and waiter is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), min(wait_seconds, MAX_WAIT))
-            page = await asyncio.to_thread(store.read, tenant, name, page.last, since, 0, READ_LINES, READ_BYTES)
+            page = await self._read_page(tenant, name, page.last, since, 0)
         return {"lines": [(r["n"], r["time"], r["stream"], r["version"], r["text"]) for r in page.lines],
                 "last": page.last, "skipped": page.skipped}
 
