@@ -146,6 +146,11 @@ class Admission:
     def current_limit(self) -> int:
         return int(self.limit)
 
+    def set_limit_for(self, limit_for: Callable[[str], int]) -> None:
+        """Tenants' call quotas from now on (a config reload): asked again for each tenant at its next call."""
+        self.limit_for = limit_for
+        self._limits = {}
+
     def _check(self, tenant: str, service: str, concurrency: int) -> None:
         limit = self._limits.get(tenant)
         if limit is None:

@@ -91,7 +91,7 @@ class LiveConfig:
         limits = config.limits
         servicer.auth_failures.rate = Rate(limits.auth_failures_per_second,
                                            limits.auth_failures_burst or 2 * limits.auth_failures_per_second)
-        servicer.admission.limit_for = lambda tenant: quota_for(servicer.config, tenant).max_concurrent_calls
+        servicer.admission.set_limit_for(lambda tenant: quota_for(servicer.config, tenant).max_concurrent_calls)
 
     async def synced(self, version: int, timeout: float = SYNC_SECONDS) -> None:
         """Until this process, and every other live gateway process, applies at least `version`."""

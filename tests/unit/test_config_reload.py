@@ -186,3 +186,16 @@ def test_new_rates_apply_from_the_next_call_and_a_lowered_burst_caps_the_bucket(
     limiter.take("other", "root2")  # others keep the default
     now[0] += 1.0
     limiter.take("acme", "root")  # refilled at the new rate
+
+
+def test_a_changed_call_quota_applies_to_tenants_already_seen():
+    from solo.gateway.admission import Admission
+
+    admission = Admission(lambda tenant: 1)
+    first = admission.admit("acme", "acme/kv")
+    with first, pytest.raises(Overloaded, match="max_concurrent_calls"):
+        admission.admit("acme", "acme/kv")
+    admission.set_limit_for(lambda tenant: 2)
+    with admission.admit("acme", "acme/kv"), admission.admit("acme", "acme/kv"):
+        with pytest.raises(Overloaded, match="may have 2"):
+            admission.admit("acme", "acme/kv")
