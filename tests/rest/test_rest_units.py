@@ -1,0 +1,125 @@
+"""The REST gateway's pure parts (no Ray, no network): where it listens, the status table, the context's
+reading of what a handler answered, and the message conversions."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from solo._proto import solo_pb2 as pb
+from solo._proto import solo_pb2_grpc
+from solo.config import load_config
+from solo.errors import ERRORS_BY_CODE, InvalidRequest, NotFound, Overloaded, ServiceFailed
+from solo.gateway.status import STATUS_BY_CODE, answer_with, rpc
+from solo.rest import messages
+from solo.rest.context import END, RestContext, Stream, unary
+from solo.rest.errors import HTTP_STATUS_BY_CODE
+from solo.rest.server import rest_address, rest_server
+from solo.security.capabilities import Request
+
+
+def test_where_rest_listens(tmp_path):
+    def config(**overrides):
+        return load_config(None, data_dir=str(tmp_path), **overrides)
+    assert rest_address(config()) == ("127.0.0.1", 7080)
+    assert rest_address(config(gateway__port=0)) == ("127.0.0.1", 0)  # tests, several Solos on one machine
+    assert rest_address(config(rest__port=8081, gateway__host="0.0.0.0")) == ("0.0.0.0", 8081)
+    assert rest_address(config(rest__port=0, rest__host="::1")) == ("::1", 0)
+    assert rest_address(config(rest__port=-1)) is None
+    # of several gateway processes only process 0 serves REST (its port is not shared)
+    assert rest_server(config(rest__port=0), servicer=None, group=SimpleNamespace(index=1)) is None
+
+
+def test_every_code_has_an_http_status():
+    assert set(STATUS_BY_CODE) <= set(HTTP_STATUS_BY_CODE)
+    assert set(ERRORS_BY_CODE) <= set(HTTP_STATUS_BY_CODE)
+    assert all(400 <= status < 600 for status in HTTP_STATUS_BY_CODE.values())
+    assert HTTP_STATUS_BY_CODE["SERVICE_FAILED"] == 502 and HTTP_STATUS_BY_CODE["RESOURCE_EXHAUSTED"] == 429
+
+
+@pytest.mark.parametrize("error", [NotFound("no such service 'x'"), InvalidRequest("bad"),
+                                   ServiceFailed("KeyError: 'k'", exception_type="KeyError")])
+def test_the_context_reads_back_what_answer_with_set(error):
+    context = RestContext((), "ipv4:127.0.0.1:5")
+    answer_with(context, error)
+    seen = context.error()
+    assert (type(seen), seen.code, seen.message, seen.exception_type) == \
+        (type(error), error.code, error.message, error.exception_type)
+
+
+def test_retry_after_survives_the_trailers():
+    refusal = Overloaded("slow down")
+    refusal.retry_after = 0.25
+    context = RestContext((), "")
+    answer_with(context, refusal)
+    assert context.error().retry_after == 0.25
+
+
+class _Servicer(solo_pb2_grpc.GatewayServicer):
+    """A servicer with the gRPC `rpc` wrapper's own authentication, over tiny fakes."""
+
+    def __init__(self):
+        from solo.security.ratelimit import FailureBudget, Rate
+        self.auth_failures = FailureBudget(Rate(100, 100))
+        self.authenticator = SimpleNamespace(known_good=lambda m, w: False, authenticate=self._authenticate)
+        self.audit = SimpleNamespace(denied=lambda exc, wanted: None)
+        self.limiter = SimpleNamespace(take=lambda tenant, token: None)
+
+    @staticmethod
+    def _authenticate(metadata, wanted, context):
+        from solo.errors import Unauthenticated
+        if dict(metadata).get("authorization") != "Bearer good":
+            raise Unauthenticated("no credentials")
+        return SimpleNamespace(tenant="t", revocation_ids=("r",))
+
+    @rpc(lambda r: Request("whoami"))
+    async def WhoAmI(self, request, context, principal):
+        return pb.WhoAmIResponse(tenant=principal.tenant)
+
+    @rpc(lambda r: Request("discover"))
+    async def ListServices(self, request, context, principal):
+        for name in ("a", "b"):
+            yield pb.ServiceInfo(name=name)
+        raise NotFound("gone")
+
+
+def test_unary_and_stream_through_the_rpc_wrapper():
+    async def scenario():
+        servicer = _Servicer()
+        good = RestContext((("authorization", "Bearer good"),), "ipv4:127.0.0.1:1")
+        assert (await unary(servicer, "WhoAmI", pb.WhoAmIRequest(), good)).tenant == "t"
+        with pytest.raises(Exception) as refused:
+            await unary(servicer, "WhoAmI", pb.WhoAmIRequest(), RestContext((), "ipv4:127.0.0.1:1"))
+        assert refused.value.code == "UNAUTHENTICATED"
+        stream = Stream(servicer, "ListServices", pb.ListServicesRequest(), good)
+        names = []
+        while (item := await stream.next()) is not END:
+            names.append(item.name)
+        assert names == ["a", "b"] and stream.error().code == "NOT_FOUND"
+        with pytest.raises(Exception) as missing:  # an RPC this servicer has no handler for
+            await unary(servicer, "GetConfig", pb.GetConfigRequest(), good)
+        assert missing.value.code == "UNIMPLEMENTED"
+    asyncio.run(scenario())
+
+
+def test_messages_to_and_from_json():
+    event = pb.Event(id=2**60, time_us=-5, payload_json="{}")
+    out = messages.to_dict(event)
+    assert out["id"] == 2**60 and out["time_us"] == -5  # numbers, not protobuf's strings
+    assert messages.to_dict(pb.InvokeResponse(raw=b"\x00\x01")) == {"raw": "AAE="}
+    assert "max_restarts" not in messages.to_dict(pb.ServiceSpec())  # an unset optional is left out
+    request = messages.from_dict({"filter": {"after_id": 7, "types": ["a"]}, "limit": 3}, pb.QueryEventsRequest)
+    assert request.filter.after_id == 7 and request.limit == 3
+    for bad in ({"limit": -1}, {"limit": 2**32}, {"nosuch": 1}, {"limit": "ten"}):
+        with pytest.raises(InvalidRequest):
+            messages.from_dict(bad, pb.QueryEventsRequest)
+    field = messages.field_at(pb.QueryEventsRequest.DESCRIPTOR, "filter.types")
+    assert messages.query_value(field, ["a", "b"], "types") == ["a", "b"]
+    labels = pb.DiscoverServiceRequest.DESCRIPTOR.fields_by_name["labels"]
+    assert messages.query_value(labels, ["zone=a", "tier=x=y"], "labels") == {"zone": "a", "tier": "x=y"}
+    with pytest.raises(InvalidRequest, match="key=value"):
+        messages.query_value(labels, ["zone"], "labels")
+    limit = pb.QueryEventsRequest.DESCRIPTOR.fields_by_name["limit"]
+    with pytest.raises(InvalidRequest, match="given 2 times"):
+        messages.query_value(limit, ["1", "2"], "limit")
