@@ -71,6 +71,8 @@ def test_encrypted_event_log_end_to_end(tmp_path):
                 watched = next(tenant.watch(types=["service.started"]))  # Watch: the log actor's side
                 assert watched["subject"] == SERVICE
                 first_id = found[0]["id"]
+            with SoloClient(operator.address, operator.mint_token("tenant-other")) as other:
+                assert not [e for e in other.events() if e["tenant"] == TENANT]  # decrypted, still per tenant
 
             events_dir = tmp_path / "events"
             wait_for(lambda: any(p.stat().st_size and p.read_bytes()[-4:] == b"PARE"
