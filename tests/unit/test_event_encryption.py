@@ -269,3 +269,21 @@ def test_a_custom_key_file_is_found_by_readers_in_another_process(data_dir, tmp_
     crypto._loaded.clear()
     INDEXES._entries.clear()
     assert read_events(data_dir).num_rows == 3
+
+
+def test_encrypted_and_plaintext_logs_read_back_the_same_rows(tmp_path):
+    tables = []
+    for mode in ("plain", "sealed"):
+        data_dir = tmp_path / mode
+        log = fresh_log(data_dir, encrypt=mode == "sealed", auto_roll=False, clock=lambda: 1_700_000_000.0)
+        log.append(rows(30))
+        log.roll()
+        log.append(rows(30, 30, tenant="tenant-b"))
+        log.roll()
+        log.compact(small_rows=1000, min_parts=2)
+        log.append(rows(5, 60))  # WAL only
+        tables.append(read_events(data_dir))
+        log.close()
+        tables.append(read_events(data_dir))  # all in segments now
+    assert tables[0].num_rows == 65
+    assert tables[0].equals(tables[2]) and tables[1].equals(tables[3])
