@@ -153,6 +153,12 @@ def share(value: float, processes: int) -> float:
     return value / processes if value else value
 
 
+def burst_share(value: float, processes: int) -> float:
+    """One process's share of a burst: never below one call, since a bucket that can never hold a whole
+    call refuses every call (a burst of 1 over 2 processes is 1 each, 2 in all). 0 (2 s of the rate) stays 0."""
+    return max(1.0, value / processes) if value else value
+
+
 def calls_share(value: int, processes: int, index: int) -> int:
     """Process `index`'s share of a call quota set for the whole gateway: `value` split as evenly as whole
     calls allow (10 over 4 processes: 3, 3, 2, 2), so the shares add up to exactly `value`; but never below
@@ -173,18 +179,18 @@ def per_process(config: SoloConfig, index: int = 0) -> SoloConfig:
         return config
 
     def rate(r):
-        return r.model_copy(update={"rate_per_second": share(r.rate_per_second, n), "burst": share(r.burst, n)})
+        return r.model_copy(update={"rate_per_second": share(r.rate_per_second, n), "burst": burst_share(r.burst, n)})
 
     def calls(value):
         return calls_share(value, n, index)
     lim, quotas = config.limits, config.quotas
     limits = lim.model_copy(update={
-        "token_rate_per_second": share(lim.token_rate_per_second, n), "token_burst": share(lim.token_burst, n),
-        "tenant_rate_per_second": share(lim.tenant_rate_per_second, n), "tenant_burst": share(lim.tenant_burst, n),
+        "token_rate_per_second": share(lim.token_rate_per_second, n), "token_burst": burst_share(lim.token_burst, n),
+        "tenant_rate_per_second": share(lim.tenant_rate_per_second, n), "tenant_burst": burst_share(lim.tenant_burst, n),
         "tenant_token_rates": {t: rate(r) for t, r in lim.tenant_token_rates.items()},
         "tenant_rates": {t: rate(r) for t, r in lim.tenant_rates.items()},
         "auth_failures_per_second": share(lim.auth_failures_per_second, n),
-        "auth_failures_burst": share(lim.auth_failures_burst, n)})
+        "auth_failures_burst": burst_share(lim.auth_failures_burst, n)})
     tenants = {t: q.model_copy(update={"max_concurrent_calls": calls(q.max_concurrent_calls)})
                if q.max_concurrent_calls is not None else q for t, q in quotas.tenants.items()}
     quotas = quotas.model_copy(update={"max_concurrent_calls": calls(quotas.max_concurrent_calls), "tenants": tenants})

@@ -43,6 +43,16 @@ def test_rates_and_call_quotas_are_split_by_the_number_of_processes(tmp_path):
     assert per_process(load_config(None, data_dir=str(tmp_path))).limits == load_config(None, data_dir=str(tmp_path)).limits
 
 
+def test_a_burst_below_the_number_of_processes_still_admits_a_call_in_each(tmp_path):
+    # a bucket that can never hold a whole call refuses every call: burst 1 over 2 processes must not be 0.5 each
+    config = load_config(None, data_dir=str(tmp_path), gateway__processes=2, limits__token_burst=1,
+                         limits__tenant_rates={"acme": {"rate_per_second": 0.5, "burst": 1}})
+    mine = per_process(config)
+    assert mine.limits.token_burst == 1 and mine.limits.tenant_rates["acme"].burst == 1
+    assert mine.limits.tenant_burst == 0  # 0 (two seconds of the rate) stays 0
+    assert mine.limits.tenant_rates["acme"].rate_per_second == 0.25
+
+
 def test_slots_are_shared_through_the_file(tmp_path):
     one = GroupFile.create(tmp_path)
     other = GroupFile(tmp_path / "gateway-group")
