@@ -28,6 +28,8 @@ READ_LINES = 5000  # lines in one read_logs answer
 READS_AT_ONCE = 2  # pages read at once (each holds a thread and the GIL for up to ~0.1 s), one per tenant
 READ_BYTES = 1 << 20
 MAX_WAIT = 30.0
+CALLS_TARGET = 200.0  # append_logs calls a second the registry aims at: past it, hosts are asked to pause longer
+TENANT_OVER_PAUSE = 2.0  # the pause asked of a host whose tenant is over its rate
 
 
 def _line_of(raw, now: float) -> tuple[float, str, str, str] | None:
@@ -129,16 +131,29 @@ class LogsMixin:
         if waiter is not None:
             waiter.set()
 
-    async def append_logs(self, tenant: str, name: str, host: str, ticket: str, lines: list) -> int:
+    def _append_pause(self) -> float:
+        """The pause between batches asked of hosts: half a second until CALLS_TARGET calls a second come in, then
+        in proportion (each host sends less often, in bigger batches)."""
+        now = time.monotonic()
+        start, count = getattr(self, "_append_window", (now, 0))
+        if now - start >= 1.0:
+            self._last_append_rate = count / (now - start)
+            start, count = now, 0
+        self._append_window = (start, count + 1)
+        return 0.5 * max(1.0, getattr(self, "_last_append_rate", 0.0) / CALLS_TARGET)
+
+    async def append_logs(self, tenant: str, name: str, host: str, ticket: str, lines: list) -> dict:
         """A batch of a service's output from its host (open to hosts: the ticket proves which service the host
-        was loaded with, as for `resolve`). A batch for a service that no longer exists (removed) is dropped."""
+        was loaded with, as for `resolve`). A batch for a service that no longer exists (removed) is dropped.
+        Answers {"kept": lines kept, "pause": seconds the host should wait before its next batch}."""
         await self.start()
         if not all(isinstance(v, str) for v in (tenant, name, host, ticket)) or \
                 not hmac.compare_digest(ticket, self._ticket(tenant, name, host)):
             raise PermissionDenied("this host was not loaded with the service it claims to run")
         key = (tenant, name)
+        pause = self._append_pause()
         if key not in self.state.services or not isinstance(lines, list):
-            return 0
+            return {"kept": 0, "pause": pause}
         rates = self._log_rates
         now = time.time()
         rate = self.config.logs.tenant_rate_bytes
@@ -147,13 +162,14 @@ class LogsMixin:
                  if isinstance(raw, (list, tuple)) and len(raw) == 4 and isinstance(raw[3], str)
                  and (raw[1] == "solo" or rates.take(key, min(len(raw[3]), MAX_TEXT) + 64, rate))]
         kept = await asyncio.to_thread(lambda: [line for raw in taken if (line := _line_of(raw, now)) is not None])
+        over = key in rates.dropped  # some of this tenant's output was over its rate: this host pauses longer
         lost = rates.dropped.pop(key, 0) if kept else 0
         if lost:
             kept.append((now, "solo", kept[-1][2], f"dropped {lost} bytes of output (over the tenant's log rate of "
                          f"{rate / 1024:g} KiB/s: [logs] tenant_rate_bytes)"))
         if kept:
             await self._keep_lines(key, kept)
-        return len(kept)
+        return {"kept": len(kept), "pause": max(pause, TENANT_OVER_PAUSE) if over else pause}
 
     async def _note_events(self, events) -> None:
         """Solo's own lines for what happened to services (called with the events just committed); a removed

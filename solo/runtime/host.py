@@ -308,16 +308,16 @@ class ServiceHost:
         return {"ref": self._refs, "version": found["version"], "concurrency": found["concurrency"],
                 "queue": found["queue"]}, b""
 
-    async def _send_logs(self, lines: list[list]) -> None:
+    async def _send_logs(self, lines: list[list]) -> dict:
         """A batch of the service's output to the registry, which files it under the service this host's ticket
-        names (registry/logs.py)."""
+        names (registry/logs.py) and says how long to pause before the next."""
         import ray
 
         from solo.runtime.launcher import REGISTRY_NAME, call_host
 
         registry = ray.get_actor(REGISTRY_NAME, namespace=self._namespace)
-        await call_host(registry.append_logs.remote(self._tenant, self._service, self._name, self._ticket, lines),
-                        10.0, "sending the service's output")
+        return await call_host(registry.append_logs.remote(self._tenant, self._service, self._name, self._ticket,
+                                                           lines), 10.0, "sending the service's output")
 
     # -- hot swap ------------------------------------------------------------------------------
     async def freeze(self, drain_seconds: float, max_state_bytes: int = 64 << 20) -> dict:

@@ -21,10 +21,11 @@ MAX_BATCH = 256 << 10  # bytes of text in one batch
 MAX_PENDING = 1 << 20  # bytes of text waiting to be sent; past it lines are dropped (counted)
 MAX_TEXT = 8192  # characters of one line (the registry keeps no more)
 RETRY_MAX = 5.0
+PAUSE_MAX = 5.0  # the longest pause between batches the registry may ask for
 
 
 class LogShipper:
-    def __init__(self, send: Callable[[list[list]], Awaitable[object]], version: str,
+    def __init__(self, send: Callable[[list[list]], Awaitable[dict | None]], version: str,
                  clock: Callable[[], float] = time.time):
         self.send, self.version, self.clock = send, version, clock
         self.pending: list[list] = []  # [time, stream, version, text]
@@ -72,7 +73,7 @@ class LogShipper:
             while self.pending or self.dropped_lines:
                 batch = self._batch()
                 try:
-                    await self.send(batch)
+                    answer = await self.send(batch)
                     delay = SEND_EVERY
                 except asyncio.CancelledError:
                     raise
@@ -84,8 +85,18 @@ class LogShipper:
                     await asyncio.sleep(delay)
                     continue
                 with contextlib.suppress(TimeoutError):  # what comes meanwhile goes in the next batch
-                    await asyncio.wait_for(self._hurry.wait(), SEND_EVERY)
+                    await asyncio.wait_for(self._hurry.wait(), self._pause(answer))
             self._idle.set()
+
+    @staticmethod
+    def _pause(answer) -> float:
+        """The pause before the next batch: longer when the registry asks (many hosts sending, or this tenant
+        over its rate), so the registry's load stays bounded however many services print; bigger batches
+        instead of more of them."""
+        asked = answer.get("pause") if isinstance(answer, dict) else None
+        if not isinstance(asked, (int, float)) or isinstance(asked, bool) or not asked == asked:
+            return SEND_EVERY
+        return min(PAUSE_MAX, max(SEND_EVERY, float(asked)))
 
     async def flush(self, timeout: float) -> None:
         """Wait (at most `timeout`) until what is pending was sent: before the host stops or ends."""

@@ -87,3 +87,51 @@ def test_a_tenant_is_held_to_its_rate_and_what_is_over_is_counted_per_service():
     assert sum(rate.dropped.values()) == 60_000 and set(rate.dropped) == {("acme", f"s{i}") for i in range(5)}
     assert rate.take(("other", "s"), 1000, 10_000)  # another tenant has its own
     assert all(rate.take(("acme", "s"), 10**9, 0) for _ in range(3))  # 0 = no limit
+
+
+def test_the_host_pauses_as_long_as_the_registry_asks_within_bounds(monkeypatch):
+    monkeypatch.setattr(logship, "SEND_EVERY", 0.01)
+    sent_at: list[float] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def send(batch):
+            sent_at.append(loop.time())
+            return {"kept": len(batch), "pause": 0.3}
+
+        shipper = LogShipper(send, "1")
+        shipper.add("stdout", ["a"])
+        await asyncio.sleep(0.05)
+        shipper.add("stdout", ["b"])  # waits for the pause the registry asked for
+        while len(sent_at) < 2:
+            await asyncio.sleep(0.01)
+        shipper.close()
+
+    asyncio.run(main())
+    assert sent_at[1] - sent_at[0] >= 0.29
+    assert LogShipper._pause({"pause": 1e9}) == logship.PAUSE_MAX
+    for odd in (None, {"pause": "x"}, {"pause": float("nan")}, {"pause": True}, {"pause": -3}):
+        assert LogShipper._pause(odd) == logship.SEND_EVERY
+
+
+def test_the_registry_asks_for_longer_pauses_when_many_hosts_send(monkeypatch):
+    from types import SimpleNamespace
+
+    from solo.registry import logs
+
+    clock = [100.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    registry = SimpleNamespace()
+    pause = lambda: logs.LogsMixin._append_pause(registry)  # noqa: E731
+    assert pause() == 0.5
+    for _ in range(999):  # 1,000 batches in the first second: five times the target
+        clock[0] += 0.001
+        pause()
+    clock[0] += 0.01
+    assert pause() >= 0.5 * 4  # hosts now send a fifth as often, in bigger batches
+    for _ in range(10):  # a quiet second
+        clock[0] += 0.1
+        pause()
+    clock[0] += 0.1
+    assert pause() == 0.5
