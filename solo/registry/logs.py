@@ -162,6 +162,8 @@ class LogsMixin:
                  if isinstance(raw, (list, tuple)) and len(raw) == 4 and isinstance(raw[3], str)
                  and (raw[1] == "solo" or rates.take(key, min(len(raw[3]), MAX_TEXT) + 64, rate))]
         kept = await asyncio.to_thread(lambda: [line for raw in taken if (line := _line_of(raw, now)) is not None])
+        if key not in self.state.services:  # removed meanwhile: its folder is gone and stays gone
+            return {"kept": 0, "pause": pause}
         over = key in rates.dropped  # some of this tenant's output was over its rate: this host pauses longer
         lost = rates.dropped.pop(key, 0) if kept else 0
         if lost:
