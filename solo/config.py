@@ -52,6 +52,9 @@ class RestConfig(_Section):
                                 "reads; a larger one is answered 413")
     max_connections: int = Field(default=1000, ge=1, description="REST connections and requests at once; past it "
                                  "new requests are answered 503")
+    max_body_bytes_in_flight: int = Field(default=256 * 1024 * 1024, ge=1024, description="request bodies REST "
+                                          "holds at once, all requests together; a body that would pass it is "
+                                          "answered 429 with Retry-After")
 
 
 class TokenRate(_Section):

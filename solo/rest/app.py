@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from solo._proto import solo_pb2 as pb
-from solo.errors import DeadlineExceeded, Internal, InvalidRequest, SoloError
+from solo.errors import DeadlineExceeded, Internal, InvalidRequest, Overloaded, SoloError
 from solo.rest import messages
 from solo.rest.context import END, IDLE, RestContext, Stream, unary
 from solo.rest.errors import REQUEST_ID, error_body, error_response
@@ -72,7 +72,29 @@ def _context(request: Request, request_id: str) -> RestContext:
     return RestContext(tuple(metadata), peer, deadline, auth)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class BodyBudget:
+    """The bytes of request bodies held at once, all requests together ([rest] max_body_bytes_in_flight): bodies
+    are read before the token is checked, so without it max_connections x max_body_bytes could be held."""
+
+    def __init__(self, total: int):
+        self.total, self.held = total, 0
+
+    def take(self, size: int, holder: list) -> None:
+        if self.held + size > self.total:
+            refusal = Overloaded(f"the gateway holds {self.held} bytes of request bodies and may hold "
+                                 f"{self.total} ([rest] max_body_bytes_in_flight); retry in a moment")
+            refusal.retry_after = 1.0
+            raise refusal
+        self.held += size
+        holder[0] += size
+
+    def give_back(self, holder: list) -> None:
+        self.held -= holder[0]
+        holder[0] = 0
+
+
+async def _read_body(request: Request, limit: int, budget: BodyBudget, holder: list) -> bytes:
+    """The body, at most `limit` bytes (413 past it), each chunk taken from `budget` (429 past it) for `holder`."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise TooLarge(f"the request body is {int(length)} bytes, over this gateway's limit of {limit} "
@@ -82,6 +104,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"the request body is over this gateway's limit of {limit} bytes ([rest] max_body_bytes)")
+        budget.take(len(chunk), holder)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -105,15 +128,16 @@ async def _json(body: bytes):
 class RestApp:
     """The endpoints over one GatewayServicer."""
 
-    def __init__(self, servicer, max_body_bytes: int):
+    def __init__(self, servicer, max_body_bytes: int, max_body_bytes_in_flight: int):
         self.servicer = servicer
         self.limit = max_body_bytes
+        self.budget = BodyBudget(max_body_bytes_in_flight)
 
-    async def _message(self, route: Route, request: Request):
+    async def _message(self, route: Route, request: Request, holder: list):
         """The RPC's request message from the path, the query string and the body."""
         data: dict = {}
         if route.body:
-            body = await _read_body(request, self.limit)
+            body = await _read_body(request, self.limit, self.budget, holder)
             if body.strip():
                 value = await _json(body)
                 if route.body == "*":
@@ -147,7 +171,7 @@ class RestApp:
         data.update(dict(route.fixed))
         return messages.from_dict(data, getattr(pb, descriptor.name))
 
-    async def _invoke_message(self, request: Request) -> pb.InvokeRequest:
+    async def _invoke_message(self, request: Request, holder: list) -> pb.InvokeRequest:
         allowed = {"owner"}
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
@@ -155,7 +179,7 @@ class RestApp:
                                  "service another tenant granted you)")
         name, owner = request.path_params["name"], request.query_params.get("owner", "")
         message = pb.InvokeRequest(service=f"{owner}/{name}" if owner else name, method=request.path_params["method"])
-        body = await _read_body(request, self.limit)
+        body = await _read_body(request, self.limit, self.budget, holder)
         if request.headers.get("content-type", "").split(";")[0].strip() == "application/octet-stream":
             message.raw = body
         elif body.strip():
@@ -166,12 +190,13 @@ class RestApp:
     def endpoint(self, route: Route) -> Callable:
         async def handle(request: Request) -> Response:
             request_id = _request_id(request)
+            holder = [0]  # body bytes this request holds of the budget, until its answer is made
             try:
                 context = _context(request, request_id)
                 if route.shape in (INVOKE, INVOKE_SSE):
-                    message = await self._invoke_message(request)
+                    message = await self._invoke_message(request, holder)
                 else:
-                    message = await self._message(route, request)
+                    message = await self._message(route, request, holder)
                 response = await self._answer(route, message, context, request_id)
             except SoloError as exc:
                 return error_response(exc, request_id, getattr(exc, "http_status", None))
@@ -179,6 +204,8 @@ class RestApp:
                 log.exception("unexpected error in REST %s %s (request %s)", route.verb, route.path, request_id)
                 return error_response(Internal(f"internal error in the gateway (request id {request_id}); the "
                                                "operator can find it in the gateway log"), request_id)
+            finally:
+                self.budget.give_back(holder)
             response.headers[REQUEST_ID] = request_id
             return response
         handle.__name__ = route.operation
@@ -262,11 +289,12 @@ async def _events(stream: Stream, item, context: RestContext, request_id: str, e
         stream.close()
 
 
-def build_app(servicer, max_body_bytes: int = 16 << 20, health=None) -> FastAPI:
+def build_app(servicer, max_body_bytes: int = 16 << 20, health=None,
+              max_body_bytes_in_flight: int = 256 << 20) -> FastAPI:
     """The FastAPI app: every route of the table, /openapi.json (and /docs), and /health and /ready answered by
     `health` (a gateway.health.Health: the same answers as the metrics port's)."""
     app = FastAPI(title="Solo REST API", openapi_url=None, docs_url=None, redoc_url=None)
-    rest = RestApp(servicer, max_body_bytes)
+    rest = RestApp(servicer, max_body_bytes, max_body_bytes_in_flight)
     for route in ROUTES:
         app.router.add_route(route.path, rest.endpoint(route), methods=[route.verb], name=route.operation,
                              include_in_schema=False)

@@ -162,4 +162,5 @@ def rest_server(config: SoloConfig, servicer, group=None, health=None) -> RestSe
     if where is None or (group is not None and group.index != 0):
         return None
     from solo.rest.app import build_app  # FastAPI is imported only where REST is served
-    return RestServer(build_app(servicer, config.rest.max_body_bytes, health), config, *where)
+    return RestServer(build_app(servicer, config.rest.max_body_bytes, health, config.rest.max_body_bytes_in_flight),
+                      config, *where)

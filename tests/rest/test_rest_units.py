@@ -123,3 +123,18 @@ def test_messages_to_and_from_json():
     limit = pb.QueryEventsRequest.DESCRIPTOR.fields_by_name["limit"]
     with pytest.raises(InvalidRequest, match="given 2 times"):
         messages.query_value(limit, ["1", "2"], "limit")
+
+
+def test_the_body_budget_bounds_what_all_requests_hold_together():
+    from solo.rest.app import BodyBudget
+    budget = BodyBudget(100)
+    first, second = [0], [0]
+    budget.take(60, first)
+    budget.take(30, second)
+    with pytest.raises(Overloaded, match="max_body_bytes_in_flight") as refused:
+        budget.take(20, second)
+    assert refused.value.retry_after == 1.0 and budget.held == 90
+    budget.give_back(first)
+    budget.take(20, second)
+    budget.give_back(second)
+    assert budget.held == 0 and first == second == [0]
