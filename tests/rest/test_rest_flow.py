@@ -27,8 +27,13 @@ SLOW = source("""
 
 
 def test_deploy_call_list_get_stop(http_alice, alice, name):
-    deployed = http_alice.post("/v1/services", json={"name": name, "source": SLOW, "filename": "slow.py"})
+    deployed = http_alice.post("/v1/services", json={"name": name, "source": SLOW, "filename": "slow.py"},
+                               headers={"X-Request-Id": f"deploy-{name}"})
     assert deployed.status_code == 200, deployed.text
+    # the same event a gRPC deploy writes, with the HTTP request's id and the token's principal
+    first = http_alice.get("/v1/events", params={"subject": name, "limit": 1}).json()["events"][0]
+    assert (first["type"], first["tenant"], first["correlation_id"]) == ("service.deploying", "alice", f"deploy-{name}")
+    assert first["principal"].startswith("tenant:alice/token:")
     assert deployed.json()["service"]["state"] == "RUNNING"
     assert deployed.json()["changed"] is True
     assert deployed.headers["X-Request-Id"]
@@ -38,6 +43,9 @@ def test_deploy_call_list_get_stop(http_alice, alice, name):
     assert (call.status_code, call.json(), call.headers["content-type"]) == (200, "hello rest", "application/json")
     assert http_alice.post(f"/v1/services/{name}/methods/hello", json=["positional"]).json() == "hello positional"
     assert http_alice.post(f"/v1/services/{name}/methods/hello").json() == "hello world"  # no body: no arguments
+    # counted in the tenant's metrics like gRPC calls
+    counted = next(s for s in alice.metrics()["services"] if s["service"] == name)
+    assert int(counted["calls"]) == 3
     listed = http_alice.get("/v1/services").json()["services"]
     assert name in [s["name"] for s in listed]
     got = http_alice.get(f"/v1/services/{name}").json()
