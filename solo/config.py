@@ -153,6 +153,10 @@ class EventsConfig(_Section):
     watch_poll_seconds: float = Field(default=15.0, gt=0, description="how long one Watch long-poll waits")
     watch_slow_consumer_seconds: float = Field(
         default=30.0, gt=0, description="a watcher that takes no event for this long is ended (resume by id)")
+    max_watchers: int = Field(default=512, ge=1, description="Watch streams (gRPC and REST) one gateway process "
+                              "serves at once; more are RESOURCE_EXHAUSTED")
+    watchers_per_tenant: int = Field(default=16, ge=1, description="Watch streams of one tenant on one gateway "
+                                     "process; more are RESOURCE_EXHAUSTED")
     encrypt: bool = Field(default=False, description="encrypt the event log at rest: Parquet modular encryption of "
                           "the segments and AES-GCM of every WAL record (see OPERATIONS, Encryption at rest)")
     key_file: Path | None = Field(default=None, description="the events key (64 hex characters, 0600; made on the "

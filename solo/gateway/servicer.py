@@ -22,6 +22,7 @@ from solo.gateway.logs_rpc import LogsRpcs
 from solo.gateway.routes import RouteFollower
 from solo.gateway.secrets_rpc import SecretsRpcs
 from solo.gateway.status import request_id, rpc
+from solo.gateway.streams import StreamSlots
 from solo.gateway.tokens import TokenService
 from solo.gateway.validation import SpecValidator
 from solo.registry.quotas import quota_for
@@ -84,6 +85,8 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         self.events = event_feed
         self.metrics = metrics.CallSeries()
         self.validator = SpecValidator()
+        self.watchers = StreamSlots("Watch streams", config.events.max_watchers, config.events.watchers_per_tenant,
+                                    "[events] max_watchers", "[events] watchers_per_tenant")
 
     def _admit(self, tenant: str, service: str, route, method: str = ""):
         """Admission for one call to `service` ("<owner>/<name>"); a shed call is counted for `calls.shed` and in
@@ -363,6 +366,10 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
     @rpc(_on("watch"))
     async def Watch(self, request, context, principal):
         wanted = events.scope(principal, request.filter)
+        with self.watchers.slot(principal.tenant):  # bounded: a Watch never ends by itself
+            await self._watch(wanted, context)
+
+    async def _watch(self, wanted, context):
         cursor = delivered = wanted.after_id
         while True:
             table = await self.events.since(cursor, 1000, self.config.events.watch_poll_seconds)
