@@ -80,7 +80,9 @@ class VaultMixin:
         return await asyncio.get_running_loop().run_in_executor(self._vault_pool, fn, *args)
 
     async def _vault_open(self) -> None:
-        """The first call opens the vault (finishing a rotation a crash interrupted), alone."""
+        """The first call opens the vault (finishing a rotation a crash interrupted), alone. Like every RPC, after
+        the registry's rebuild: the events of a vault operation go after what the rebuild reads."""
+        await self.start()
         if self._vault_gate is None:
             self._vault_gate = VaultGate()
         if self._vault is None:

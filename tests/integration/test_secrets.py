@@ -254,3 +254,20 @@ def test_vault_calls_are_limited_per_tenant(solo, operator, alice):
                 hasty.list_secrets()
         assert refused.value.retry_after > 0
     assert alice.list_secrets("none-such/") == []  # another tenant is not held up
+
+
+def test_a_restarted_registry_reopens_the_vault_and_still_injects(solo, alice, name):
+    import ray
+
+    from solo.registry.actor import REGISTRY_NAME
+
+    key, value = unique("reg/"), plaintext()
+    alice.put_secret(key, value)
+    alice.deploy(READER, name, secrets=[key])
+    ray.kill(ray.get_actor(REGISTRY_NAME, namespace=solo.supervisor.config.namespace), no_restart=False)
+    wait_for(lambda: alice.get_secret(key)["value"] == value, timeout=90, tolerate=(SoloError,))
+    with pytest.raises(SoloError):
+        alice.call(name, "crash")  # restarted by the new registry, which reads the value from the vault again
+    wait_for(lambda: alice.get(name)["restarts"] >= 1 and alice.call(name, "secret", key) == value.decode(),
+             timeout=90, tolerate=(SoloError,))
+    alice.stop(name, remove=True)
