@@ -94,32 +94,29 @@ class TenantRate:
 class LogsMixin:
     """Mixed into RegistryActor (registry/actor.py)."""
 
-    @property
-    def log_store(self) -> LogStore:
+    async def _logs(self) -> LogStore:
+        """The store (made on first use, in a thread: it indexes what earlier runs left), with the bounds in force
+        (a config reload may have changed them)."""
         store = getattr(self, "_log_store", None)
         if store is None:
-            c = self.config.logs
-            store = self._log_store = LogStore(self.config.data_dir / "logs", c.service_bytes, c.tenant_bytes,
-                                               c.total_bytes, c.segments)
-            self._log_rate = TenantRate()
-            self._log_waiters: dict[tuple[str, str], asyncio.Event] = {}
-            self._log_reads = asyncio.Semaphore(READS_AT_ONCE)
-            self._log_reading: dict[str, asyncio.Lock] = {}
-        return store
-
-    @property
-    def _log_rates(self) -> TenantRate:
-        return self.log_store and self._log_rate  # made with the store
-
-    def _log_bounds(self) -> LogStore:
-        """The store, with the bounds in force (a config reload may have changed them)."""
-        store, c = self.log_store, self.config.logs
+            made = getattr(self, "_log_opening", None)
+            if made is None:
+                c = self.config.logs
+                made = self._log_opening = asyncio.ensure_future(asyncio.to_thread(
+                    LogStore, self.config.data_dir / "logs", c.service_bytes, c.tenant_bytes, c.total_bytes, c.segments))
+            store = await asyncio.shield(made)
+            if getattr(self, "_log_store", None) is None:
+                self._log_store, self._log_rate = store, TenantRate()
+                self._log_waiters: dict[tuple[str, str], asyncio.Event] = {}
+                self._log_reads = asyncio.Semaphore(READS_AT_ONCE)
+                self._log_reading: dict[str, asyncio.Lock] = {}
+        c = self.config.logs
         store.service_bytes, store.tenant_bytes, store.total_bytes = c.service_bytes, c.tenant_bytes, c.total_bytes
         store.segment_bytes = max(1024, c.service_bytes // c.segments)
         return store
 
     async def _keep_lines(self, key: tuple[str, str], lines: list[tuple[float, str, str, str]]) -> None:
-        store = self._log_bounds()
+        store = await self._logs()
         written = await asyncio.to_thread(store.append, key[0], key[1], lines)
         if written:
             lost = store.take_dropped(*key)
@@ -154,7 +151,8 @@ class LogsMixin:
         pause = self._append_pause()
         if key not in self.state.services or not isinstance(lines, list):
             return {"kept": 0, "pause": pause}
-        rates = self._log_rates
+        await self._logs()
+        rates = self._log_rate
         now = time.time()
         rate = self.config.logs.tenant_rate_bytes
         # the tenant's rate first, on the raw size (cheap, on the loop), so what is over it costs no more work
@@ -183,7 +181,7 @@ class LogsMixin:
             if event.type == "service.removed":
                 notes.pop(key, None)
                 with contextlib.suppress(ValueError):
-                    await asyncio.to_thread(self.log_store.forget, *key)
+                    await asyncio.to_thread((await self._logs()).forget, *key)
                 continue
             line = _note_of(event, now)
             if line is not None:
@@ -199,7 +197,7 @@ class LogsMixin:
         tenant that reads in a loop delays only its own reads and never fills the registry's threads."""
         lock = self._log_reading.setdefault(tenant, asyncio.Lock())  # one per tenant that reads (the operator's)
         async with lock, self._log_reads:
-            return await asyncio.to_thread(self.log_store.read, tenant, name, after, since, tail, READ_LINES,
+            return await asyncio.to_thread(self._log_store.read, tenant, name, after, since, tail, READ_LINES,
                                            READ_BYTES)
 
     async def read_logs(self, tenant: str, name: str, after: int = -1, since_seconds: float = 0.0, tail: int = 0,
@@ -208,7 +206,7 @@ class LogsMixin:
         waits that long for a line when there is none yet (follow). A service the tenant does not have is
         NOT_FOUND, with the same words whether it exists for another tenant or not at all."""
         await self.start()
-        store = self.log_store
+        store = await self._logs()
         if not store.has(tenant, name):
             self.state.get(tenant, name)  # NotFound, worded as for any missing service
         since = time.time() - since_seconds if since_seconds > 0 else 0.0
