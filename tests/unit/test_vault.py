@@ -364,3 +364,20 @@ def test_a_service_sees_a_read_only_mapping_whose_repr_holds_no_value():
         assert PLAIN[:8].decode() not in shown
     assert "db/password" in repr(context.secrets)
     assert context_from("alice", "app", "1", "", {}).secrets == {}
+
+
+def test_a_specs_secrets_are_checked_and_leave_older_fingerprints_alone():
+    import dataclasses
+    import hashlib
+
+    from solo.config import LimitsConfig
+    from solo.core.spec import MAX_SERVICE_SECRETS, ServiceSpec, validate_spec
+
+    plain = ServiceSpec(name="app", source="class A:\n    def f(self): pass\n")
+    before_the_vault = {k: v for k, v in dataclasses.asdict(plain).items() if k not in ("secrets", "allow_egress")}
+    assert plain.fingerprint() == hashlib.sha256(json.dumps(before_the_vault, sort_keys=True).encode()).hexdigest()
+    checked = validate_spec(ServiceSpec(name="app", source=plain.source, secrets=("b/x", "a", "b/x")), LimitsConfig())
+    assert checked.secrets == ("a", "b/x") and checked.fingerprint() != validate_spec(plain, LimitsConfig()).fingerprint()
+    for bad in (("db/*",), ("",), tuple(f"k{i}" for i in range(MAX_SERVICE_SECRETS + 1))):
+        with pytest.raises(InvalidRequest):
+            validate_spec(ServiceSpec(name="app", source=plain.source, secrets=bad), LimitsConfig())
