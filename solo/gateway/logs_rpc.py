@@ -19,8 +19,9 @@ import grpc
 
 from solo._proto import solo_pb2 as pb
 from solo.core.spec import validate_name
-from solo.errors import InvalidRequest, Overloaded, Unavailable
+from solo.errors import InvalidRequest, Unavailable
 from solo.gateway.status import rpc
+from solo.gateway.streams import StreamSlots
 from solo.security.capabilities import Request
 
 MAX_TAIL = 100_000
@@ -48,16 +49,16 @@ def _line(row) -> pb.LogLine:
 class LogsRpcs:
     """Mixed into GatewayServicer (gateway/servicer.py)."""
 
-    def _follow_slot(self, tenant: str) -> None:
-        followers = self.__dict__.setdefault("_log_followers", {})
+    def _log_slots(self) -> StreamSlots:
+        """The Logs streams open on this gateway process, per tenant (with the limits in force: a reload)."""
         limits = self.config.logs
-        if sum(followers.values()) >= limits.max_followers:
-            raise Overloaded(f"this gateway already serves {limits.max_followers} logs streams ([logs] "
-                             "max_followers); retry later")
-        if followers.get(tenant, 0) >= limits.followers_per_tenant:
-            raise Overloaded(f"your tenant already has {limits.followers_per_tenant} logs streams open on this "
-                             "gateway ([logs] followers_per_tenant); end one (Ctrl-C on `solo logs -f`) first")
-        followers[tenant] = followers.get(tenant, 0) + 1
+        slots = self.__dict__.get("_logs_streams")
+        if slots is None:
+            slots = self.__dict__["_logs_streams"] = StreamSlots(
+                "logs streams", limits.max_followers, limits.followers_per_tenant, "[logs] max_followers",
+                "[logs] followers_per_tenant")
+        slots.set_limits(limits.max_followers, limits.followers_per_tenant)
+        return slots
 
     def _too_slow(self, context) -> None:
         """End the stream from outside its generator (which waits in a yield the client does not take)."""
@@ -69,12 +70,6 @@ class LogsRpcs:
                                     f"the reader did not keep up (no line taken in {seconds:g}s); read again with "
                                     "--tail or --since to resume")
         asyncio.get_running_loop().create_task(end())
-
-    def _follow_done(self, tenant: str) -> None:
-        followers = self.__dict__["_log_followers"]
-        followers[tenant] -= 1
-        if not followers[tenant]:
-            del followers[tenant]
 
     async def _next_page(self, tenant: str, name: str, after: int, since: float, follow: bool) -> dict:
         attempt = 0
@@ -91,9 +86,8 @@ class LogsRpcs:
     async def Logs(self, request, context, principal):
         check_logs_request(request)
         tenant, name, since = principal.tenant, request.name, request.since_seconds
-        self._follow_slot(tenant)  # every stream takes a slot, followed or not: a read costs the registry disk and CPU
         loop, slow = asyncio.get_running_loop(), self.config.logs.slow_consumer_seconds
-        try:
+        with self._log_slots().slot(tenant):  # every stream, followed or not: a read costs the registry disk and CPU
             page = await self.registry.read_logs(tenant, name, -1, since, request.tail, 0.0)
             while True:
                 lines = [_line(row) for row in page["lines"]]
@@ -111,8 +105,6 @@ class LogsRpcs:
                 if not page["lines"] and not request.follow:
                     return
                 page = await self._next_page(tenant, name, page["last"], since, request.follow)
-        finally:
-            self._follow_done(tenant)
 
 
 __all__ = ["LogsRpcs", "check_logs_request"]
