@@ -381,3 +381,25 @@ def test_a_specs_secrets_are_checked_and_leave_older_fingerprints_alone():
     for bad in (("db/*",), ("",), tuple(f"k{i}" for i in range(MAX_SERVICE_SECRETS + 1))):
         with pytest.raises(InvalidRequest):
             validate_spec(ServiceSpec(name="app", source=plain.source, secrets=bad), LimitsConfig())
+
+
+def test_secrets_sealed_to_one_host_open_only_there():
+    from types import SimpleNamespace
+
+    from solo.errors import Unavailable
+    from solo.runtime.host import ServiceHost
+    from solo.security import seal
+    from solo.security.vault import SEAL_PURPOSE
+
+    host, other = SimpleNamespace(_secrets_key=seal.new_key()), SimpleNamespace(_secrets_key=seal.new_key())
+    values = {"db/password": base64.b64encode(PLAIN).decode()}
+    sealed = seal.seal(seal.public_text(host._secrets_key), json.dumps(values), SEAL_PURPOSE)
+    assert PLAIN not in sealed.encode() and base64.b64encode(PLAIN) not in sealed.encode()
+    assert ServiceHost._open_secrets(host, sealed) == values
+    assert ServiceHost._open_secrets(host, "") == {}
+    with pytest.raises(Unavailable, match="sealed for another host") as refused:
+        ServiceHost._open_secrets(other, sealed)
+    assert values["db/password"] not in str(refused.value)
+    wrong_use = seal.seal(seal.public_text(host._secrets_key), json.dumps(values), "host key")
+    with pytest.raises(Unavailable):
+        ServiceHost._open_secrets(host, wrong_use)  # sealed for another purpose
