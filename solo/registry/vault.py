@@ -79,10 +79,12 @@ class VaultMixin:
             self._vault_pool = ThreadPoolExecutor(VAULT_THREADS, thread_name_prefix="solo-vault")
         return await asyncio.get_running_loop().run_in_executor(self._vault_pool, fn, *args)
 
-    async def _vault_open(self) -> None:
-        """The first call opens the vault (finishing a rotation a crash interrupted), alone. Like every RPC, after
-        the registry's rebuild: the events of a vault operation go after what the rebuild reads."""
-        await self.start()
+    async def _vault_open(self, after_rebuild: bool = True) -> None:
+        """The first call opens the vault (finishing a rotation a crash interrupted), alone. The RPCs wait for the
+        registry's rebuild like every RPC (their events go after what it reads); starts of services do not (the
+        rebuild itself starts them)."""
+        if after_rebuild:
+            await self.start()
         if self._vault_gate is None:
             self._vault_gate = VaultGate()
         if self._vault is None:
@@ -94,9 +96,9 @@ class VaultMixin:
                     self._vault = await self._in_vault_thread(Vault, self.config.data_dir / "vault", limits,
                                                               c.master_key_file)
 
-    async def _vault_call(self, tenant: str, fn):
+    async def _vault_call(self, tenant: str, fn, after_rebuild: bool = True):
         """fn(vault) in a vault thread, one at a time for `tenant`."""
-        await self._vault_open()
+        await self._vault_open(after_rebuild)
         async with self._vault_gate.tenant(tenant):
             return await self._in_vault_thread(fn, self._vault)
 
@@ -190,7 +192,7 @@ class VaultMixin:
                                              f"put it again (`solo secrets put {key}`), then deploy or restart "
                                              "the service") from None
             return found
-        found = await self._vault_call(record.tenant, read)
+        found = await self._vault_call(record.tenant, read, after_rebuild=False)
         total = sum(len(v.value) for v in found.values())
         if total > MAX_INJECTED_BYTES:
             raise FailedPrecondition(f"the secrets of service {record.name!r} hold {total} bytes in all, over the "

@@ -271,3 +271,34 @@ def test_a_restarted_registry_reopens_the_vault_and_still_injects(solo, alice, n
     wait_for(lambda: alice.get(name)["restarts"] >= 1 and alice.call(name, "secret", key) == value.decode(),
              timeout=90, tolerate=(SoloError,))
     alice.stop(name, remove=True)
+
+
+def test_a_head_restart_starts_the_service_again_with_its_secrets(solo, tmp_path_factory):
+    """`solo down` then `solo up` on the same data directory: the rebuilt registry starts the service again,
+    reading its secret from the vault it reopens (the master key in the data directory)."""
+    from solo.config import load_config
+    from solo.runtime.supervisor import ThreadedSolo
+
+    config = load_config(None, data_dir=str(tmp_path_factory.mktemp("vault-head")), namespace="solo-vault-head",
+                         gateway__port=0, gateway__metrics_port=-1, runtime__warm_pool_size=0,
+                         runtime__start_timeout_seconds=30.0, runtime__stop_grace_seconds=2.0)
+    key, value = "db/password", plaintext()
+    first = ThreadedSolo(config).start()
+    try:
+        with SoloClient(first.address, first.operator_token) as operator:
+            token = operator.mint_token("acme")
+        with SoloClient(first.address, token) as acme:
+            acme.put_secret(key, value)
+            acme.deploy(READER, "app", secrets=[key])
+            assert acme.call("app", "secret", key) == value.decode()
+    finally:
+        first.stop()
+    second = ThreadedSolo(config).start()
+    try:
+        with SoloClient(second.address, token) as acme:
+            wait_for(lambda: acme.call("app", "secret", key) == value.decode(), timeout=90, tolerate=(SoloError,))
+            assert acme.get_secret(key)["value"] == value
+            acme.stop("app", remove=True)
+    finally:
+        second.stop()
+    assert files_holding([config.data_dir], value) == []
