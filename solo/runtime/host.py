@@ -260,7 +260,7 @@ class ServiceHost:
                 if self._loaded is None:
                     return  # ...and load() raises, telling why
                 self._closed.set()  # ...wait_closed returns the violation to the registry...
-                await asyncio.sleep(0.5)
+                await asyncio.gather(asyncio.sleep(0.5), self._logs.flush(LAST_WORDS_SECONDS))  # (its last output)
                 os._exit(137)  # ...then the host goes too
             await asyncio.sleep(every)
 

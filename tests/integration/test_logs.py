@@ -329,3 +329,26 @@ def test_logs_and_a_follow_outlive_a_registry_restart(solo, alice, talker):
     reader.join(10)
     kept = texts(alice, talker)
     assert kept.index("before the registry restart") < kept.index("after the registry restart")
+
+
+def test_a_service_ended_for_its_memory_limit_keeps_its_output_and_says_why(alice, name):
+    hog = source("""
+        class Hog:
+            def leak(self):
+                chunks = []
+                print("allocating", flush=True)
+                import time; time.sleep(1.5)  # sent before the limit acts: a host the kernel kills sends nothing more
+                while True:
+                    chunks.append(bytearray(b"\\x01") * (10 << 20))
+                    import time; time.sleep(0.05)
+    """)
+    alice.deploy(hog, name, memory=100 << 20, max_restarts=0)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the call ends with the host
+            alice.call(name, "leak", _timeout=60)
+        wait_for(has_lines(alice, name, "allocating"), timeout=60)
+        notes = wait_for(lambda: [ln["text"] for ln in alice.logs(name) if ln["stream"] == "solo"
+                                  and ln["text"].startswith("went over its memory limit")], timeout=60)
+        assert notes
+    finally:
+        alice.stop(name, remove=True)
