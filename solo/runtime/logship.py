@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("solo.host")
 
 SEND_EVERY = 0.5  # seconds between batches while there is output
-MAX_BATCH = 256 << 10  # bytes of text in one batch
-MAX_PENDING = 1 << 20  # bytes of text waiting to be sent; past it lines are dropped (counted)
+MAX_BATCH = 256 << 10  # bytes in one batch (text and LINE_COST a line: at most 4,096 lines, under the registry's cap)
+MAX_PENDING = 1 << 20  # bytes waiting to be sent (the same count); past it lines are dropped (counted)
 MAX_TEXT = 8192  # characters of one line (the registry keeps no more)
+LINE_COST = 64  # what a line costs beyond its text (its tags, the list holding it): empty lines are not free
 RETRY_MAX = 5.0
 PAUSE_MAX = 5.0  # the longest pause between batches the registry may ask for
 
@@ -42,11 +43,11 @@ class LogShipper:
         now = self.clock()
         for text in texts:
             text = text[:MAX_TEXT]
-            if self.pending_bytes + len(text) > MAX_PENDING:
+            if self.pending_bytes + len(text) + LINE_COST > MAX_PENDING:
                 self.dropped_lines += 1
                 continue
             self.pending.append([now, stream, self.version, text])
-            self.pending_bytes += len(text)
+            self.pending_bytes += len(text) + LINE_COST
         self._idle.clear()
         self._wake.set()
 
@@ -57,9 +58,9 @@ class LogShipper:
             self.dropped_lines = 0
         size, count = 0, 0
         for line in self.pending:
-            if count and size + len(line[3]) > MAX_BATCH:
+            if count and size + len(line[3]) + LINE_COST > MAX_BATCH:
                 break
-            size += len(line[3])
+            size += len(line[3]) + LINE_COST
             count += 1
         batch, self.pending = self.pending[:count], self.pending[count:]
         self.pending_bytes -= size
@@ -79,7 +80,7 @@ class LogShipper:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the registry restarting, or gone: keep them and retry
                     self.pending[:0] = batch
-                    self.pending_bytes += sum(len(line[3]) for line in batch)
+                    self.pending_bytes += sum(len(line[3]) + LINE_COST for line in batch)
                     log.info("the service's output could not be sent to the registry (%s); retrying", exc)
                     delay = min(RETRY_MAX, delay * 2)
                     await asyncio.sleep(delay)

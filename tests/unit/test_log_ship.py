@@ -135,3 +135,27 @@ def test_the_registry_asks_for_longer_pauses_when_many_hosts_send(monkeypatch):
         pause()
     clock[0] += 0.1
     assert pause() == 0.5
+
+
+def test_empty_lines_count_too_so_a_flood_of_newlines_is_bounded(monkeypatch):
+    monkeypatch.setattr(logship, "RETRY_MAX", 0.02)
+    sent: list[list] = []
+    state = {"up": False}
+
+    async def main():
+        async def send(batch):
+            if not state["up"]:
+                raise ConnectionError("the registry is restarting")
+            sent.append(batch)
+
+        shipper = LogShipper(send, "1")
+        for _ in range(100):
+            shipper.add("stdout", [""] * 10_000)  # a million empty lines
+        assert len(shipper.pending) <= logship.MAX_PENDING // logship.LINE_COST
+        state["up"] = True
+        await shipper.flush(10)
+        shipper.close()
+
+    asyncio.run(main())
+    assert all(len(batch) <= logship.MAX_BATCH // logship.LINE_COST + 1 for batch in sent)
+    assert sum(len(batch) for batch in sent) <= logship.MAX_PENDING // logship.LINE_COST + 1
