@@ -55,6 +55,9 @@ class RestConfig(_Section):
     max_body_bytes_in_flight: int = Field(default=256 * 1024 * 1024, ge=1024, description="request bodies REST "
                                           "holds at once, all requests together; a body that would pass it is "
                                           "answered 429 with Retry-After")
+    write_timeout_seconds: float = Field(default=30.0, gt=0, description="how long one write of a Server-Sent "
+                                         "Events stream may wait for the client to read; past it the stream ends "
+                                         "and its connection is dropped (a stalled reader holds no connection)")
 
 
 class TokenRate(_Section):

@@ -16,17 +16,18 @@ import uuid
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from solo._proto import solo_pb2 as pb
 from solo.errors import DeadlineExceeded, Internal, InvalidRequest, Overloaded, SoloError
 from solo.rest import messages
+from solo.rest.auth import authenticate_first
 from solo.rest.context import END, IDLE, RestContext, Stream, unary
 from solo.rest.errors import REQUEST_ID, error_body, error_response
 from solo.rest.openapi import document
+from solo.rest.server import TRANSPORT_EXTENSION
 from solo.rest.table import INVOKE, INVOKE_SSE, LIST, LOGS, ROUTES, SSE, UNARY, Route
 
 log = logging.getLogger("solo.rest")
@@ -100,12 +101,16 @@ async def _read_body(request: Request, limit: int, budget: BodyBudget, holder: l
         raise TooLarge(f"the request body is {int(length)} bytes, over this gateway's limit of {limit} "
                        "([rest] max_body_bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the request body is over this gateway's limit of {limit} bytes ([rest] max_body_bytes)")
-        budget.take(len(chunk), holder)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the request body is over this gateway's limit of {limit} bytes "
+                               "([rest] max_body_bytes)")
+            budget.take(len(chunk), holder)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody to answer; not a gateway error
+        raise InvalidRequest("the client closed the connection before its request body arrived") from None
     return b"".join(chunks)
 
 
@@ -119,6 +124,9 @@ def _parse_json(body: bytes):
                              f"{exc.colno}); send a JSON document with Content-Type: application/json") from None
     except RecursionError:
         raise InvalidRequest("the request body's JSON is nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        raise InvalidRequest(f"the request body holds a number Solo does not read ({str(exc)[:80]}); send numbers "
+                             "within their field's range") from None
 
 
 async def _json(body: bytes):
@@ -128,29 +136,39 @@ async def _json(body: bytes):
 class RestApp:
     """The endpoints over one GatewayServicer."""
 
-    def __init__(self, servicer, max_body_bytes: int, max_body_bytes_in_flight: int):
+    def __init__(self, servicer, max_body_bytes: int, max_body_bytes_in_flight: int, write_timeout: float):
         self.servicer = servicer
+        self.write_timeout = write_timeout
         self.limit = max_body_bytes
         self.budget = BodyBudget(max_body_bytes_in_flight)
 
-    async def _message(self, route: Route, request: Request, holder: list):
-        """The RPC's request message from the path, the query string and the body."""
-        data: dict = {}
-        if route.body:
-            body = await _read_body(request, self.limit, self.budget, holder)
-            if body.strip():
-                value = await _json(body)
-                if route.body == "*":
-                    if not isinstance(value, dict):
-                        raise InvalidRequest(f"the request body must be a JSON object (the fields of "
-                                             f"{route.method.input_type.name}), not {type(value).__name__}")
-                    data = value
-                else:
-                    data[route.body] = value
-        for name in route.path_params:
-            if name in data:
-                raise InvalidRequest(f"{name} is given by the path; leave it out of the request body")
-            data[name] = request.path_params[name]
+    async def _message(self, route: Route, request: Request, context: RestContext, holder: list):
+        """The RPC's request message from the path, the query string and the body (read once the caller's token
+        authenticates, see rest/auth.py)."""
+        data = self._from_url(route, request)
+        message_class = getattr(pb, route.method.input_type.name)
+        if not route.body:
+            return messages.from_dict(data, message_class)
+        authenticate_first(self.servicer, route.rpc, messages.from_dict(data, message_class), context)
+        body = await _read_body(request, self.limit, self.budget, holder)
+        if body.strip():
+            value = await _json(body)
+            if route.body == "*":
+                if not isinstance(value, dict):
+                    raise InvalidRequest(f"the request body must be a JSON object (the fields of "
+                                         f"{route.method.input_type.name}), not {type(value).__name__}")
+                given = sorted(set(value) & set(route.path_params))
+                if given:
+                    raise InvalidRequest(f"{given[0]} is given by the path; leave it out of the request body")
+                data = {**value, **data}
+            else:
+                data[route.body] = value
+        return messages.from_dict(data, message_class)
+
+    @staticmethod
+    def _from_url(route: Route, request: Request) -> dict:
+        """The request's fields the path, the query string, Last-Event-ID and the route itself give."""
+        data: dict = {name: request.path_params[name] for name in route.path_params}
         allowed = {path.rsplit(".", 1)[-1]: path for path in route.query}
         unknown = sorted(set(request.query_params) - set(allowed))
         if unknown:
@@ -165,13 +183,15 @@ class RestApp:
                                                                    name))
         if route.rpc == "Watch" and "after_id" not in request.query_params and "last-event-id" in request.headers:
             last = request.headers["last-event-id"]
-            if not last.isdigit() or len(last) > 20:
-                raise InvalidRequest(f"Last-Event-ID {last[:32]!r} is not an event id")
+            if not (last.isascii() and last.isdigit()) or len(last) > 20:
+                raise InvalidRequest(f"Last-Event-ID {last[:32]!r} is not an event id (the decimal id of the last "
+                                     "event received)")
             messages.set_path(data, "filter.after_id", int(last))
         data.update(dict(route.fixed))
-        return messages.from_dict(data, getattr(pb, descriptor.name))
+        return data
 
-    async def _invoke_message(self, request: Request, holder: list) -> pb.InvokeRequest:
+    async def _invoke_message(self, route: Route, request: Request, context: RestContext,
+                              holder: list) -> pb.InvokeRequest:
         allowed = {"owner"}
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
@@ -179,6 +199,7 @@ class RestApp:
                                  "service another tenant granted you)")
         name, owner = request.path_params["name"], request.query_params.get("owner", "")
         message = pb.InvokeRequest(service=f"{owner}/{name}" if owner else name, method=request.path_params["method"])
+        authenticate_first(self.servicer, route.rpc, message, context)
         body = await _read_body(request, self.limit, self.budget, holder)
         if request.headers.get("content-type", "").split(";")[0].strip() == "application/octet-stream":
             message.raw = body
@@ -194,9 +215,9 @@ class RestApp:
             try:
                 context = _context(request, request_id)
                 if route.shape in (INVOKE, INVOKE_SSE):
-                    message = await self._invoke_message(request, holder)
+                    message = await self._invoke_message(route, request, context, holder)
                 else:
-                    message = await self._message(route, request, holder)
+                    message = await self._message(route, request, context, holder)
                 response = await self._answer(route, message, context, request_id)
             except SoloError as exc:
                 return error_response(exc, request_id, getattr(exc, "http_status", None))
@@ -237,9 +258,54 @@ class RestApp:
         first = await stream.next(FIRST_WAIT)
         if first is END and stream.error() is not None:
             raise stream.error()
-        return StreamingResponse(_events(stream, first, context, request_id, _ENCODERS[route.rpc]),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventStream(_events(stream, first, context, request_id, _ENCODERS[route.rpc]), self.write_timeout,
+                           stream)
+
+
+class EventStream(StreamingResponse):
+    """Server-Sent Events whose every write waits at most `write_timeout` seconds ([rest] write_timeout_seconds)
+    for the client to read. Past it the connection is aborted (what is unsent is dropped: a close would wait for
+    the client to read it) and the stream's handler cancelled, so a reader that stopped reading holds neither a
+    connection ([rest] max_connections) nor the handler's slots, whether the handler ended it (a slow-consumer
+    timer) or is blocked handing it the next message (a streamed call)."""
+
+    def __init__(self, content, write_timeout: float, stream: Stream):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.write_timeout, self.stream = write_timeout, stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+
+        async def bounded(message) -> None:
+            try:
+                await asyncio.wait_for(send(message), self.write_timeout)
+            except TimeoutError:
+                log.info("REST stream %s: the client read nothing for %gs ([rest] write_timeout_seconds); "
+                         "its connection is dropped", self.stream.rpc, self.write_timeout)
+                self.stream.close()
+                if transport is not None:
+                    transport.abort()  # the server sees the disconnect and ends this response
+                raise StalledReader() from None
+
+        try:
+            await super().__call__(scope, receive, bounded)
+        except StalledReader:
+            try:  # the abort's disconnect reaches the server on the loop's next turns: end after it
+                await asyncio.wait_for(_disconnected(receive), 1.0)
+            except TimeoutError:
+                pass
+        finally:
+            self.stream.close()
+
+
+async def _disconnected(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class StalledReader(Exception):
+    """A stream's client read nothing for [rest] write_timeout_seconds."""
 
 
 def sse(data: str, event: str = "", event_id: str = "") -> bytes:
@@ -290,11 +356,12 @@ async def _events(stream: Stream, item, context: RestContext, request_id: str, e
 
 
 def build_app(servicer, max_body_bytes: int = 16 << 20, health=None,
-              max_body_bytes_in_flight: int = 256 << 20) -> FastAPI:
-    """The FastAPI app: every route of the table, /openapi.json (and /docs), and /health and /ready answered by
-    `health` (a gateway.health.Health: the same answers as the metrics port's)."""
+              max_body_bytes_in_flight: int = 256 << 20, write_timeout: float = 30.0) -> FastAPI:
+    """The FastAPI app: every route of the table, /openapi.json, and /health and /ready answered by `health` (a
+    gateway.health.Health: the same answers as the metrics port's). No /docs page: Swagger UI would load its
+    script from a CDN into a page where a token is pasted."""
     app = FastAPI(title="Solo REST API", openapi_url=None, docs_url=None, redoc_url=None)
-    rest = RestApp(servicer, max_body_bytes, max_body_bytes_in_flight)
+    rest = RestApp(servicer, max_body_bytes, max_body_bytes_in_flight, write_timeout)
     for route in ROUTES:
         app.router.add_route(route.path, rest.endpoint(route), methods=[route.verb], name=route.operation,
                              include_in_schema=False)
@@ -303,9 +370,6 @@ def build_app(servicer, max_body_bytes: int = 16 << 20, health=None,
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
-    async def docs(request: Request) -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Solo REST API")
-
     async def probe(request: Request) -> Response:
         if health is None:  # a gateway without health state (tests' bare servicers): it answers, so it is up
             return JSONResponse({"status": "up"})
@@ -313,7 +377,6 @@ def build_app(servicer, max_body_bytes: int = 16 << 20, health=None,
         return JSONResponse(body, status, headers={"Cache-Control": "no-store"})
 
     app.router.add_route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)
-    app.router.add_route("/docs", docs, methods=["GET"], include_in_schema=False)
     app.router.add_route("/health", probe, methods=["GET"], include_in_schema=False)
     app.router.add_route("/ready", probe, methods=["GET"], include_in_schema=False)
 

@@ -19,6 +19,7 @@ from solo.errors import FailedPrecondition
 
 DEFAULT_PORT = 7080
 TLS_EXTENSION = "solo.tls"
+TRANSPORT_EXTENSION = "solo.transport"  # the connection's transport: a stalled stream's writer aborts it
 HEAD_SECONDS = 10.0     # a request's line and headers arrive within this, or the connection is closed
 HEAD_BYTES = 64 * 1024  # the most a request's line and headers may take
 
@@ -39,25 +40,26 @@ class _Protocol(H11Protocol):
       after the previous answer): uvicorn has none, and connections that never finish a request would hold
       [rest] max_connections;
     - the verified client certificate's names handed to the app the way gRPC's auth_context gives them
-      (x509_subject_alternative_name), so a certificate bound to a tenant binds REST calls too."""
+      (x509_subject_alternative_name), so a certificate bound to a tenant binds REST calls too;
+    - the transport handed to the app, so a stream whose client stopped reading can drop its connection."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._head_timer = None
         self._head_cycle = None
         self._arm()
+        extensions = {TRANSPORT_EXTENSION: transport}
         ssl_object = transport.get_extra_info("ssl_object")
         certificate = ssl_object.getpeercert() if ssl_object is not None else None
-        if not certificate:
-            return
-        names = [value for _, value in certificate.get("subjectAltName", ())]
+        if certificate:
+            names = [value for _, value in certificate.get("subjectAltName", ())]
+            extensions[TLS_EXTENSION] = {"x509_subject_alternative_name": names}
         app = self.app
 
-        async def with_peer(scope, receive, send):
-            scope = {**scope, "extensions": {**scope.get("extensions", {}),
-                                             TLS_EXTENSION: {"x509_subject_alternative_name": names}}}
+        async def with_connection(scope, receive, send):
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), **extensions}}
             await app(scope, receive, send)
-        self.app = with_peer
+        self.app = with_connection
 
     def data_received(self, data: bytes) -> None:
         if self.cycle is None or self.cycle.response_complete:  # these bytes start (or continue) a request's head
@@ -162,5 +164,5 @@ def rest_server(config: SoloConfig, servicer, group=None, health=None) -> RestSe
     if where is None or (group is not None and group.index != 0):
         return None
     from solo.rest.app import build_app  # FastAPI is imported only where REST is served
-    return RestServer(build_app(servicer, config.rest.max_body_bytes, health, config.rest.max_body_bytes_in_flight),
-                      config, *where)
+    return RestServer(build_app(servicer, config.rest.max_body_bytes, health, config.rest.max_body_bytes_in_flight,
+                                config.rest.write_timeout_seconds), config, *where)

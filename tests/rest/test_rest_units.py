@@ -138,3 +138,113 @@ def test_the_body_budget_bounds_what_all_requests_hold_together():
     budget.take(20, second)
     budget.give_back(second)
     assert budget.held == 0 and first == second == [0]
+
+
+def _asgi(servicer, **kw):
+    import httpx
+
+    from solo.rest.app import build_app
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(servicer, **kw)), base_url="http://t")
+
+
+GOOD = {"Authorization": "Bearer good"}
+
+
+@pytest.mark.parametrize("method,url,kw", [
+    ("POST", "/v1/services/x/methods/m", {"content": "9" * 5000, "headers": {"content-type": "application/json"}}),
+    ("PUT", "/v1/secrets/db", {"content": '{"value": ' + "9" * 5000 + "}"}),
+    ("POST", "/v1/tokens", {"content": '{"ttl_seconds": ' + "1" * 4301 + "}"}),
+    ("POST", "/v1/services", {"content": "[" * 5000 + "]" * 5000}),
+    ("GET", "/v1/events:watch", {"headers": {"last-event-id": b"\xb2"}}),  # '²': isdigit(), not int()
+    ("GET", "/v1/events:watch", {"headers": {"last-event-id": "\u0661\u0662".encode("utf-8")}}),
+    ("GET", "/v1/events", {"params": {"after_id": "9" * 5000}}),
+    ("GET", "/v1/events", {"headers": {"solo-timeout": "9" * 5000}}),
+])
+def test_inputs_that_do_not_parse_are_400_not_500(method, url, kw):
+    """(found by the attacker review: a 4,301-digit integer and a latin-1 '²' were 500 with a traceback)"""
+    async def scenario():
+        async with _asgi(_Servicer()) as http:
+            headers = {**GOOD, **kw.pop("headers", {})}
+            return await http.request(method, url, headers=headers, **kw)
+    answer = asyncio.run(scenario())
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "INVALID_ARGUMENT" and answer.json()["message"]
+
+
+@pytest.mark.parametrize("token", [None, "Basic abc", "Bearer ", "Bearer forged"])
+@pytest.mark.parametrize("url", ["/v1/services", "/v1/services/x/methods/m", "/v1/secrets/db"])
+def test_a_body_is_not_read_before_the_token_authenticates(token, url):
+    """A caller without a valid token gets 401 and the gateway reads none of its body."""
+    read = []
+
+    async def body():
+        read.append(1)
+        yield b'{"name": "x"}'
+
+    async def scenario():
+        async with _asgi(_Servicer()) as http:
+            headers = {"Authorization": token} if token else {}
+            return await http.request("PUT" if "secrets" in url else "POST", url, content=body(), headers=headers)
+    answer = asyncio.run(scenario())
+    assert answer.status_code == 401 and answer.json()["code"] == "UNAUTHENTICATED", answer.text
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert read == []
+
+
+def test_a_valid_token_gets_its_body_read():
+    read = []
+
+    async def body():
+        read.append(1)
+        yield b"[1,"
+
+    async def scenario():
+        async with _asgi(_Servicer()) as http:
+            return await http.post("/v1/services/x/methods/m", content=body(), headers=GOOD)
+    answer = asyncio.run(scenario())
+    assert answer.status_code == 400 and read == [1]  # read, then refused as not JSON
+
+
+def test_a_stream_whose_reader_stalls_is_dropped_and_its_handler_cancelled():
+    """An SSE write that waits past the write timeout aborts the connection and cancels the stream's handler
+    (a reader that stopped reading holds neither)."""
+    from solo.rest.app import EventStream
+    from solo.rest.server import TRANSPORT_EXTENSION
+
+    class Endless:
+        async def ListServices(self, request, context):
+            while True:
+                yield pb.ServiceInfo(name="x")
+
+    async def scenario():
+        stream = Stream(Endless(), "ListServices", pb.ListServicesRequest(), RestContext((), ""))
+        gone = asyncio.Event()
+        transport = SimpleNamespace(aborted=False)
+
+        def abort():
+            transport.aborted = True
+            gone.set()
+        transport.abort = abort
+
+        async def events():
+            while await stream.next() is not END:
+                yield b"data: {}\n\n"
+
+        writes = []
+
+        async def send(message):  # the client reads the head and two events, then nothing
+            writes.append(message["type"])
+            if len(writes) > 3:
+                await asyncio.Event().wait()
+
+        async def receive():
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        response = EventStream(events(), 0.2, stream)
+        await asyncio.wait_for(response({"type": "http", "extensions": {TRANSPORT_EXTENSION: transport}},
+                                        receive, send), 30)
+        await asyncio.sleep(0)
+        return transport.aborted, stream.task.done(), len(writes)
+    aborted, handler_done, writes = asyncio.run(scenario())
+    assert aborted and handler_done and writes == 4
