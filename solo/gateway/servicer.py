@@ -166,13 +166,14 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
             ServiceSpec(name=request.name, source=request.source, filename=request.filename,
                         class_name=request.class_name, version=request.version),
             self.config.limits, self.config.runtime.default_num_cpus)
-        # the new code gets the service's secrets: the token must be allowed to read them
-        await self._check_spec_secrets(principal, context, await self.registry.secret_keys(principal.tenant, spec.name),
-                                       must_exist=False)
+        # the new code gets the service's secrets: the token must be allowed to read them (the registry refuses
+        # the swap if, under its lock, the service names others)
+        keys = await self.registry.secret_keys(principal.tenant, spec.name)
+        await self._check_spec_secrets(principal, context, keys, must_exist=False)
         result = await self.registry.swap(principal.tenant, spec.name, spec.source, spec.filename, spec.class_name,
                                           spec.version,
                                           request.watch_seconds if request.HasField("watch_seconds") else None,
-                                          self._who(principal, context))
+                                          self._who(principal, context), keys)
         await self.routes.synced(result["route_version"])
         return pb.SwapServiceResponse(service=info_to_proto(result["service"]),
                                       previous_version=result["previous_version"], state=result["state"],
@@ -185,8 +186,11 @@ class GatewayServicer(LogsRpcs, SecretsRpcs, ConfigRpcs, solo_pb2_grpc.GatewaySe
         if request.to_version and not VERSION_RE.fullmatch(request.to_version):
             raise InvalidRequest(f"invalid version {request.to_version!r}: use up to 64 letters, digits, "
                                  "'.', '_', '+', '-'")
+        # the version rolled back to gets its secrets' newest values: checked like a swap
+        keys = await self.registry.rollback_secret_keys(principal.tenant, request.name, request.to_version)
+        await self._check_spec_secrets(principal, context, keys, must_exist=False)
         result = await self.registry.rollback(principal.tenant, request.name, request.to_version,
-                                              self._who(principal, context))
+                                              self._who(principal, context), keys)
         await self.routes.synced(result["route_version"])
         return pb.RollbackServiceResponse(service=info_to_proto(result["service"]),
                                           from_version=result["from_version"], state=result["state"],

@@ -69,11 +69,16 @@ class RegistryHandle:
         return await self._call("stop", tenant, name, remove, who)
 
     async def swap(self, tenant: str, name: str, source: str, filename: str, class_name: str, version: str,
-                   watch_seconds: float | None, who: dict) -> dict:
-        return await self._call("swap", tenant, name, source, filename, class_name, version, watch_seconds, who)
+                   watch_seconds: float | None, who: dict, may_read: list[str] | None = None) -> dict:
+        return await self._call("swap", tenant, name, source, filename, class_name, version, watch_seconds, who,
+                                may_read)
 
-    async def rollback(self, tenant: str, name: str, to_version: str, who: dict) -> dict:
-        return await self._call("rollback", tenant, name, to_version, who)
+    async def rollback(self, tenant: str, name: str, to_version: str, who: dict,
+                       may_read: list[str] | None = None) -> dict:
+        return await self._call("rollback", tenant, name, to_version, who, may_read)
+
+    async def rollback_secret_keys(self, tenant: str, name: str, to_version: str) -> list[str]:
+        return await self._call("rollback_secret_keys", tenant, name, to_version)
 
     async def register(self, tenant: str, name: str, instance: str, version: str, address: str, labels: dict,
                        ttl: float, who: dict) -> dict:

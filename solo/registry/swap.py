@@ -27,6 +27,12 @@ log = logging.getLogger("solo.registry")
 RETIRE_GRACE = 2.0  # seconds a replaced, frozen version lives on after the switch
 
 
+def _checked(spec: ServiceSpec, may_read: list[str] | None, changed: str) -> None:
+    """The spec about to run names no secret outside those the caller's token was checked for."""
+    if may_read is not None and not set(spec.secrets) <= set(may_read):
+        raise FailedPrecondition(f"{changed}; retry (your token is checked again for the secrets it now names)")
+
+
 @dataclass
 class Standby:
     """The previous version, frozen with its state, during a swap's watch window."""
@@ -43,13 +49,17 @@ class SwapMixin:
 
     # -- RPCs ----------------------------------------------------------------------------------
     async def swap(self, tenant: str, name: str, source: str, filename: str, class_name: str, version: str,
-                   watch_seconds: float | None = None, who: dict | None = None) -> dict:
+                   watch_seconds: float | None = None, who: dict | None = None,
+                   may_read: list[str] | None = None) -> dict:
+        """`may_read`: the secrets the caller's token was checked for (None: not a caller's swap); the new code
+        gets the service's secrets as they are under the lock, so a key added meanwhile refuses the swap."""
         await self.start()
         acting_for.set(who or {})
         key = (tenant, name)
         async with self._lock(key):
             await self._settle(key, "another swap started")
             current = self.state.get(tenant, name)
+            _checked(current.spec, may_read, "the service's secrets changed while your swap waited")
             spec = replace(current.spec, source=source, filename=filename, class_name=class_name, version=version)
             watch = self.config.swap.watch_seconds if watch_seconds is None else watch_seconds
             if watch > self.config.swap.max_watch_seconds:
@@ -60,22 +70,31 @@ class SwapMixin:
             finally:  # a refused or failed swap leaves no spec file behind
                 await self._prune_specs(key)
 
-    async def rollback(self, tenant: str, name: str, to_version: str = "", who: dict | None = None) -> dict:
+    async def rollback(self, tenant: str, name: str, to_version: str = "", who: dict | None = None,
+                       may_read: list[str] | None = None) -> dict:
+        """`may_read`: as for swap, the secrets checked for the version rolled back to (rollback_secret_keys)."""
         await self.start()
         acting_for.set(who or {})
         key = (tenant, name)
         async with self._lock(key):
             try:
-                return await self._rollback(key, tenant, name, to_version, who)
+                return await self._rollback(key, tenant, name, to_version, who, may_read)
             finally:
                 await self._prune_specs(key)
 
-    async def _rollback(self, key, tenant: str, name: str, to_version: str, who) -> dict:
+    async def rollback_secret_keys(self, tenant: str, name: str, to_version: str = "") -> list[str]:
+        """The secrets the version a rollback would run is deployed with (it gets their newest values); the
+        errors a rollback would give when there is no such version."""
+        await self.start()
+        standby, _past, spec = await self._rollback_target((tenant, name), tenant, name, to_version)
+        return list((standby.old.spec if standby is not None else spec).secrets)
+
+    async def _rollback_target(self, key, tenant: str, name: str, to_version: str):
+        """(the standby to go back to, None, None) or (None, the kept version, its spec)."""
         current = self.state.get(tenant, name)
         standby = self.standby.get(key)
         if standby is not None and to_version in ("", standby.old.version):
-            return await self._roll_back(key, "asked for by hand", who)
-        await self._settle(key, "rolled back by hand to another version")
+            return standby, None, None
         kept = await asyncio.to_thread(self.history.list, tenant, name)
         past = pick(kept, to_version, current.version)
         if past is None:
@@ -86,7 +105,17 @@ class SwapMixin:
         spec = await asyncio.to_thread(self.specs.get, past.spec, tenant, name)
         if spec is None:
             raise FailedPrecondition(f"the code of version {past.version} is missing from the data directory")
-        spec = spec.with_version(past.version)
+        return None, past, spec.with_version(past.version)
+
+    async def _rollback(self, key, tenant: str, name: str, to_version: str, who, may_read=None) -> dict:
+        changed = "the secrets of the version to roll back to changed while your rollback waited"
+        if (standby := self.standby.get(key)) is not None and to_version in ("", standby.old.version):
+            _checked(standby.old.spec, may_read, changed)
+            return await self._roll_back(key, "asked for by hand", who)
+        await self._settle(key, "rolled back by hand to another version")
+        _none, past, spec = await self._rollback_target(key, tenant, name, to_version)
+        _checked(spec, may_read, changed)
+        current = self.state.get(tenant, name)
         if current.state == "RUNNING":  # like a swap: the current state goes along
             return await self._swap(current, spec, self.config.swap.watch_seconds, who, kind="rollback")
         await asyncio.to_thread(self.specs.put, tenant, spec)  # as named by its event (the version is set)

@@ -335,3 +335,84 @@ def test_the_vaults_bounds_come_from_the_config_and_answer_resource_exhausted(so
             assert [s["key"] for s in other.list_secrets()] == ["d"]
     finally:
         instance.stop()
+
+
+SLOW_START = source("""
+    import time
+    import solo
+
+    class Quiet(solo.Service):
+        def __init__(self):
+            time.sleep(3)
+
+        def ping(self):
+            return "pong"
+""")
+LEAKY = source("""
+    import solo
+
+    class Leaky(solo.Service):
+        def leak(self):
+            return {k: self.context.secrets[k] for k in self.context.secrets}
+""")
+
+
+def swap_only(solo, client) -> SoloClient:
+    token = attenuate(client.token, KeyRing(data_dir(solo) / "keys").public_key, rights=["swap", "invoke", "discover"])
+    return SoloClient(solo.address, token)
+
+
+def test_a_swap_checked_before_a_deploy_adds_a_secret_is_refused(solo, alice, name):
+    """A token without secrets.read swaps while an admin's deploy --replace adding a secret waits for the service's
+    lock: the swap was checked against no secrets, so the registry refuses it rather than run it with the key."""
+    import threading
+    import time
+
+    from solo.errors import FailedPrecondition
+
+    key, value = unique("race/"), plaintext()
+    alice.put_secret(key, value)
+    alice.deploy(READER, name)
+    out: dict = {}
+
+    def run(label, fn):
+        try:
+            out[label] = fn()
+        except SoloError as exc:
+            out[label] = exc
+
+    with swap_only(solo, alice) as attacker:
+        first = threading.Thread(target=run, args=("first", lambda: attacker.swap(name, SLOW_START, version="s1")))
+        first.start()
+        time.sleep(1.0)  # the first swap holds the service's lock while its new host starts (3 s)
+        deploy = threading.Thread(target=run, args=("deploy", lambda: alice.deploy(
+            SLOW_START, name, replace=True, secrets=[key], version="admin")))
+        deploy.start()
+        time.sleep(0.7)  # the deploy waits for the lock; the swap below is checked now (no secrets yet)
+        second = threading.Thread(target=run, args=("second", lambda: attacker.swap(name, LEAKY, version="s2")))
+        second.start()
+        for thread in (first, deploy, second):
+            thread.join(180)
+        assert not isinstance(out["deploy"], SoloError), out
+        if isinstance(out["second"], SoloError):
+            assert isinstance(out["second"], FailedPrecondition), out
+            assert "changed while your swap waited" in out["second"].message
+        else:  # the box was slow enough that the swap ran before the deploy: the deploy replaced it
+            assert alice.get(name)["version"] == "admin", out
+        if alice.get(name)["version"] == "s2":
+            assert attacker.call(name, "leak") == {}
+    alice.stop(name, remove=True)
+
+
+def test_a_rollback_needs_secrets_read_on_the_versions_keys(solo, alice, name):
+    key = unique("roll/")
+    alice.put_secret(key, b"v")
+    alice.deploy(READER, name, secrets=[key], version="1")
+    alice.swap(name, READER.replace("def keys(self)", "def keys2(self)"), version="2", watch_seconds=0)
+    with swap_only(solo, alice) as attacker:
+        with pytest.raises(PermissionDenied, match=key):
+            attacker.rollback(name)
+    with narrowed(solo, alice, [key]) as allowed:
+        assert allowed.rollback(name)["service"]["version"] == "1"
+    assert alice.call(name, "secret", key) == "v"
+    alice.stop(name, remove=True)
