@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -221,9 +222,16 @@ def _state_text(instance: ServiceInstance, state, max_state_bytes: int) -> bytes
 def main(argv: list[str]) -> None:
     ctl_fd, fds_fd, egress_fd, max_files = (int(a) for a in argv[:4])
     resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+    # the cell runs `python -I`, which ignores PYTHONUNBUFFERED: without this a service's prints would wait in an
+    # 8 KiB buffer (a pipe is not a terminal) and reach `solo logs` late, or never if the cell is killed
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)
     try:
         asyncio.run(Cell(ctl_fd, fds_fd, egress_fd).run())
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # a last line without its newline
         os._exit(0)  # threads the service left running do not keep a stopped cell alive
 
 

@@ -42,6 +42,30 @@ TALKER = source("""
 """)
 
 
+PLAIN_PRINTER = source("""
+    import sys
+
+    class Plain:
+        def __init__(self):
+            print("constructed")  # no flush: a new user's print, to a pipe
+
+        def say(self, text):
+            print(text)
+            print("to stderr", file=sys.stderr)
+            return text
+""")
+
+
+def test_a_plain_print_reaches_the_log_without_a_flush(alice, name):
+    # the cell runs `python -I`, which ignores PYTHONUNBUFFERED: its streams are line-buffered by Solo instead
+    alice.deploy(PLAIN_PRINTER, name)
+    try:
+        alice.call(name, "say", "plain")
+        wait_for(has_lines(alice, name, "constructed", "plain", "to stderr"))
+    finally:
+        alice.stop(name, remove=True)
+
+
 def texts(client, name, **options) -> list[str]:
     return [line["text"] for line in client.logs(name, **options) if line["stream"] != "solo"]
 
