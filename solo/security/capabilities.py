@@ -202,6 +202,29 @@ def check_shape(parsed: biscuit.Biscuit) -> None:
                                       "narrow tokens with `solo tokens attenuate`")
 
 
+_SECRET_TERM = re.compile(r'secret\(\$k\), \$k(?:\.starts_with\("([^"]*)"\)| == "([^"]*)")')
+
+
+def secret_patterns(token: str) -> list[tuple[frozenset[str], tuple[str, ...]]]:
+    """The secret checks of a token already verified (parse, authorize): one (exact keys, prefixes) per check.
+    A key is readable when every check has a pattern it matches (secret_allowed): the same answer as
+    authorize(Request("secrets.read", secret=key)) for a token allowed secrets.read, computed in Python (a set
+    lookup and a startswith per check), since check_shape admits no other statement about secrets."""
+    unverified = biscuit.UnverifiedBiscuit.from_base64(token)
+    checks = []
+    for i in range(1, unverified.block_count()):
+        for line in unverified.block_source(i).splitlines():
+            if line.strip().startswith("check if secret("):
+                terms = [m.groups() for m in _SECRET_TERM.finditer(line)]
+                checks.append((frozenset(k for p, k in terms if p is None),
+                               tuple(p for p, _k in terms if p is not None)))
+    return checks
+
+
+def secret_allowed(checks: list[tuple[frozenset[str], tuple[str, ...]]], key: str) -> bool:
+    return all(key in exact or key.startswith(prefixes) for exact, prefixes in checks)
+
+
 _AUTHORITY_TENANT = re.compile(r'^tenant\("([a-z0-9-]+)"\);$', re.M)
 _AUTHORITY_EXPIRY = re.compile(r"^check if time\(\$t\), \$t <= (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ);$", re.M)
 
@@ -292,4 +315,4 @@ def _short(exc: BaseException) -> str:
 
 
 __all__ = ["READ_ONLY", "RIGHTS", "Grant", "Minted", "Request", "attenuate", "authorize", "check_rights", "inspect",
-           "mint", "parse"]
+           "mint", "parse", "secret_allowed", "secret_patterns"]

@@ -403,3 +403,33 @@ def test_secrets_sealed_to_one_host_open_only_there():
     wrong_use = seal.seal(seal.public_text(host._secrets_key), json.dumps(values), "host key")
     with pytest.raises(Unavailable):
         ServiceHost._open_secrets(host, wrong_use)  # sealed for another purpose
+
+
+def test_a_tokens_secret_patterns_list_exactly_what_the_policy_allows(tmp_path):
+    """ListSecrets filters keys with the token's patterns read once (no Datalog run per key); the answer is the
+    policy's for every key, including exact keys beside longer ones and two attenuations one after another."""
+    import time
+
+    from solo.errors import PermissionDenied
+    from solo.security.capabilities import (Request, attenuate, authorize, mint, parse, secret_allowed,
+                                            secret_patterns)
+    from solo.security.keys import KeyRing
+
+    keys = KeyRing(tmp_path / "keys")
+    key_id, private = keys.private_key()
+    full = mint(private, key_id, "acme", ["secrets.read", "secrets.write", "deploy"], 3600).token
+    once = attenuate(full, keys.public_key, secrets=["db/password", "api/*"])
+    twice = attenuate(once, keys.public_key, secrets=["api/x*", "db/*"], rights=["secrets.read"])
+    names = ["db/password", "db/password2", "db/passwor", "db/other", "api/", "api/x", "api/xy", "api/y", "apix",
+             "other", "db/password/x"]
+    assert secret_patterns(full) == []
+    for token in (full, once, twice):
+        checks, parsed = secret_patterns(token), parse(token, keys.public_key)
+        for name in names:
+            try:
+                authorize(parsed, Request("secrets.read", secret=name), time.time())
+                allowed = True
+            except PermissionDenied:
+                allowed = False
+            assert secret_allowed(checks, name) == allowed, (name, token is once)
+    assert not secret_allowed(secret_patterns(once), "db/password2")
