@@ -1,6 +1,7 @@
 """The REST gateway of the session's Solo (tests/conftest.py), reached with a real HTTP client over 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import httpx
@@ -12,6 +13,27 @@ def rest_url(solo) -> str:
     rest = solo.supervisor.gateway.rest
     assert rest is not None, "the session's Solo serves no REST"
     return f"http://127.0.0.1:{rest.port}"
+
+
+@contextlib.contextmanager
+def own_gateway(solo, rest: dict | None = None, limits: dict | None = None):
+    """A gateway of its own on the suite's Solo (its own REST port, budgets and settings), stopped after."""
+    from solo.gateway.server import start_gateway
+    from solo.security.keys import KeyRing
+    from solo.security.tokens import authenticator
+
+    base = solo.supervisor.config
+    config = base.model_copy(update={
+        "gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0}),
+        "rest": base.rest.model_copy(update={"port": 0, **(rest or {})}),
+        "limits": base.limits.model_copy(update=limits or {})})
+    started = solo.run(start_gateway(config, solo.supervisor.registry_handle(),
+                                     authenticator(config, KeyRing(base.data_dir / "keys")),
+                                     solo.supervisor.event_log_handle()))
+    try:
+        yield started
+    finally:
+        solo.run(started.stop(0.5))
 
 
 def client(rest_url: str, token: str | None) -> httpx.Client:

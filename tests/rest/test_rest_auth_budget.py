@@ -6,28 +6,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from solo.security.keys import KeyRing
+from tests.rest.conftest import own_gateway
 
 
 @pytest.fixture(scope="module")
-def own_gateway(solo):
-    from solo.gateway.server import start_gateway
-    from solo.security.tokens import authenticator
-
-    base = solo.supervisor.config
-    config = base.model_copy(update={
-        "gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0}),
-        "rest": base.rest.model_copy(update={"port": 0}),
-        "limits": base.limits.model_copy(update={"auth_failures_per_second": 1, "auth_failures_burst": 5})})
-    started = solo.run(start_gateway(config, solo.supervisor.registry_handle(),
-                                     authenticator(config, KeyRing(base.data_dir / "keys")),
-                                     solo.supervisor.event_log_handle()))
-    yield started
-    solo.run(started.stop(0.5))
+def budgeted(solo):
+    with own_gateway(solo, limits={"auth_failures_per_second": 1, "auth_failures_burst": 5}) as gateway:
+        yield gateway
 
 
-def test_refused_authentications_are_budgeted_per_client(own_gateway, alice):
-    url = own_gateway.rest.url
+def test_refused_authentications_are_budgeted_per_client(budgeted, alice):
+    url = budgeted.rest.url
     with httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/v1/whoami", headers={"Authorization": f"Bearer {alice.token}"}).status_code == 200
         answers = [c.get("/v1/whoami", headers={"Authorization": "Bearer forged"}) for _ in range(12)]
@@ -36,5 +25,8 @@ def test_refused_authentications_are_budgeted_per_client(own_gateway, alice):
         limited = next(a for a in answers if a.status_code == 429)
         assert "too many refused authentications from 127.0.0.1" in limited.json()["message"]
         assert int(limited.headers["Retry-After"]) >= 1
+        # a route that takes a body checks the token before reading it, within the same budget
+        posted = c.post("/v1/services", json={"name": "x", "source": "x"}, headers={"Authorization": "Bearer forged"})
+        assert posted.status_code == 429 and "refused authentications" in posted.json()["message"]
         # a token already known good still works from that source
         assert c.get("/v1/whoami", headers={"Authorization": f"Bearer {alice.token}"}).status_code == 200

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from solo.security.keys import KeyRing
 from tests.conftest import source, wait_for
+from tests.rest.conftest import own_gateway
 
 FLOOD = source("""
     class Flood:
@@ -61,19 +61,9 @@ def test_a_valid_token_has_its_body_waited_for(rest_url, alice):
 
 
 @pytest.fixture(scope="module")
-def own_gateway(solo):
-    from solo.gateway.server import start_gateway
-    from solo.security.tokens import authenticator
-
-    base = solo.supervisor.config
-    config = base.model_copy(update={
-        "gateway": base.gateway.model_copy(update={"port": 0, "metrics_port": 0}),
-        "rest": base.rest.model_copy(update={"port": 0, "write_timeout_seconds": 2.0})})
-    started = solo.run(start_gateway(config, solo.supervisor.registry_handle(),
-                                     authenticator(config, KeyRing(base.data_dir / "keys")),
-                                     solo.supervisor.event_log_handle()))
-    yield started
-    solo.run(started.stop(0.5))
+def short_writes(solo):
+    with own_gateway(solo, rest={"write_timeout_seconds": 2.0}) as gateway:
+        yield gateway
 
 
 def _in_flight(url: str, token: str, service: str) -> int:
@@ -82,8 +72,8 @@ def _in_flight(url: str, token: str, service: str) -> int:
     return int(found.get("in_flight", 0))
 
 
-def test_a_stream_whose_reader_stops_reading_is_dropped_and_its_slot_comes_back(own_gateway, alice, name):
-    url, state = own_gateway.rest.url, own_gateway.rest.server.server_state
+def test_a_stream_whose_reader_stops_reading_is_dropped_and_its_slot_comes_back(short_writes, alice, name):
+    url, state = short_writes.rest.url, short_writes.rest.server.server_state
     alice.deploy(FLOOD, name, filename="flood.py")
     try:
         body = b"[262144, 400]"  # 100 MiB of results, far more than the socket buffers between us hold
