@@ -25,6 +25,12 @@ MAX_REASON = 2000  # characters of a reason (often a service's exception text) k
 MAX_NODE_TEXT = 200  # characters of a node id or IP in an event (they come from Ray, kept short anyway)
 
 
+def _said(record, text: str) -> str:
+    """A service's words for its status message: capped and without its env values, like an event's reason (its
+    vault values are scrubbed where they are known, in its host: runtime/host.py)."""
+    return redact_text(text, record.spec.env)[:MAX_REASON]
+
+
 @dataclass(frozen=True)
 class Placement:
     address: str
@@ -181,7 +187,7 @@ class RegistryState:
             return
         if self.services.get(record.key) is not record or record.state in ("STOPPING", "STOPPED"):
             return
-        record.state, record.message, record.placement = "FAILED", message, None
+        record.state, record.message, record.placement = "FAILED", _said(record, message), None
         self._emit(record, "service.failed", version=record.version, reason=message)
         self._bump()
 
@@ -287,13 +293,14 @@ class RegistryState:
         record.placement = None
         if record.restarts >= max_restarts:
             record.state = "FAILED"
-            record.message = f"crashed {record.restarts + 1} time(s), restart limit {max_restarts} reached: {message}"
+            record.message = _said(record, f"crashed {record.restarts + 1} time(s), restart limit {max_restarts} "
+                                           f"reached: {message}")
             self._emit(record, "service.failed", version=record.version, reason=record.message, after_crash=True)
             self._bump()
             return None
         record.restarts += 1
         record.state = "RESTARTING"
-        record.message = f"restart {record.restarts} of {max_restarts} after: {message}"
+        record.message = _said(record, f"restart {record.restarts} of {max_restarts} after: {message}")
         self._emit(record, "service.restarting", version=record.version, attempt=record.restarts, after_crash=True)
         self._bump()
         return record
@@ -342,7 +349,7 @@ class RegistryState:
         if self.services.get(record.key) is not record or record.state != "RESTARTING":
             return
         record.state, record.placement = "FAILED", None
-        record.message = f"could not be rescheduled after its node was lost: {reason}"
+        record.message = _said(record, f"could not be rescheduled after its node was lost: {reason}")
         self._emit(record, "service.failed", version=record.version, reason=record.message)
         self._bump()
 
@@ -381,7 +388,7 @@ class RegistryState:
 
     def stopped(self, tenant: str, name: str, remove: bool, message: str = "") -> ServiceRecord:
         record = self.get(tenant, name)
-        record.state, record.placement, record.message = "STOPPED", None, message
+        record.state, record.placement, record.message = "STOPPED", None, _said(record, message)
         self._emit(record, "service.removed" if remove else "service.stopped", version=record.version)
         self.snapshots.pop(record.key, None)  # a later start is a new run: it never gets this run's state
         if remove:

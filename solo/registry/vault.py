@@ -158,14 +158,17 @@ class VaultMixin:
         return list(record.spec.secrets) if record is not None else []
 
     async def vault_rotate(self, tenant: str, who: dict | None = None) -> dict:
-        def rotate(vault: Vault) -> tuple[str, int, int]:
+        def rotate(vault: Vault) -> tuple[str, int, int, list[str]]:
             kid, count = vault.rotate()
-            return kid, count, len(vault.unreadable)
+            return kid, count, len(vault.unreadable), list(vault.skipped)
         await self._vault_open()
         async with self._vault_gate.alone():
-            kid, rewrapped, unreadable = await self._in_vault_thread(rotate, self._vault)
+            kid, rewrapped, unreadable, skipped = await self._in_vault_thread(rotate, self._vault)
         if unreadable:
             log.warning("the master-key rotation left %d secret versions that did not decrypt as they were", unreadable)
+        if skipped:
+            log.warning("the master-key rotation could not read the vault files of tenants %s; the old key is kept "
+                        "until they are restored", ", ".join(skipped))
         await self._audit_change(self._vault_event(tenant, "vault.key_rotated", "vault", who, key_id=kid,
                                                    rewrapped=rewrapped, unreadable=unreadable))
         return {"key_id": kid, "rewrapped": rewrapped}

@@ -83,6 +83,7 @@ class Wire:
         self.reader, self.writer, self.handler = reader, writer, handler
         self.max_message = max_message
         self.name = name
+        self.scrub: Callable[[str], str] | None = None  # a host's: the service's secrets out of its error texts
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
         self._incoming = asyncio.Semaphore(max_incoming)
@@ -103,7 +104,11 @@ class Wire:
         finally:
             self._waiting.pop(call_id, None)
         if "error" in header:
-            raise error_from(header["error"], strict=self.name == "host")
+            error = error_from(header["error"], strict=self.name == "host")
+            if self.scrub is not None:
+                error.message = self.scrub(error.message)
+                error.args = (error.message,)
+            raise error
         return header, answer
 
     async def _read_loop(self) -> None:

@@ -39,7 +39,7 @@ from solo.runtime.sandbox import CellPolicy, SandboxUnavailable, check_data_dir
 from solo.security import seal
 from solo.security.node_tls import NodeTls
 from solo.security.ratelimit import Rate, RateLimiter
-from solo.security.vault import SEAL_PURPOSE
+from solo.security.vault import SEAL_PURPOSE, scrubber
 
 log = logging.getLogger("solo.host")
 DISCOVER_RATE = 20.0  # lookups a second a cell may ask its host for (each is a registry call), burst 2 s of it
@@ -71,6 +71,7 @@ class ServiceHost:
         seal_to = channel.get("seal_to", "")  # the key leaves this host only sealed (once, here)
         self._key_out = seal.seal(seal_to, self._key, "host key") if seal_to else self._key
         self._secrets_key = seal.new_key()  # the registry seals a service's vault secrets to it (registry/vault.py)
+        self._said = str  # what the service's texts pass through (set at load: its secrets and env values out)
         self._tls_problem: Exception | None = None
         self._tls = None
         try:
@@ -184,6 +185,8 @@ class ServiceHost:
                       "class_name": class_name, "env": dict(env), "config_json": config_json, "labels": dict(labels),
                       "max_concurrency": max_concurrency, "egress": list(allow_egress),
                       "secrets": self._open_secrets(secrets)}
+            # the service's failure texts leave the host (to status, events, the WAL) without its secrets or env values
+            self._said = cell.wire.scrub = scrubber(header["secrets"], header["env"])
             cell.egress.rules = parse_rules(allow_egress)  # what the host checks; the cell's copy is a convenience
             self._logs = LogShipper(self._send_logs, version)  # the host tags each line, not the cell
             cell.capture(f"{tenant}/{name}", self._logs.add)  # labelled with the service and kept from now on
@@ -419,7 +422,7 @@ class ServiceHost:
         if self._loaded is None:
             return True, "idle"
         answer, _ = await self._ask("health", "its health check (healthy())", HEALTH_SECONDS)
-        return answer.get("ok") is True, _text(answer.get("why"), 1000)
+        return answer.get("ok") is True, self._said(_text(answer.get("why"), 1000))
 
     async def stop(self, grace_seconds: float = 5.0) -> str:
         """Drain in-flight calls (up to the grace period), run the stop hook, end the cell."""
@@ -434,7 +437,7 @@ class ServiceHost:
             if self._loaded is not None:
                 try:
                     answer, _ = await cell.request("stop", timeout=grace_seconds + 1.0, grace_seconds=grace_seconds)
-                    message = _text(answer.get("message"), 1000)
+                    message = self._said(_text(answer.get("message"), 1000))
                 except TimeoutError:
                     message = "stop() did not return within the grace period"
                 except SoloError as exc:

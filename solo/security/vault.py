@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,7 @@ FORMAT = 1
 SEAL_PURPOSE = "service secrets"  # what the registry seals a service's secrets to its host for (security/seal.py)
 _NONCE = 12
 _MASTER_FILE = re.compile(r"master-([0-9a-f]{16})\.key")
+log = logging.getLogger("solo.vault")
 CACHED_TENANTS = 32  # tenants' files kept parsed in memory (the most recently used)
 
 
@@ -163,6 +165,30 @@ def write_durably(path: Path, data: str | bytes) -> None:
         os.close(fd)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _well_formed(data: dict) -> bool:
+    """The structure of a tenant's file (json.loads of it), so a damaged one is a clear error, never a KeyError."""
+    keys = data.get("keys")
+    if not isinstance(keys, dict):
+        return False
+    for key, entry in keys.items():
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key) or not isinstance(entry, dict):
+            return False
+        versions = entry.get("versions")
+        if not isinstance(entry.get("next"), int) or not _number(entry.get("created_at")) or \
+                not isinstance(versions, list) or not versions:
+            return False
+        for record in versions:
+            if not isinstance(record, dict) or not isinstance(record.get("version"), int) or \
+                    not _number(record.get("created_at")) or \
+                    not all(isinstance(record.get(f), str) for f in ("kid", "wrapped", "nonce", "ciphertext")):
+                return False
+    return True
+
+
 def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
@@ -272,6 +298,7 @@ class Vault:
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._cache_lock = threading.Lock()  # tenants' operations run in parallel threads
         self.unreadable: list[tuple[str, str, int]] = []  # versions the last rotation could not re-wrap
+        self.skipped: list[str] = []  # tenants whose files the last rotation could not read (old key kept)
         for stray in [*self.directory.glob("*.tmp"), *self.tenants_dir.glob("*.tmp")]:
             stray.unlink(missing_ok=True)  # a write a crash cut short (its file holds the old content)
         self.active, self.masters = self._open()
@@ -279,6 +306,11 @@ class Vault:
     # -- master keys -----------------------------------------------------------------------------
     def _open(self) -> tuple[str, dict[str, bytes]]:
         active, masters = self.keys.load()
+        if active is None and any(self.tenants_dir.glob("*.json")):
+            raise FailedPrecondition(f"the vault's master key is missing from {self.directory} but tenant files "
+                                     f"exist in {self.tenants_dir}: restore the key (master-<id>.key and `active`) "
+                                     "from your backup, or point [vault] master_key_file at it; a new key would not "
+                                     "open them")
         if active is None:  # a new vault (data directory): its first key
             raw = self.random(32)
             self.keys.add(raw)
@@ -293,6 +325,13 @@ class Vault:
 
     def rotate(self) -> tuple[str, int]:
         """A new master key; every data key re-wrapped under it; the old key deleted. Returns (id, re-wrapped)."""
+        if len(self.masters) > 1:  # an earlier rotation kept its old key for files it could not read: again
+            self.finish_rotation()
+        if self.skipped:
+            raise FailedPrecondition(f"the last rotation could not re-wrap the vault files of {len(self.skipped)} "
+                                     f"tenant(s) ({', '.join(self.skipped[:5])}; the head's log names the problem) "
+                                     "and keeps their old master key: restore those files from a backup (or remove "
+                                     "them), then rotate again")
         raw = self.random(32)
         self.keys.add(raw)                       # (1) on disk beside the old one
         self.masters[key_id(raw)] = raw
@@ -301,13 +340,20 @@ class Vault:
         return self.active, self.finish_rotation()
 
     def finish_rotation(self) -> int:
-        """(3) re-wrap every data key not under the active key, one tenant file at a time; (4) retire the others."""
-        rewrapped, self.unreadable = 0, []
+        """(3) re-wrap every data key not under the active key, one tenant file at a time; (4) retire the others.
+        A tenant file that cannot be read is skipped (and said): the old keys are kept until it is fixed, and
+        the next open (or rotation) finishes it; the other tenants are served meanwhile."""
+        rewrapped, self.unreadable, self.skipped = 0, [], []
         for path in sorted(self.tenants_dir.glob("*.json")):
             tenant = path.stem
             if not NAME_RE.fullmatch(tenant):
                 continue
-            data = self._load(tenant)
+            try:
+                data = self._load(tenant)
+            except FailedPrecondition as exc:
+                log.warning("the vault's rotation skipped tenant %s, kept its old master key: %s", tenant, exc.message)
+                self.skipped.append(tenant)
+                continue
             keys, changed = {}, 0
             for key, entry in data["keys"].items():
                 versions = []
@@ -324,8 +370,9 @@ class Vault:
             if changed:
                 self._save(tenant, {**data, "keys": keys})
                 rewrapped += changed
-        self.keys.retire(self.active)
-        self.masters = {self.active: self.masters[self.active]}
+        if not self.skipped:
+            self.keys.retire(self.active)
+            self.masters = {self.active: self.masters[self.active]}
         return rewrapped
 
     # -- tenant files ------------------------------------------------------------------------------
@@ -355,6 +402,9 @@ class Vault:
             raise FailedPrecondition(f"{path} cannot be read ({type(exc).__name__}); restore it from a backup") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("tenant") != tenant:
             raise FailedPrecondition(f"{path} is not a vault file of tenant {tenant!r}; restore it from a backup")
+        if not _well_formed(data):
+            raise FailedPrecondition(f"{path} is damaged (a secret or version without the fields a vault file "
+                                     f"holds); restore it from a backup (only tenant {tenant!r} is affected)")
         self._remember(tenant, data)
         return data
 
@@ -434,5 +484,32 @@ class Vault:
         return len(entry["versions"])
 
 
-__all__ = ["KEY_RE", "SEAL_PURPOSE", "SecretInfo", "Vault", "VaultCorrupt", "VaultLimits", "Version", "key_id", "open_value",
+MIN_SCRUBBED = 4  # shorter values are not looked for in text (they would garble it; they protect nothing anyway)
+
+
+def scrubber(opened: dict[str, str], env: dict[str, str] | None = None) -> Callable[[str], str]:
+    """What a host passes every text of its service through before it leaves the host (load, health, stop and
+    hook failures): each vault value given to the service (`opened`: key -> base64, as sealed to the host)
+    becomes [secret KEY], and each env value [env NAME] (events/redact.py)."""
+    from solo.events.redact import redact_text
+    values = {}
+    for key, encoded in opened.items():
+        try:
+            value = base64.b64decode(encoded).decode("utf-8", "replace")
+        except ValueError:
+            continue
+        if len(value) >= MIN_SCRUBBED:
+            values[key] = value
+    ordered = sorted(values.items(), key=lambda kv: -len(kv[1]))
+    env = dict(env or {})
+
+    def scrub(text: str) -> str:
+        for key, value in ordered:
+            if value in text:
+                text = text.replace(value, f"[secret {key}]")
+        return redact_text(text, env)
+    return scrub
+
+
+__all__ = ["KEY_RE", "SEAL_PURPOSE", "scrubber", "SecretInfo", "Vault", "VaultCorrupt", "VaultLimits", "Version", "key_id", "open_value",
            "rewrap", "seal_value", "validate_key", "write_durably"]

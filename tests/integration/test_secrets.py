@@ -416,3 +416,29 @@ def test_a_rollback_needs_secrets_read_on_the_versions_keys(solo, alice, name):
         assert allowed.rollback(name)["service"]["version"] == "1"
     assert alice.call(name, "secret", key) == "v"
     alice.stop(name, remove=True)
+
+
+def test_a_secret_quoted_by_a_failing_service_stays_out_of_its_status_events_and_files(solo, alice, name):
+    """The service's own exception quotes its secret (and an env value): its host scrubs both from the failure
+    text before it reaches the registry (status, events, checkpoint, WAL)."""
+    key, value, env_value = unique("quoted/"), f"pw{uuid.uuid4().hex[:12]}", f"env{uuid.uuid4().hex[:12]}"
+    alice.put_secret(key, value)
+    fails = source(f"""
+        import os
+        import solo
+
+        class Fails(solo.Service):
+            def __init__(self):
+                raise ValueError("bad " + self.context.secrets[{key!r}] + " and " + os.environ["TOKEN"])
+    """)
+    with pytest.raises(SoloError) as failed:
+        alice.deploy(fails, name, secrets=[key], env={"TOKEN": env_value}, max_restarts=0)
+    assert f"[secret {key}]" in str(failed.value) and value not in str(failed.value)
+    assert env_value not in str(failed.value)
+    status = str(alice.get(name))
+    assert value not in status and env_value not in status
+    events = str(alice.events(subject=name, limit=1000))
+    assert value not in events and env_value not in events
+    for text in (value, env_value):
+        assert files_holding([data_dir(solo)], text.encode()) == []
+    alice.stop(name, remove=True)

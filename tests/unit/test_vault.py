@@ -433,3 +433,38 @@ def test_a_tokens_secret_patterns_list_exactly_what_the_policy_allows(tmp_path):
                 allowed = False
             assert secret_allowed(checks, name) == allowed, (name, token is once)
     assert not secret_allowed(secret_patterns(once), "db/password2")
+
+
+@pytest.mark.parametrize("damage", ['{"format": 1, "tenant": "bob"}', '{"format": 1, "tenant": "bob", "keys": []}',
+                                    '{"format": 1, "tenant": "bob", "keys": {"a": {"next": 2}}}',
+                                    '{"format": 1, "tenant": "bob", "keys": {"a": {"next": 2, "created_at": 1, '
+                                    '"versions": [{"version": 1}]}}}', "not json"])
+def test_a_damaged_tenant_file_stops_only_that_tenant_and_a_rotation_keeps_the_old_key(tmp_path, damage):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "db/password", PLAIN)
+    vault.put("bob", "k", b"bob's")
+    (tmp_path / "vault" / "tenants" / "bob.json").write_text(damage)
+    vault = Vault(tmp_path / "vault")
+    with pytest.raises(FailedPrecondition, match="bob.json"):
+        vault.get("bob", "k")
+    with pytest.raises(FailedPrecondition, match="bob.json"):
+        vault.list("bob")
+    old = vault.active
+    new, rewrapped = vault.rotate()  # alice's key is re-wrapped; bob's file is skipped, the old key kept
+    assert rewrapped == 1 and vault.skipped == ["bob"] and old in vault.masters
+    reopened = Vault(tmp_path / "vault")  # the open finishes what it can and never fails for bob's file
+    assert reopened.get("alice", "db/password").value == PLAIN and reopened.active == new
+    with pytest.raises(FailedPrecondition, match="bob"):
+        reopened.rotate()  # not over a key bob's file may still need
+    (tmp_path / "vault" / "tenants" / "bob.json").unlink()  # the operator restores (here: removes) it
+    assert Vault(tmp_path / "vault").rotate()[1] == 1
+
+
+def test_a_missing_master_key_beside_tenant_files_is_refused_not_replaced(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    vault.put("alice", "a", PLAIN)
+    (tmp_path / "vault" / f"master-{vault.active}.key").unlink()
+    (tmp_path / "vault" / "active").unlink()
+    with pytest.raises(FailedPrecondition, match="master_key_file"):
+        Vault(tmp_path / "vault")
+    assert not list((tmp_path / "vault").glob("master-*.key"))
