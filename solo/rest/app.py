@@ -37,6 +37,7 @@ MAX_TIMEOUT = 86_400.0
 FIRST_WAIT = 1.0      # how long a stream's first message is waited for before its headers go out
 KEEPALIVE = 15.0      # an idle stream sends a comment this often (proxies close silent connections)
 THREAD_PARSE = 256 * 1024  # bodies larger than this are parsed off the event loop
+ABORT_GRACE = 1.0     # a stream its handler ended (a slow-consumer timer) has this long to write its last event
 
 
 class TooLarge(InvalidRequest):
@@ -267,7 +268,8 @@ class EventStream(StreamingResponse):
     for the client to read. Past it the connection is aborted (what is unsent is dropped: a close would wait for
     the client to read it) and the stream's handler cancelled, so a reader that stopped reading holds neither a
     connection ([rest] max_connections) nor the handler's slots, whether the handler ended it (a slow-consumer
-    timer) or is blocked handing it the next message (a streamed call)."""
+    timer: then its pending write gets ABORT_GRACE, not the whole timeout) or is blocked handing it the next
+    message (a streamed call)."""
 
     def __init__(self, content, write_timeout: float, stream: Stream):
         super().__init__(content, media_type="text/event-stream",
@@ -278,15 +280,29 @@ class EventStream(StreamingResponse):
         transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
 
         async def bounded(message) -> None:
+            sending = asyncio.ensure_future(send(message))
+            aborted = asyncio.ensure_future(self.stream.aborted.wait())
             try:
-                await asyncio.wait_for(send(message), self.write_timeout)
-            except TimeoutError:
-                log.info("REST stream %s: the client read nothing for %gs ([rest] write_timeout_seconds); "
-                         "its connection is dropped", self.stream.rpc, self.write_timeout)
-                self.stream.close()
-                if transport is not None:
-                    transport.abort()  # the server sees the disconnect and ends this response
-                raise StalledReader() from None
+                await asyncio.wait({sending, aborted}, timeout=self.write_timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not sending.done() and aborted.done():  # the handler gave up on this reader: a moment more
+                    await asyncio.wait({sending}, timeout=ABORT_GRACE)
+            except BaseException:
+                sending.cancel()
+                raise
+            finally:
+                aborted.cancel()
+            if sending.done():
+                sending.result()
+                return
+            sending.cancel()
+            log.info("REST stream %s: the client stopped reading (%s); its connection is dropped", self.stream.rpc,
+                     "the handler ended it" if self.stream.aborted.is_set() else
+                     f"nothing read for {self.write_timeout:g}s, [rest] write_timeout_seconds")
+            self.stream.close()
+            if transport is not None:
+                transport.abort()  # the server sees the disconnect and ends this response
+            raise StalledReader()
 
         try:
             await super().__call__(scope, receive, bounded)

@@ -140,7 +140,12 @@ class Stream:
         self.rpc, self.context = rpc, context
         context.queue = asyncio.Queue(maxsize=1)
         self.task = asyncio.create_task(self._pump(servicer, request))
-        context.on_abort = self.task.cancel
+        self.aborted = asyncio.Event()  # the handler gave up on the stream (e.g. its reader is too slow)
+        context.on_abort = self._abort
+
+    def _abort(self) -> None:
+        self.aborted.set()
+        self.task.cancel()
 
     async def _pump(self, servicer, request) -> None:
         try:

@@ -248,3 +248,43 @@ def test_a_stream_whose_reader_stalls_is_dropped_and_its_handler_cancelled():
         return transport.aborted, stream.task.done(), len(writes)
     aborted, handler_done, writes = asyncio.run(scenario())
     assert aborted and handler_done and writes == 4
+
+
+def test_a_stream_its_handler_ended_for_a_slow_reader_is_dropped_at_once():
+    """Watch and Logs end a stream whose reader is too slow (their slow-consumer timers): a write still pending
+    then gets a moment, not the whole write timeout, before the connection is dropped."""
+    import grpc
+
+    from solo.rest.app import ABORT_GRACE, EventStream
+    from solo.rest.server import TRANSPORT_EXTENSION
+
+    class Impatient:
+        async def Watch(self, request, context):
+            await context.write(pb.Event(id=1))
+            await asyncio.sleep(0.3)  # the reader took nothing more: the handler's timer fires
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too slow")
+
+    async def scenario():
+        stream = Stream(Impatient(), "Watch", pb.WatchRequest(), RestContext((), ""))
+        gone = asyncio.Event()
+        transport = SimpleNamespace(abort=gone.set)
+
+        async def events():
+            while await stream.next() is not END:
+                yield b"data: {}\n\n"
+            yield b"event: error\n\n"
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                await asyncio.Event().wait()  # the client reads the head, then nothing
+
+        async def receive():
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(EventStream(events(), 3600, stream)(
+            {"type": "http", "extensions": {TRANSPORT_EXTENSION: transport}}, receive, send), 60)
+        return gone.is_set(), asyncio.get_running_loop().time() - started
+    dropped, seconds = asyncio.run(scenario())
+    assert dropped and seconds < 30 * ABORT_GRACE  # not the hour of write timeout
