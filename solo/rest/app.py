@@ -75,8 +75,9 @@ def _context(request: Request, request_id: str) -> RestContext:
 
 
 class BodyBudget:
-    """The bytes of request bodies held at once, all requests together ([rest] max_body_bytes_in_flight): bodies
-    are read before the token is checked, so without it max_connections x max_body_bytes could be held."""
+    """The bytes of request bodies held at once, all requests together ([rest] max_body_bytes_in_flight): without
+    it the callers with valid tokens could make REST hold max_connections x max_body_bytes (a body is read only
+    once its token authenticates, rest/auth.py)."""
 
     def __init__(self, total: int):
         self.total, self.held = total, 0
