@@ -238,6 +238,9 @@ class VaultConfig(_Section):
                                       "drops the oldest")
     max_tenant_bytes: int = Field(default=8 << 20, ge=1024, description="bytes of encrypted values (every version "
                                   "kept) a tenant may store; past it a put is RESOURCE_EXHAUSTED")
+    write_bytes_per_second: int = Field(default=1 << 20, ge=1024, description="bytes of vault file a tenant may "
+                                        "make the head rewrite a second (each put and delete rewrites and fsyncs "
+                                        "its whole file); past it a put or delete is RESOURCE_EXHAUSTED")
     master_key_file: Path | None = Field(default=None, description="the vault's master key (32 bytes, base64) "
                                          "somewhere off the data disk, e.g. a mounted Kubernetes Secret; unset = "
                                          "<data_dir>/vault/master-<id>.key, made on first start")

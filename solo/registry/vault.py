@@ -92,7 +92,7 @@ class VaultMixin:
                 if self._vault is None:
                     c = self.config.vault
                     limits = VaultLimits(c.max_secret_bytes, c.max_secrets_per_tenant, c.max_versions_per_key,
-                                         c.max_tenant_bytes)
+                                         c.max_tenant_bytes, c.write_bytes_per_second)
                     self._vault = await self._in_vault_thread(Vault, self.config.data_dir / "vault", limits,
                                                               c.master_key_file)
 

@@ -50,6 +50,7 @@ _NONCE = 12
 _MASTER_FILE = re.compile(r"master-([0-9a-f]{16})\.key")
 log = logging.getLogger("solo.vault")
 CACHED_TENANTS = 32  # tenants' files kept parsed in memory (the most recently used)
+WRITE_BUDGETS = 100_000  # tenants whose write budgets are remembered (the least recently writing forgotten)
 
 
 class VaultCorrupt(Exception):
@@ -62,6 +63,7 @@ class VaultLimits:
     max_secrets_per_tenant: int = 1000
     max_versions_per_key: int = 10
     max_tenant_bytes: int = 8 << 20
+    write_bytes_per_second: int = 1 << 20  # a tenant's file rewrites (each put and delete rewrites and fsyncs it)
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,7 @@ class Vault:
         self._cache_lock = threading.Lock()  # tenants' operations run in parallel threads
         self.unreadable: list[tuple[str, str, int]] = []  # versions the last rotation could not re-wrap
         self.skipped: list[str] = []  # tenants whose files the last rotation could not read (old key kept)
+        self._budgets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tenant -> (bytes left, when)
         for stray in [*self.directory.glob("*.tmp"), *self.tenants_dir.glob("*.tmp")]:
             stray.unlink(missing_ok=True)  # a write a crash cut short (its file holds the old content)
         self.active, self.masters = self._open()
@@ -408,10 +411,31 @@ class Vault:
         self._remember(tenant, data)
         return data
 
-    def _save(self, tenant: str, data: dict) -> None:
+    def _spend(self, tenant: str, size: int) -> None:
+        """A put or delete rewrites (and fsyncs) the tenant's whole file: its bytes are charged to the tenant's
+        budget of [vault] write_bytes_per_second (one second's worth at most saved up). A write is refused while
+        the budget is in debt, so one tenant's disk writes stay under that rate plus one file."""
+        rate = self.limits.write_bytes_per_second
+        now = self.clock()
+        with self._cache_lock:
+            left, when = self._budgets.pop(tenant, (float(rate), now))
+            left = min(float(rate), left + max(0.0, now - when) * rate)
+            if left < 0:
+                self._budgets[tenant] = (left, now)
+                raise Overloaded(f"tenant {tenant!r} rewrote its vault file faster than [vault] write_bytes_per_second "
+                                 f"({rate} bytes; each put or delete rewrites all its secrets); retry in "
+                                 f"{-left / rate:.1f}s, or keep fewer or smaller versions")
+            self._budgets[tenant] = (left - size, now)
+            while len(self._budgets) > WRITE_BUDGETS:
+                self._budgets.popitem(last=False)
+
+    def _save(self, tenant: str, data: dict, charged: bool = False) -> None:
         path = self._path(tenant)
         if data["keys"]:
-            self.write(path, json.dumps(data, sort_keys=True))
+            text = json.dumps(data, sort_keys=True)
+            if charged:
+                self._spend(tenant, len(text))
+            self.write(path, text)
         else:
             path.unlink(missing_ok=True)
         self._remember(tenant, data)
@@ -443,7 +467,7 @@ class Vault:
             raise Overloaded(f"tenant {tenant!r} would store more than [vault] max_tenant_bytes "
                              f"({self.limits.max_tenant_bytes} bytes, every version kept counts); remove secrets "
                              "(`solo secrets rm`) first")
-        self._save(tenant, new_data)
+        self._save(tenant, new_data, charged=True)
         return Version(key, version, now)
 
     def _entry(self, tenant: str, key: str) -> dict:
@@ -480,7 +504,7 @@ class Vault:
     def delete(self, tenant: str, key: str) -> int:
         entry = self._entry(tenant, key)
         data = self._load(tenant)
-        self._save(tenant, {**data, "keys": {k: v for k, v in data["keys"].items() if k != key}})
+        self._save(tenant, {**data, "keys": {k: v for k, v in data["keys"].items() if k != key}}, charged=True)
         return len(entry["versions"])
 
 

@@ -411,8 +411,7 @@ def test_a_tokens_secret_patterns_list_exactly_what_the_policy_allows(tmp_path):
     import time
 
     from solo.errors import PermissionDenied
-    from solo.security.capabilities import (Request, attenuate, authorize, mint, parse, secret_allowed,
-                                            secret_patterns)
+    from solo.security.capabilities import Request, attenuate, authorize, mint, parse, secret_allowed, secret_patterns
     from solo.security.keys import KeyRing
 
     keys = KeyRing(tmp_path / "keys")
@@ -468,3 +467,38 @@ def test_a_missing_master_key_beside_tenant_files_is_refused_not_replaced(tmp_pa
     with pytest.raises(FailedPrecondition, match="master_key_file"):
         Vault(tmp_path / "vault")
     assert not list((tmp_path / "vault").glob("master-*.key"))
+
+
+def test_a_stale_temporary_file_or_link_is_never_written_through(tmp_path):
+    target = tmp_path / "vault" / "master-x.key"
+    target.parent.mkdir()
+    stale = target.with_name(target.name + ".tmp")
+    stale.write_text("old")
+    os.chmod(stale, 0o666)  # a wider mode would be kept by an O_TRUNC open of it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    write_durably(target, "key bytes")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "key bytes"
+    stale.symlink_to(elsewhere)  # a link planted under the temporary name is not followed
+    write_durably(target, "new key")
+    assert elsewhere.read_text() == "untouched" and target.read_text() == "new key"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and not target.is_symlink()
+
+
+def test_a_tenants_file_rewrites_are_bounded_by_write_bytes_per_second(tmp_path):
+    """Each put and delete rewrites (and fsyncs) the tenant's whole file: its bytes are charged to the tenant's
+    budget; past it the tenant is refused for a while and another tenant is not."""
+    now = [1000.0]
+    vault = Vault(tmp_path / "vault", VaultLimits(max_secret_bytes=64 * 1024, write_bytes_per_second=100_000),
+                  clock=lambda: now[0])
+    big = b"x" * 60_000
+    vault.put("alice", "a", big)  # ~80 KB of JSON: within the second's budget
+    vault.put("alice", "b", big)  # ~160 KB: allowed (the budget was not in debt), leaves it in debt
+    with pytest.raises(Overloaded, match="write_bytes_per_second"):
+        vault.put("alice", "c", b"small")
+    with pytest.raises(Overloaded, match="write_bytes_per_second"):
+        vault.delete("alice", "a")
+    vault.put("bob", "a", big)  # another tenant has its own budget
+    now[0] += 3.0  # the debt is paid back at the rate
+    assert vault.put("alice", "c", b"small").version == 1
+    assert [s.key for s in vault.list("alice")] == ["a", "b", "c"]
