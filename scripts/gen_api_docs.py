@@ -91,6 +91,10 @@ RPC_NOTES = {
                  "`UNAVAILABLE` when it cannot be.",
     "ListSecrets": "Keys (never values) under `prefix`, with their newest version and versions kept; needs "
                    "`secrets.read` on the prefix, and lists only the keys the token may read.",
+    "SwapService": "The new code gets the service's secrets: needs `secrets.read` on each; `FAILED_PRECONDITION` "
+                   "(retry) when the service's secrets changed while the swap waited for it.",
+    "RollbackService": "The version rolled back to gets its secrets' newest values: needs `secrets.read` on each "
+                       "of its keys; `FAILED_PRECONDITION` (retry) when they changed while the rollback waited.",
     "DeleteSecret": "Removes every version of a secret; needs `secrets.write` on the key. Event `secret.deleted`. "
                     "A service deployed with it fails its next start until the key is put again.",
     "RotateMasterKey": "Operator only: a new master key, every data key re-wrapped under it, the old key deleted; a "
