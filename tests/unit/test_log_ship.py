@@ -30,18 +30,24 @@ def test_lines_are_tagged_by_the_host_and_sent_in_batches():
                      [123.0, "stderr", "7", "x" * logship.MAX_TEXT]]
 
 
-def test_while_the_registry_refuses_at_most_max_pending_waits_and_the_loss_is_said(monkeypatch):
-    monkeypatch.setattr(logship, "SEND_EVERY", 0.01)
-    monkeypatch.setattr(logship, "RETRY_MAX", 0.02)
+def refusing_registry():
+    """A send() that raises until state["up"] is set, and the batches it took once up."""
     sent: list[list] = []
     state = {"up": False}
 
-    async def main():
-        async def send(batch):
-            if not state["up"]:
-                raise ConnectionError("the registry is restarting")
-            sent.append(batch)
+    async def send(batch):
+        if not state["up"]:
+            raise ConnectionError("the registry is restarting")
+        sent.append(batch)
+    return send, sent, state
 
+
+def test_while_the_registry_refuses_at_most_max_pending_waits_and_the_loss_is_said(monkeypatch):
+    monkeypatch.setattr(logship, "SEND_EVERY", 0.01)
+    monkeypatch.setattr(logship, "RETRY_MAX", 0.02)
+    send, sent, state = refusing_registry()
+
+    async def main():
         shipper = LogShipper(send, "1")
         for _ in range(300):
             shipper.add("stdout", ["y" * 8000])  # 2.4 MB offered
@@ -139,15 +145,9 @@ def test_the_registry_asks_for_longer_pauses_when_many_hosts_send(monkeypatch):
 
 def test_empty_lines_count_too_so_a_flood_of_newlines_is_bounded(monkeypatch):
     monkeypatch.setattr(logship, "RETRY_MAX", 0.02)
-    sent: list[list] = []
-    state = {"up": False}
+    send, sent, state = refusing_registry()
 
     async def main():
-        async def send(batch):
-            if not state["up"]:
-                raise ConnectionError("the registry is restarting")
-            sent.append(batch)
-
         shipper = LogShipper(send, "1")
         for _ in range(100):
             shipper.add("stdout", [""] * 10_000)  # a million empty lines
