@@ -4,8 +4,11 @@ Tests that need Ray use the `solo` fixture; tests/unit needs neither Ray nor the
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socketserver
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,3 +112,22 @@ def in_flight(client, service: str) -> int:
 
 def source(text: str) -> str:
     return textwrap.dedent(text).lstrip()
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall(b"pong:" + self.request.recv(100))
+
+
+@contextlib.contextmanager
+def tcp_echo_servers(count: int = 2):
+    """`count` TCP servers on 127.0.0.1 answering b"pong:" + what they got; yields their ports."""
+    servers = [socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo) for _ in range(count)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield [s.server_address[1] for s in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socketserver
 import subprocess
 import sys
-import threading
 import tomllib
 
 import grpc
@@ -25,7 +23,7 @@ from solo._proto import solo_pb2_grpc
 from solo.config_reload import ConfigSource, toml_text
 from solo.errors import FailedPrecondition, InvalidRequest, Overloaded, PermissionDenied
 from solo.gateway.group import GROUP_FILE, GroupFile
-from tests.conftest import EXAMPLES, source, wait_for
+from tests.conftest import EXAMPLES, source, tcp_echo_servers, wait_for
 
 ECHO = EXAMPLES / "echo.py"
 FETCH = source("""
@@ -42,20 +40,10 @@ FETCH = source("""
 """)
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        self.request.sendall(b"pong:" + self.request.recv(100))
-
-
 @pytest.fixture(scope="module")
 def ports():
-    servers = [socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo) for _ in range(2)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield [s.server_address[1] for s in servers]
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with tcp_echo_servers(2) as ports:
+        yield ports
 
 
 def base(ports) -> dict:

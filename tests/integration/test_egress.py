@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import socketserver
-import threading
 import time
 
 import pytest
 
 from solo import PermissionDenied, SoloClient, SoloError
-from tests.conftest import source
+from tests.conftest import source, tcp_echo_servers
 
 CLIENT = source("""
     import asyncio, socket
@@ -37,21 +35,10 @@ CLIENT = source("""
 """)
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        data = self.request.recv(100)
-        self.request.sendall(b"pong:" + data)
-
-
 @pytest.fixture(scope="module")
 def echo_servers():
-    servers = [socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo) for _ in range(2)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield [s.server_address[1] for s in servers]
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with tcp_echo_servers(2) as ports:
+        yield ports
 
 
 def start_solo(data_dir, namespace: str, tenant_egress: dict):
